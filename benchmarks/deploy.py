@@ -1,0 +1,129 @@
+"""Benchmark: deploy times, idempotent re-deploy, probe latency. Prints one JSON object.
+
+    .venv/bin/python benchmarks/deploy.py [--probe-runs 50] [--keep]
+
+Deploys its own instance (memops-bench, ports 28379/28432/28333) from nothing,
+deploys it again, probes the whole stack repeatedly, stops Redis and times a
+probe of the stopped service, then tears the instance down (unless --keep).
+Goals from issue #2: re-deploy/first deploy <= 0.25, probe median <= 250 ms,
+a probe of a stopped service bounded by its timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from memops.health import probe_all  # noqa: E402
+from memops.inventory import resolve_inventory  # noqa: E402
+from memops.ops.deploy import run_deploy  # noqa: E402
+from memops.playbook import PlaybookOptions  # noqa: E402
+from memops.targets import load_targets  # noqa: E402
+
+INSTANCE = "memops-bench"
+INVENTORY = str(PROJECT_DIR / "benchmarks" / "inventory")
+
+
+def teardown() -> None:
+    """Remove every trace of the bench instance, so the next deploy starts from nothing."""
+    for pidfile in (f"/run/redis-{INSTANCE}.pid", f"/run/qdrant-{INSTANCE}.pid"):
+        subprocess.run(
+            ["start-stop-daemon", "--stop", "--oknodo", "--pidfile", pidfile, "--retry", "5"],
+            capture_output=True,
+            check=False,
+        )
+        Path(pidfile).unlink(missing_ok=True)
+    if shutil.which("pg_dropcluster") and Path(f"/etc/postgresql/15/{INSTANCE}").exists():
+        subprocess.run(["pg_dropcluster", "--stop", "15", INSTANCE], check=True)
+    for path in Path("/etc/redis").glob(f"{INSTANCE}*"):
+        path.unlink()
+    for directory in (
+        f"/var/lib/redis/{INSTANCE}",
+        f"/etc/qdrant/{INSTANCE}",
+        f"/opt/qdrant/{INSTANCE}",
+        f"/var/lib/qdrant/{INSTANCE}",
+    ):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def timed_deploy() -> tuple[float, int]:
+    started = time.perf_counter()
+    outcome = run_deploy(INVENTORY, PlaybookOptions(), echo=False, command="benchmark-deploy")
+    elapsed = time.perf_counter() - started
+    if outcome.exit_code != 0:
+        raise SystemExit(f"benchmark deploy failed: {outcome.error}")
+    return elapsed, outcome.result.changed if outcome.result else -1
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probe-runs", type=int, default=50)
+    parser.add_argument("--probe-timeout", type=float, default=2.0)
+    parser.add_argument("--keep", action="store_true", help="leave the bench instance running")
+    args = parser.parse_args()
+
+    teardown()
+    first_s, first_changed = timed_deploy()
+    second_s, second_changed = timed_deploy()
+
+    targets = load_targets(resolve_inventory(INVENTORY).state_dir)
+    stack_ms = []
+    for _ in range(args.probe_runs):
+        started = time.perf_counter()
+        results = probe_all(targets.components, args.probe_timeout, 1)
+        stack_ms.append((time.perf_counter() - started) * 1000)
+        if any(result.failed for result in results.values()):
+            raise SystemExit("benchmark: a probe of the healthy stack failed")
+
+    subprocess.run(
+        ["start-stop-daemon", "--stop", "--pidfile", f"/run/redis-{INSTANCE}.pid", "--retry", "5"],
+        check=True,
+    )
+    redis_only = {"redis": targets.components["redis"]}
+    started = time.perf_counter()
+    stopped = probe_all(redis_only, args.probe_timeout, 1)["redis"]
+    stopped_ms = (time.perf_counter() - started) * 1000
+
+    if not args.keep:
+        teardown()
+    print(
+        json.dumps(
+            {
+                "first_deploy_s": round(first_s, 2),
+                "first_deploy_changed": first_changed,
+                "redeploy_s": round(second_s, 2),
+                "redeploy_changed": second_changed,
+                "redeploy_ratio": round(second_s / first_s, 3),
+                "redeploy_ratio_goal": 0.25,
+                "probe_runs": args.probe_runs,
+                "stack_probe_median_ms": round(statistics.median(stack_ms), 1),
+                "stack_probe_p95_ms": round(percentile(stack_ms, 0.95), 1),
+                "stack_probe_median_goal_ms": 250,
+                "stopped_redis_probe_ms": round(stopped_ms, 1),
+                "stopped_redis_reason_codes": list(stopped.reason_codes),
+                "probe_timeout_ms": args.probe_timeout * 1000,
+                "probe_retries": 1,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

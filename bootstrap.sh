@@ -1,0 +1,41 @@
+#!/bin/sh
+# Set up memops on a fresh Debian 12 machine with python3 and root (or sudo):
+# the Debian packages Python needs for a venv, then .venv with memops and its
+# test tools. Safe to run again: it skips what is already done.
+set -eu
+cd "$(dirname "$0")"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_install() {
+    if [ ! -f /tmp/.memops-apt-updated ]; then
+        $SUDO apt-get update -qq && touch /tmp/.memops-apt-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# Debian's python3 lacks venv/ensurepip until python3-venv is installed.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "bootstrap: installing python3-venv"
+    apt_install python3-venv
+fi
+# Ansible's service and daemon helpers used by the roles.
+if ! command -v start-stop-daemon >/dev/null 2>&1 || ! command -v setfacl >/dev/null 2>&1; then
+    echo "bootstrap: installing dpkg and acl tools"
+    apt_install dpkg acl
+fi
+
+stamp=".venv/.memops-installed"
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv"
+    python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    echo "bootstrap: installing memops and its tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    echo "$wanted" > "$stamp"
+fi
+echo "bootstrap: ready; run .venv/bin/invoke --list"

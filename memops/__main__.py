@@ -1,0 +1,36 @@
+"""`python -m memops …`: the entry point playbooks use to run memops logic where it runs.
+
+Each subcommand lives in its own module, which exposes ``register(subparsers)``;
+this file only wires them together. Users type `invoke …`, not this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module name -> it registers one or more subcommands
+_COMMAND_MODULES = (
+    "memops.cli.probe",
+    "memops.cli.migrate",
+    "memops.cli.standin",
+    "memops.cli.targets",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m memops")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

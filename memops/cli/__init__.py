@@ -1,0 +1,1 @@
+"""Subcommands of `python -m memops`, one module each."""

@@ -1,0 +1,124 @@
+"""`python -m memops probe KIND`: probe one component, for playbooks.
+
+The target (one component object, as in targets.json) comes from the
+MEMOPS_PROBE_TARGET environment variable, never from argv, because it holds a
+password or API key and argv is visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from memops.probes import probe_until_healthy
+from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
+from memops.targets import KINDS, Target, TargetsError, parse_target
+
+ENV_VAR = "MEMOPS_PROBE_TARGET"
+EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+
+_EPILOG = f"""\
+The target is read from ${ENV_VAR} as a JSON object, for example
+  {{"kind": "redis", "host": "127.0.0.1", "port": 16379, "password": "..."}}
+Prints the result as one JSON line on stdout.
+Exit status: 0 healthy (or degraded without --require-healthy), 1 failing (or
+degraded with --require-healthy), 2 bad arguments or target.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="probe one component (target JSON in $MEMOPS_PROBE_TARGET)",
+        description="Probe one Redis, PostgreSQL or Qdrant instance and print the result.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("kind", choices=KINDS, help="which probe to run")
+    parser.add_argument(
+        "--timeout", type=_positive, default=2.0, help="seconds per attempt (default 2)"
+    )
+    parser.add_argument(
+        "--retries", type=_non_negative_int, default=1, help="retries of a failed probe (1)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep re-probing until healthy or SECONDS have passed (after a start)",
+    )
+    parser.add_argument(
+        "--require-healthy", action="store_true", help="exit 1 when the result is not healthy"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = _target_from_env(args.kind)
+    except TargetsError as exc:
+        print(f"memops probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    result = probe_until_healthy(target, args.timeout, args.retries, args.wait)
+    print(json.dumps({"kind": target.kind, "endpoint": target.endpoint, **result.to_dict()}))
+
+    if result.state is State.HEALTHY:
+        return EXIT_OK
+    print(_summary(target, result), file=sys.stderr)
+    if result.state is State.FAILING or args.require_healthy:
+        return EXIT_UNHEALTHY
+    return EXIT_OK
+
+
+def _target_from_env(kind: str) -> Target:
+    raw = os.environ.get(ENV_VAR)
+    if not raw:
+        raise TargetsError(f"{ENV_VAR} is not set (it must hold the target as JSON)")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TargetsError(f"{ENV_VAR}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+    target = parse_target(kind, data, ENV_VAR, default_kind=kind)
+    if target.kind != kind:
+        raise TargetsError(f"{ENV_VAR}.kind is {target.kind!r} but the command probes {kind!r}")
+    return target
+
+
+def _summary(target: Target, result: ProbeResult) -> str:
+    """One line for humans, e.g. `redis probe failed at 127.0.0.1:16379: connect_refused (...)`."""
+    codes = ", ".join(code for code in result.reason_codes if code != RETRY_ATTEMPTED)
+    verb = "failed" if result.state is State.FAILING else "degraded"
+    line = f"{target.kind} probe {verb} at {target.endpoint}: {codes}"
+    return f"{line} ({result.error})" if result.error else line
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0 or value != value:  # negative or NaN
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value

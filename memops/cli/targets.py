@@ -1,0 +1,40 @@
+"""`python -m memops targets-write`: the deploy playbook's last step.
+
+The components arrive as JSON on stdin (they hold secrets, so never in argv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from memops.targets import TargetsError
+from memops.targets_file import merge_targets
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "targets-write",
+        help="merge deployed components (JSON on stdin) into STATE_DIR/targets.json",
+    )
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--inventory", required=True, help="inventory name recorded in the file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(sys.stdin.read())
+        components = payload.get("components", {})
+        deployment = payload.get("deployment", {})
+        if not isinstance(components, dict) or not isinstance(deployment, dict):
+            raise TargetsError("stdin: components and deployment must be JSON objects")
+        changed = merge_targets(args.state_dir, args.inventory, components, deployment)
+    except (ValueError, TargetsError) as exc:
+        print(f"memops targets-write: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"changed": changed}))
+    return 0

@@ -1,0 +1,1 @@
+"""What each invoke task does; tasks.py only parses options and calls these."""

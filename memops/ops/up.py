@@ -1,0 +1,74 @@
+"""`invoke up`: deploy the local stack, probe it, print what runs where."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from memops.health import run_cycle
+from memops.ops.deploy import run_deploy
+from memops.ops.health import load_inventory_targets
+from memops.ops.report import EXIT_OK, emit_json, error_line
+from memops.playbook import PlaybookOptions
+from memops.targets import TARGETS_FILE, TargetsError
+
+STANDIN_NOTE = (
+    "Qdrant stand-in (no Qdrant release was installable offline; set qdrant_archive "
+    "or qdrant_release_url + qdrant_release_sha256 for the real server)"
+)
+
+
+def up(inventory_spec: str, *, as_json: bool) -> int:
+    outcome = run_deploy(inventory_spec, PlaybookOptions(), echo=not as_json, command="up")
+    if outcome.exit_code != EXIT_OK:
+        if as_json:
+            emit_json({"ok": False, "stage": "deploy", "error": outcome.error})
+        error_line("up", outcome.error)
+        return outcome.exit_code
+    try:
+        state_dir, targets = load_inventory_targets(inventory_spec)
+    except TargetsError as exc:
+        error_line("up", str(exc))
+        return 2
+    snapshot = run_cycle(targets, state_dir)
+    deployment = _deployment_notes(state_dir)
+    rows = []
+    for name, component in sorted(snapshot.components.items()):
+        rows.append(
+            {
+                "component": name,
+                "endpoint": targets.components[name].endpoint,
+                "state": str(component.state),
+                "note": STANDIN_NOTE if deployment.get(name, {}).get("standin") else "",
+            }
+        )
+    if as_json:
+        emit_json(
+            {
+                "ok": snapshot.exit_code == EXIT_OK,
+                "inventory": targets.inventory,
+                "changed": outcome.result.changed if outcome.result else 0,
+                "health": snapshot.to_dict(),
+                "components": rows,
+                "state_dir": str(state_dir),
+            }
+        )
+    else:
+        print(f"\nmemops stack on inventory {targets.inventory} (state in {state_dir}):")
+        for row in rows:
+            note = f"  [{row['note']}]" if row["note"] else ""
+            print(f"  {row['component']:<12} {row['state']:<8} {row['endpoint']}{note}")
+        print(f"stack: {snapshot.state}; secrets and targets.json are in {state_dir} (mode 0600)")
+    if snapshot.exit_code != EXIT_OK:
+        error_line("up", f"stack is {snapshot.state} after deploy; run `invoke health` for details")
+    return snapshot.exit_code
+
+
+def _deployment_notes(state_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir / TARGETS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    notes = data.get("deployment", {})
+    return notes if isinstance(notes, dict) else {}

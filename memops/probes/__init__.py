@@ -1,0 +1,98 @@
+"""Health probes: one per component kind, each bounded by a timeout.
+
+A probe never raises: every outcome, including a bug in the probe, comes back
+as a ``ProbeResult``. Retrying is the caller's choice, through
+``probe_with_retries``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from memops.probes.postgresql import probe_postgresql
+from memops.probes.qdrant import probe_qdrant
+from memops.probes.redis import probe_redis
+from memops.probes.result import RETRY_ATTEMPTED, UNEXPECTED_ERROR, ProbeResult, State, failure
+from memops.targets import Target
+
+ProbeFunc = Callable[[Any, float], ProbeResult]
+
+PROBES: dict[str, ProbeFunc] = {
+    "redis": probe_redis,
+    "postgresql": probe_postgresql,
+    "qdrant": probe_qdrant,
+}
+
+__all__ = [
+    "PROBES",
+    "ProbeFunc",
+    "ProbeResult",
+    "State",
+    "probe_once",
+    "probe_until_healthy",
+    "probe_with_retries",
+]
+
+
+def probe_once(target: Target, timeout_s: float, probe: ProbeFunc | None = None) -> ProbeResult:
+    """Probe ``target`` once with the probe for its kind (or ``probe``)."""
+    started = time.perf_counter()
+    func = probe or PROBES[target.kind]
+    try:
+        return func(target, timeout_s)
+    except Exception as exc:  # a bug in a probe must not take the whole cycle down
+        return failure(UNEXPECTED_ERROR, f"probe crashed: {type(exc).__name__}", started)
+
+
+def probe_with_retries(
+    target: Target,
+    timeout_s: float,
+    retries: int = 1,
+    retry_delay_s: float = 0.2,
+    probe: ProbeFunc | None = None,
+) -> ProbeResult:
+    """Probe, and probe again up to ``retries`` times while the probe fails.
+
+    Only failures are retried, not soft degradations. When a retry happened the
+    result carries ``retry_attempted``, ``details["attempts"]`` and the codes of
+    the failed attempts in ``details["earlier_failures"]``.
+    """
+    result = probe_once(target, timeout_s, probe)
+    attempts = 1
+    earlier: list[str] = []
+    while result.failed and attempts <= retries:
+        earlier.extend(result.reason_codes)
+        time.sleep(retry_delay_s)
+        result = probe_once(target, timeout_s, probe)
+        attempts += 1
+    if attempts == 1:
+        return result
+    return ProbeResult(
+        state=result.state,
+        latency_ms=result.latency_ms,
+        reason_codes=(*result.reason_codes, RETRY_ATTEMPTED),
+        details={**result.details, "attempts": attempts, "earlier_failures": earlier},
+    )
+
+
+def probe_until_healthy(
+    target: Target,
+    timeout_s: float,
+    retries: int,
+    wait_s: float,
+    poll_interval_s: float = 1.0,
+    probe: ProbeFunc | None = None,
+) -> ProbeResult:
+    """Re-probe until the result is healthy or ``wait_s`` has passed; return the last result.
+
+    Meant for right after a service (re)start, when it may not accept
+    connections or may still be loading its data.
+    """
+    end = time.monotonic() + wait_s
+    while True:
+        result = probe_with_retries(target, timeout_s, retries, probe=probe)
+        if result.state is State.HEALTHY or time.monotonic() + poll_interval_s >= end:
+            return result
+        time.sleep(poll_interval_s)

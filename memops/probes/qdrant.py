@@ -1,0 +1,95 @@
+"""Qdrant probe over its REST API: /readyz, then every collection's status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from memops.probes.budget import Deadline
+from memops.probes.errors import classify_socket_error, safe_message
+from memops.probes.result import (
+    AUTH_FAILED,
+    COLLECTION_NOT_GREEN,
+    NOT_READY,
+    TIMEOUT,
+    UNEXPECTED_ERROR,
+    ProbeResult,
+    State,
+    failure,
+    from_findings,
+)
+from memops.targets import QdrantTarget
+
+
+class _ProbeFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def probe_qdrant(target: QdrantTarget, timeout_s: float) -> ProbeResult:
+    started = time.perf_counter()
+    deadline = Deadline(timeout_s)
+    # trust_env=False: a health probe talks to the service directly, never via
+    # the HTTP(S)_PROXY of whoever runs it.
+    client = httpx.Client(
+        base_url=target.url, verify=target.verify_tls, timeout=timeout_s, trust_env=False
+    )
+    headers = {"api-key": target.api_key} if target.api_key else {}
+    try:
+        with client:
+            # /readyz is open without the API key, so it is checked first and alone.
+            _get(client, "/readyz", deadline, {}, not_ready_on_503=True)
+            listing = _get(client, "/collections", deadline, headers).json()
+            names = [item["name"] for item in listing["result"]["collections"]]
+            statuses = {}
+            for name in names:
+                info = _get(client, f"/collections/{quote(name, safe='')}", deadline, headers)
+                statuses[name] = info.json()["result"]["status"]
+    except _ProbeFailed as exc:
+        return failure(exc.code, safe_message(exc, target.secrets), started)
+    except httpx.TimeoutException as exc:
+        return failure(TIMEOUT, f"timed out: {type(exc).__name__}", started)
+    except (KeyError, TypeError, ValueError) as exc:  # a body that is not Qdrant's JSON
+        message = f"unexpected response: {type(exc).__name__}: {exc}"
+        return failure(UNEXPECTED_ERROR, safe_message(message, target.secrets), started)
+    except Exception as exc:
+        classified = classify_socket_error(exc)
+        code, message = classified or (UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+        return failure(code, safe_message(message, target.secrets), started)
+
+    findings: dict[str, State] = {}
+    not_green = {name: status for name, status in statuses.items() if status != "green"}
+    if not_green:
+        red = "red" in not_green.values()
+        findings[COLLECTION_NOT_GREEN] = State.FAILING if red else State.DEGRADED
+    details: dict[str, Any] = {
+        "ready": True,
+        "collection_count": len(statuses),
+        "collections": statuses,
+    }
+    return from_findings(findings, started, details)
+
+
+def _get(
+    client: httpx.Client,
+    path: str,
+    deadline: Deadline,
+    headers: dict[str, str],
+    not_ready_on_503: bool = False,
+) -> httpx.Response:
+    """GET ``path`` within what is left of the budget; non-200 raises _ProbeFailed."""
+    if deadline.expired:
+        raise _ProbeFailed(TIMEOUT, f"time budget of {deadline.seconds:g}s spent before {path}")
+    response = client.get(path, headers=headers, timeout=deadline.remaining())
+    status = response.status_code
+    if status == 200:
+        return response
+    if status in (401, 403):
+        raise _ProbeFailed(AUTH_FAILED, f"GET {path} returned HTTP {status} (check the API key)")
+    if status == 503 and not_ready_on_503:
+        raise _ProbeFailed(NOT_READY, f"GET {path} returned HTTP 503: {response.text[:100]}")
+    raise _ProbeFailed(UNEXPECTED_ERROR, f"GET {path} returned HTTP {status}")

@@ -1,0 +1,101 @@
+"""The result every probe returns, and the health states it can report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Health of one component (or of the whole stack), best to worst."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    FAILING = "failing"
+
+
+_SEVERITY = {State.HEALTHY: 0, State.DEGRADED: 1, State.FAILING: 2}
+
+
+def worst(states: Iterable[State]) -> State:
+    """The worst of ``states``; an empty collection counts as healthy."""
+    return max(states, key=_SEVERITY.__getitem__, default=State.HEALTHY)
+
+
+# Reason codes. A probe reports OK when nothing is wrong. The failure codes
+# below come with state FAILING and count as a failed probe in the streak model.
+OK = "ok"
+CONNECT_REFUSED = "connect_refused"
+TIMEOUT = "timeout"
+AUTH_FAILED = "auth_failed"
+DNS_ERROR = "dns_error"
+TLS_ERROR = "tls_error"
+NOT_READY = "not_ready"
+UNEXPECTED_ERROR = "unexpected_error"
+
+RETRY_ATTEMPTED = "retry_attempted"  # added to the codes of a result that needed retries
+
+# Soft problems: the service answers, but something needs attention.
+MEMORY_NEAR_MAX = "memory_near_max"
+RDB_SAVE_FAILED = "rdb_save_failed"
+RDB_SAVE_STALE = "rdb_save_stale"
+REPLICA_LINK_DOWN = "replica_link_down"
+REPLICATION_LAG_HIGH = "replication_lag_high"
+SCHEMA_BEHIND = "schema_behind"
+COLLECTION_NOT_GREEN = "collection_not_green"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe of one component found.
+
+    ``details`` holds facts for humans and dashboards (never secrets); on a
+    failure, ``details["error"]`` is a short human-readable explanation.
+    """
+
+    state: State
+    latency_ms: float
+    reason_codes: tuple[str, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """True when the probe itself failed (as opposed to a soft degradation)."""
+        return self.state is State.FAILING
+
+    @property
+    def error(self) -> str | None:
+        return self.details.get("error")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "latency_ms": self.latency_ms,
+            "reason_codes": list(self.reason_codes),
+            "details": self.details,
+        }
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` value), rounded."""
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def failure(code: str, message: str, started: float, **details: Any) -> ProbeResult:
+    """A failing result with one failure reason code and a human message."""
+    return ProbeResult(State.FAILING, elapsed_ms(started), (code,), {**details, "error": message})
+
+
+def from_findings(
+    findings: dict[str, State], started: float, details: dict[str, Any]
+) -> ProbeResult:
+    """Combine soft findings (reason code -> state it implies) into one result.
+
+    No findings means healthy with reason code ``ok``.
+    """
+    if not findings:
+        return ProbeResult(State.HEALTHY, elapsed_ms(started), (OK,), details)
+    return ProbeResult(worst(findings.values()), elapsed_ms(started), tuple(findings), details)

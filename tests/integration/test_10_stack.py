@@ -1,0 +1,138 @@
+"""The test stack, deployed by `invoke deploy`: healthy, real data paths, idempotent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import redis
+from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
+from qdrant_client import QdrantClient
+
+from memops import workload
+from memops.migrate import current_version, latest_version
+from memops.targets import PostgresTarget, QdrantTarget, RedisTarget
+
+
+def _redis(stack: DeployedStack) -> redis.Redis:
+    target = stack.targets.components["redis"]
+    assert isinstance(target, RedisTarget)
+    return redis.Redis(host=target.host, port=target.port, password=target.password)
+
+
+def _postgres(stack: DeployedStack) -> psycopg.Connection:
+    target = stack.targets.components["postgresql"]
+    assert isinstance(target, PostgresTarget)
+    return psycopg.connect(
+        host=target.host,
+        port=target.port,
+        dbname=target.dbname,
+        user=target.user,
+        password=target.password,
+        autocommit=True,
+    )
+
+
+def _qdrant(stack: DeployedStack) -> QdrantClient:
+    target = stack.targets.components["qdrant"]
+    assert isinstance(target, QdrantTarget)
+    return QdrantClient(url=target.url, api_key=target.api_key, https=False, timeout=10)
+
+
+def test_deploy_reports_every_component_healthy(deployed_stack: DeployedStack) -> None:
+    run = invoke("health", "--inventory", TEST_INVENTORY, "--json")
+
+    snapshot = run.json()
+    assert run.returncode == 0, run.stderr
+    assert snapshot["state"] == "healthy"
+    assert set(snapshot["components"]) == {"redis", "postgresql", "qdrant"}
+    for name, component in snapshot["components"].items():
+        assert component["state"] == "healthy", (name, component)
+    assert snapshot["components"]["postgresql"]["details"]["schema_version"] == latest_version()
+
+
+def test_targets_file_is_private(deployed_stack: DeployedStack) -> None:
+    mode = os.stat(deployed_stack.state_dir / "targets.json").st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_data_round_trips_through_every_tier(deployed_stack: DeployedStack) -> None:
+    load = workload.generate(seed=20261123, tenants=2, items_per_tenant=5)
+
+    client = _redis(deployed_stack)
+    for tenant in load.tenants:
+        for key in client.scan_iter(match=workload.tenant_pattern(load.prefix, tenant)):
+            client.delete(key)
+    assert workload.write_redis(client, load) == len(load.redis)
+    assert workload.verify_redis(client, load) == []
+
+    with _postgres(deployed_stack) as conn:
+        conn.execute("DELETE FROM memory_items WHERE tenant_id = ANY(%s)", [list(load.tenants)])
+        workload.write_postgres(conn, load)
+        assert workload.verify_postgres(conn, load) == []
+
+    qdrant = _qdrant(deployed_stack)
+    collection = "roundtrip_test"
+    if qdrant.collection_exists(collection):
+        qdrant.delete_collection(collection)
+    workload.write_qdrant(qdrant, load, collection)
+    assert workload.verify_qdrant(qdrant, load, collection) == []
+
+
+def test_audit_log_refuses_delete_and_update(deployed_stack: DeployedStack) -> None:
+    with _postgres(deployed_stack) as conn:
+        conn.execute(
+            "INSERT INTO execution_audit_log (tenant_id, actor, action) VALUES (%s, %s, %s)",
+            ["tenant-audit", "integration-test", "probe"],
+        )
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM execution_audit_log WHERE tenant_id = 'tenant-audit'")
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("UPDATE execution_audit_log SET actor = 'x'")
+        count = conn.execute(
+            "SELECT count(*) FROM execution_audit_log WHERE tenant_id = 'tenant-audit'"
+        ).fetchone()
+        assert count is not None and count[0] >= 1
+
+
+def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
+    target = deployed_stack.targets.components["postgresql"]
+    assert isinstance(target, PostgresTarget)
+    env = {
+        **os.environ,
+        "MEMOPS_PG_HOST": target.host,
+        "MEMOPS_PG_PORT": str(target.port),
+        "MEMOPS_PG_DBNAME": target.dbname,
+        "MEMOPS_PG_USER": target.user,
+        "MEMOPS_PG_PASSWORD": target.password or "",
+    }
+
+    def migrate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "memops", "migrate", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    # 0003 only adds a trigger, so going down one step loses no data.
+    down = migrate("--to", str(latest_version() - 1))
+    assert down.returncode == 0, down.stderr
+    with _postgres(deployed_stack) as conn:
+        assert current_version(conn) == latest_version() - 1
+    up = migrate("--to", "latest")
+    assert up.returncode == 0, up.stderr
+    with _postgres(deployed_stack) as conn:
+        assert current_version(conn) == latest_version()
+
+
+def test_second_deploy_changes_nothing(deployed_stack: DeployedStack) -> None:
+    run = invoke("deploy", "--inventory", TEST_INVENTORY, "--json")
+
+    assert run.returncode == 0, run.stderr
+    document = run.json()
+    assert document["changed"] == 0, document["changed_tasks"]

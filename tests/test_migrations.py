@@ -1,0 +1,565 @@
+"""Migrations and their runner, against a real, throwaway PostgreSQL 15 cluster.
+
+The cluster ``memops-mig-test`` (port 35432) lives in a temporary directory and
+is dropped at the end of the session. Each test gets its own database, owned by
+an unprivileged role that logs in with a password over TCP, as in production.
+``tests/test_workload.py`` shares the same cluster through ``cluster_session``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from memops import migrate as runner
+from memops.cli import migrate as cli
+from memops.migrate import MigrationError, current_version, discover, migrate
+
+PG_VERSION = "15"
+CLUSTER = "memops-mig-test"
+PORT = 35432
+APP_ROLE = "memops_mig"
+TABLES = ("memory_items", "execution_audit_log")
+FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
+
+
+# ------------------------------------------------------------------- the cluster
+
+
+@dataclass
+class PgCluster:
+    socket_dir: Path
+    password: str
+    _databases: itertools.count[int]
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """Superuser connection over the socket (local trust, this cluster only)."""
+        return psycopg.connect(
+            host=str(self.socket_dir), port=PORT, user="postgres", dbname=dbname, autocommit=True
+        )
+
+    def new_database(self) -> str:
+        """Create an empty database owned by the app role; return its name."""
+        name = f"mig_{next(self._databases)}"
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(APP_ROLE)
+                )
+            )
+        return name
+
+    def app_params(self, dbname: str) -> dict[str, Any]:
+        return {
+            "host": "127.0.0.1",
+            "port": PORT,
+            "dbname": dbname,
+            "user": APP_ROLE,
+            "password": self.password,
+            "sslmode": "disable",
+        }
+
+    def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(**self.app_params(dbname), **kwargs)
+
+
+_active: PgCluster | None = None
+
+
+@contextlib.contextmanager
+def cluster_session() -> Iterator[PgCluster]:
+    """Start the test cluster, or reuse it when another test module already did."""
+    global _active
+    if _active is not None:
+        yield _active
+        return
+    if shutil.which("pg_createcluster") is None:
+        pytest.skip("PostgreSQL server tools (pg_createcluster) are not installed")
+    if os.geteuid() != 0:
+        pytest.skip("creating a PostgreSQL cluster needs root here")
+    _drop_cluster()  # left over from an interrupted run
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CLUSTER}-"))
+    owner = pwd.getpwnam("postgres")
+    os.chown(tmp, owner.pw_uid, owner.pw_gid)
+    try:
+        _create_cluster(tmp)
+        cluster = PgCluster(tmp / "socket", secrets.token_urlsafe(18), itertools.count(1))
+        with cluster.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(APP_ROLE), sql.Literal(cluster.password)
+                )
+            )
+        _active = cluster
+        yield cluster
+    finally:
+        _active = None
+        _drop_cluster()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _create_cluster(tmp: Path) -> None:
+    command = [
+        "pg_createcluster",
+        PG_VERSION,
+        CLUSTER,
+        "--port",
+        str(PORT),
+        "--datadir",
+        str(tmp / "data"),
+        "--socketdir",
+        str(tmp / "socket"),
+        "--logfile",
+        str(tmp / "postgresql.log"),
+        "--locale",
+        "C.UTF-8",
+        "--start-conf",
+        "manual",
+        "-o",
+        "listen_addresses=localhost",
+        "-o",
+        "fsync=off",
+        "--",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+    ]
+    _run(command)
+    _run(["pg_ctlcluster", PG_VERSION, CLUSTER, "start"])
+
+
+def _drop_cluster() -> None:
+    if Path("/etc/postgresql", PG_VERSION, CLUSTER).exists():
+        _run(["pg_dropcluster", "--stop", PG_VERSION, CLUSTER])
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    with cluster_session() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dbname(pg_cluster: PgCluster) -> str:
+    return pg_cluster.new_database()
+
+
+@pytest.fixture
+def conn(pg_cluster: PgCluster, dbname: str) -> Iterator[psycopg.Connection[Any]]:
+    with pg_cluster.connect(dbname, autocommit=True) as connection:
+        yield connection
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _relations(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public'"
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _functions(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'public'"
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _copy_migrations(tmp_path: Path) -> Path:
+    target = tmp_path / "migrations"
+    shutil.copytree(Path(runner.__file__).with_name("migrations"), target)
+    return target
+
+
+def _insert_audit(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "INSERT INTO execution_audit_log (actor, action, tenant_id, details)"
+        " VALUES (%s, %s, %s, %s::jsonb)",
+        ("tester", "backup.create", "o'brien", '{"result": "ok"}'),
+    )
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_discover_finds_versions_in_order() -> None:
+    migrations = discover()
+    assert [(m.version, m.name) for m in migrations] == [
+        (1, "memory_items"),
+        (2, "execution_audit_log"),
+        (3, "memory_items_no_truncate"),
+    ]
+    assert all(len(m.checksum) == 64 for m in migrations)
+    assert runner.latest_version() == 3
+
+
+def test_discover_rejects_gaps_and_missing_down(tmp_path: Path) -> None:
+    directory = _copy_migrations(tmp_path)
+    (directory / "0002_execution_audit_log.down.sql").unlink()
+    with pytest.raises(MigrationError, match="has no down file"):
+        discover(directory)
+    for path in directory.glob("0002_*"):
+        path.unlink()
+    with pytest.raises(MigrationError, match="gap"):
+        discover(directory)
+
+
+# ------------------------------------------------------------------ up and down
+
+
+def test_up_to_latest_creates_schema(conn: psycopg.Connection[Any]) -> None:
+    assert current_version(conn) == 0
+    report = migrate(conn)
+    assert report.as_dict() == {
+        "changed": True,
+        "from": 0,
+        "to": 3,
+        "applied": [1, 2, 3],
+        "reverted": [],
+    }
+    assert current_version(conn) == 3
+    relations = _relations(conn)
+    assert {*TABLES, "schema_migrations"} <= relations
+    assert {
+        "memory_items_judge_queue_idx",
+        "memory_items_retention_idx",
+        "memory_items_tenant_created_idx",
+        "memory_items_tenant_id_id_key",
+    } <= relations
+    indexdefs = dict(
+        conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'memory_items'"
+        ).fetchall()
+    )
+    assert indexdefs["memory_items_judge_queue_idx"].endswith(
+        "WHERE ((judge_at IS NULL) AND (deleted_at IS NULL) AND (superseded_by IS NULL))"
+    )
+    assert indexdefs["memory_items_retention_idx"].endswith(
+        "WHERE ((deleted_at IS NOT NULL) AND (anonymized_at IS NULL))"
+    )
+    recorded = conn.execute(
+        "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+    ).fetchall()
+    assert recorded == [(m.version, m.name, m.checksum) for m in discover()]
+
+
+def test_second_run_changes_nothing(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    report = migrate(conn)
+    assert report.as_dict() == {"changed": False, "from": 3, "to": 3, "applied": [], "reverted": []}
+    assert migrate(conn, 3).changed is False
+
+
+def test_down_to_zero_and_back_up(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    report = migrate(conn, 0)
+    assert (report.changed, report.from_version, report.to_version) == (True, 3, 0)
+    assert report.reverted == [3, 2, 1]
+    assert not set(TABLES) & _relations(conn)
+    assert not set(FUNCTIONS) & _functions(conn)
+    assert current_version(conn) == 0
+    assert migrate(conn, 0).changed is False
+    assert migrate(conn).applied == [1, 2, 3]
+    assert set(TABLES) <= _relations(conn)
+
+
+def test_partial_up_and_down(conn: psycopg.Connection[Any]) -> None:
+    assert migrate(conn, 1).applied == [1]
+    assert "execution_audit_log" not in _relations(conn)
+    assert migrate(conn, 2).applied == [2]
+    assert migrate(conn, 1).reverted == [2]
+    assert current_version(conn) == 1
+
+
+def test_down_refuses_to_drop_data_without_permission(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    _insert_audit(conn)
+    with pytest.raises(MigrationError) as excinfo:
+        migrate(conn, 0)
+    message = str(excinfo.value)
+    assert "reverting 0002_execution_audit_log failed" in message
+    assert "refusing to drop execution_audit_log" in message
+    assert "--allow-data-loss" in message
+    assert current_version(conn) == 2  # 0003 was reverted, 0002 rolled back whole
+    assert "execution_audit_log" in _relations(conn)
+
+    report = migrate(conn, 0, allow_data_loss=True)
+    assert report.reverted == [2, 1]
+    assert not set(TABLES) & _relations(conn)
+
+
+def test_dry_run_changes_nothing(conn: psycopg.Connection[Any]) -> None:
+    report = migrate(conn, dry_run=True)
+    assert report.as_dict() == {
+        "changed": True,
+        "from": 0,
+        "to": 3,
+        "applied": [1, 2, 3],
+        "reverted": [],
+        "dry_run": True,
+    }
+    assert _relations(conn) == set()
+    migrate(conn)
+    assert migrate(conn, 1, dry_run=True).reverted == [3, 2]
+    assert current_version(conn) == 3
+
+
+def test_failed_migration_rolls_back_only_itself(
+    conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    directory = _copy_migrations(tmp_path)
+    up = directory / "0002_execution_audit_log.up.sql"
+    up.write_text(up.read_text() + "\nSELECT no_such_function();\n")
+    with pytest.raises(MigrationError, match=r"applying 0002_execution_audit_log failed.*\[1\]"):
+        migrate(conn, migrations=discover(directory))
+    assert current_version(conn) == 1
+    assert "execution_audit_log" not in _relations(conn)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_edited_migration_is_refused(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    directory = _copy_migrations(tmp_path)
+    migrate(conn, 2, migrations=discover(directory))
+    up = directory / "0001_memory_items.up.sql"
+    up.write_text(up.read_text() + "\n-- edited after apply\n")
+    with pytest.raises(MigrationError, match="edited after they were applied: 0001_memory_items "):
+        migrate(conn, migrations=discover(directory))
+    assert current_version(conn) == 2  # nothing ran
+
+
+def test_line_endings_do_not_change_the_checksum(tmp_path: Path) -> None:
+    directory = _copy_migrations(tmp_path)
+    up = directory / "0001_memory_items.up.sql"
+    up.write_bytes(up.read_bytes().replace(b"\n", b"\r\n"))
+    assert discover(directory)[0].checksum == discover()[0].checksum
+
+
+def test_database_newer_than_code_is_refused(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    with pytest.raises(MigrationError, match="schema version 3, newer than this code knows"):
+        migrate(conn, migrations=discover()[:2])
+    with pytest.raises(MigrationError, match="target version 9 is unknown"):
+        migrate(conn, 9)
+
+
+def test_connection_inside_a_transaction_is_refused(pg_cluster: PgCluster, dbname: str) -> None:
+    with pg_cluster.connect(dbname) as connection:  # not autocommit
+        connection.execute("SELECT 1")
+        with pytest.raises(MigrationError, match="inside a transaction"):
+            migrate(connection)
+        connection.rollback()
+        assert migrate(connection).applied == [1, 2, 3]  # also works without autocommit
+        assert current_version(connection) == 3
+
+
+# ------------------------------------------------------------ append-only audit
+
+
+@pytest.mark.parametrize(
+    ("statement", "operation"),
+    [
+        ("UPDATE execution_audit_log SET actor = 'someone else'", "UPDATE"),
+        ("DELETE FROM execution_audit_log", "DELETE"),
+        ("TRUNCATE execution_audit_log", "TRUNCATE"),
+    ],
+)
+def test_audit_log_is_append_only(
+    conn: psycopg.Connection[Any], statement: str, operation: str
+) -> None:
+    migrate(conn)
+    _insert_audit(conn)
+    with pytest.raises(psycopg.errors.RestrictViolation) as excinfo:
+        conn.execute(statement)
+    assert str(excinfo.value.diag.message_primary) == (
+        f"execution_audit_log is append-only: {operation} is not allowed"
+    )
+    assert conn.execute("SELECT count(*) FROM execution_audit_log").fetchone() == (1,)
+
+
+def test_audit_log_triggers_fire_in_replica_mode(pg_cluster: PgCluster, dbname: str) -> None:
+    with pg_cluster.connect(dbname, autocommit=True) as app:
+        migrate(app)
+        _insert_audit(app)
+    with pg_cluster.admin(dbname) as admin:  # only a superuser may change the role
+        admin.execute("SET session_replication_role = replica")
+        with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
+            admin.execute("DELETE FROM execution_audit_log")
+
+
+def test_memory_items_is_never_truncated(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    with pytest.raises(psycopg.errors.RestrictViolation, match="memory_items is never truncated"):
+        conn.execute("TRUNCATE memory_items")
+
+
+def test_supersede_chain_stays_within_tenant(conn: psycopg.Connection[Any]) -> None:
+    migrate(conn)
+    new, old = (
+        conn.execute(
+            "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES (%s, 'chat', 'x')"
+            " RETURNING id",
+            (tenant,),
+        ).fetchone()[0]  # type: ignore[index]
+        for tenant in ("a", "b")
+    )
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("UPDATE memory_items SET superseded_by = %s WHERE id = %s", (new, old))
+    conn.execute("UPDATE memory_items SET tenant_id = 'a' WHERE id = %s", (old,))
+    conn.execute("UPDATE memory_items SET superseded_by = %s WHERE id = %s", (new, old))
+    # The newer row cannot vanish from under the chain …
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("DELETE FROM memory_items WHERE id = %s", (new,))
+    # … but the whole chain can be purged in one statement.
+    conn.execute("DELETE FROM memory_items WHERE tenant_id = 'a'")
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def test_concurrent_runners_apply_once(pg_cluster: PgCluster, dbname: str) -> None:
+    barrier = threading.Barrier(2)
+    reports: list[runner.MigrationReport] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with pg_cluster.connect(dbname, autocommit=True) as connection:
+                barrier.wait()
+                reports.append(migrate(connection))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sorted(r.applied for r in reports) == [[], [1, 2, 3]]
+    assert sorted(r.changed for r in reports) == [False, True]
+    with pg_cluster.connect(dbname) as connection:
+        rows = connection.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert rows == [(1,), (2,), (3,)]
+
+
+def test_runner_waits_for_the_lock(pg_cluster: PgCluster, dbname: str) -> None:
+    with pg_cluster.connect(dbname, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (runner.LOCK_KEY,))
+        with pg_cluster.connect(dbname, autocommit=True) as impatient:
+            with pytest.raises(MigrationError, match="held the lock"):
+                migrate(impatient, lock_timeout_s=0.3)
+            assert current_version(impatient) == 0
+
+        reports: list[runner.MigrationReport] = []
+
+        def run() -> None:
+            with pg_cluster.connect(dbname, autocommit=True) as connection:
+                reports.append(migrate(connection))
+
+        waiter = threading.Thread(target=run)
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive() and current_version(holder) == 0
+        holder.execute("SELECT pg_advisory_unlock(%s)", (runner.LOCK_KEY,))
+        waiter.join(30)
+    assert reports[0].applied == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memops")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["migrate", *argv])
+    return int(args.handler(args))
+
+
+@pytest.fixture
+def pg_env(pg_cluster: PgCluster, dbname: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    params = pg_cluster.app_params(dbname)
+    for key, value in params.items():
+        monkeypatch.setenv(f"MEMOPS_PG_{key.upper()}", str(value))
+    return params
+
+
+def test_cli_prints_one_json_line(
+    pg_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["dry_run"] is True
+    assert _cli([]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert json.loads(out) == {
+        "changed": True,
+        "from": 0,
+        "to": 3,
+        "applied": [1, 2, 3],
+        "reverted": [],
+    }
+    assert _cli(["--to", "latest"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert _cli(["--to", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["reverted"] == [3, 2]
+
+
+def test_cli_errors_are_one_line_without_secrets(
+    pg_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MEMOPS_PG_PASSWORD", "wrong-Secret-123")
+    assert _cli([]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("memops migrate: error: PostgreSQL:")
+    assert captured.err.count("\n") == 1
+    assert "wrong-Secret-123" not in captured.err
+
+    monkeypatch.setenv("MEMOPS_PG_PASSWORD", pg_env["password"])
+    assert _cli(["--to", "7"]) == 1
+    assert "target version 7 is unknown" in capsys.readouterr().err
+
+
+def test_conninfo_from_env_validates() -> None:
+    env = {"MEMOPS_PG_HOST": "db", "MEMOPS_PG_DBNAME": "memory", "MEMOPS_PG_USER": "memops"}
+    info = psycopg.conninfo.conninfo_to_dict(cli.conninfo_from_env(env))
+    assert (info["host"], info["port"], info["sslmode"]) == ("db", "5432", "prefer")
+    assert "password" not in info
+    with pytest.raises(cli.ConfigError, match="MEMOPS_PG_USER is not set"):
+        cli.conninfo_from_env({**env, "MEMOPS_PG_USER": ""})
+    with pytest.raises(cli.ConfigError, match="PORT"):
+        cli.conninfo_from_env({**env, "MEMOPS_PG_PORT": "99999"})
+    with pytest.raises(cli.ConfigError, match="SSLMODE"):
+        cli.conninfo_from_env({**env, "MEMOPS_PG_SSLMODE": "maybe"})
+    with pytest.raises(SystemExit):
+        _cli(["--to", "-1"])
