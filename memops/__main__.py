@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 
 # module name -> it registers one or more subcommands
@@ -21,6 +23,12 @@ _COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m memops")
+    parser.add_argument(
+        "--env-from-stdin",
+        action="store_true",
+        help="read a JSON object of environment variables from stdin first (for secrets: "
+        "Ansible's `environment:` puts values on a shell command line that `ps` shows)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -29,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.env_from_stdin:
+        try:
+            variables = json.loads(sys.stdin.read())
+        except ValueError as exc:
+            print(f"memops: --env-from-stdin: invalid JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(variables, dict):
+            print("memops: --env-from-stdin: expected a JSON object", file=sys.stderr)
+            return 2
+        os.environ.update({str(key): str(value) for key, value in variables.items()})
     return int(args.handler(args) or 0)
 
 

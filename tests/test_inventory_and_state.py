@@ -1,0 +1,90 @@
+"""Pure logic around a deploy: inventory checks, targets.json merging, audit log, lock."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from memops.audit import AUDIT_FILE, append_audit
+from memops.inventory import InventoryError, check_yaml_files, resolve_inventory
+from memops.locking import LockBusyError, action_lock
+from memops.targets import TargetsError, load_targets
+from memops.targets_file import merge_targets
+
+REDIS = {"kind": "redis", "host": "127.0.0.1", "port": 16379, "password": "s3cret"}
+QDRANT = {"kind": "qdrant", "url": "http://127.0.0.1:16333", "api_key": "k"}
+
+
+def test_known_inventory_resolves_by_name() -> None:
+    inventory = resolve_inventory("local")
+    assert inventory.name == "local"
+    assert inventory.path.is_dir()
+
+
+def test_unknown_inventory_names_the_known_ones() -> None:
+    with pytest.raises(InventoryError, match=r"'nope' not found \(known inventories: .*local"):
+        resolve_inventory("nope")
+
+
+def test_vault_tags_are_accepted() -> None:
+    check_yaml_files(Path(__file__).resolve().parent.parent / "inventory" / "production")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text("---\nall: {}\n")
+    (tmp_path / "group_vars" / "all.yml").write_text("---\na: 1\nb: [2\n")
+    with pytest.raises(InventoryError, match=r"all\.yml: malformed YAML at line \d+ column \d+"):
+        resolve_inventory(str(tmp_path))
+
+
+def test_merge_keeps_components_a_limited_deploy_did_not_touch(tmp_path: Path) -> None:
+    assert merge_targets(tmp_path, "local", {"redis": REDIS}, {}) is True
+    assert merge_targets(tmp_path, "local", {"qdrant": QDRANT}, {"qdrant": {"standin": True}})
+    targets = load_targets(tmp_path)
+    assert set(targets.components) == {"redis", "qdrant"}
+    assert os.stat(tmp_path / "targets.json").st_mode & 0o777 == 0o600
+    document = json.loads((tmp_path / "targets.json").read_text())
+    assert document["deployment"] == {"qdrant": {"standin": True}}
+
+
+def test_merge_reports_no_change_and_keeps_the_file(tmp_path: Path) -> None:
+    merge_targets(tmp_path, "local", {"redis": REDIS}, {})
+    before = (tmp_path / "targets.json").read_text()
+    assert merge_targets(tmp_path, "local", {"redis": REDIS}, {}) is False
+    assert (tmp_path / "targets.json").read_text() == before
+
+
+def test_merge_refuses_an_invalid_component_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(TargetsError, match="port"):
+        merge_targets(tmp_path, "local", {"redis": {**REDIS, "port": "sixteen"}}, {})
+    assert not (tmp_path / "targets.json").exists()
+
+
+def test_nothing_deployed_writes_nothing(tmp_path: Path) -> None:
+    assert merge_targets(tmp_path, "local", {}, {}) is False
+    assert not (tmp_path / "targets.json").exists()
+
+
+def test_audit_lines_are_json_and_private(tmp_path: Path) -> None:
+    append_audit(tmp_path, "deploy", {"inventory": "local"}, "ok", {"changed": 3})
+    append_audit(tmp_path, "health", {"inventory": "local"}, "degraded")
+    lines = [json.loads(line) for line in (tmp_path / AUDIT_FILE).read_text().splitlines()]
+    assert [line["action"] for line in lines] == ["deploy", "health"]
+    assert lines[0]["details"] == {"changed": 3} and lines[1]["result"] == "degraded"
+    assert {"at", "user", "host"} <= set(lines[0])
+    assert os.stat(tmp_path / AUDIT_FILE).st_mode & 0o777 == 0o600
+
+
+def test_second_action_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    with (
+        action_lock(tmp_path, "deploy"),
+        pytest.raises(LockBusyError, match="deploy pid"),
+        action_lock(tmp_path, "restore"),
+    ):
+        pass
+    with action_lock(tmp_path, "deploy"):  # released again
+        pass
