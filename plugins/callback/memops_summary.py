@@ -62,9 +62,16 @@ class CallbackModule(CallbackBase):
         if not path:
             return
         hosts = {host: stats.summarize(host) for host in sorted(stats.processed.keys())}
+        # A failure that a block's rescue handled leaves the host's failure count at 0.
+        failures = [
+            failure
+            for failure in self._failures
+            if hosts.get(failure["host"], {}).get("failures", 1)
+            or hosts.get(failure["host"], {}).get("unreachable", 1)
+        ]
         summary = {
             "hosts": hosts,
-            "failures": self._failures,
+            "failures": failures,
             "changed_tasks": self._changed_tasks,
         }
         with open(path, "w", encoding="utf-8") as handle:
