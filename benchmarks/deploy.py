@@ -30,7 +30,7 @@ from memops.playbook import PlaybookOptions  # noqa: E402
 from memops.targets import load_targets  # noqa: E402
 
 INSTANCE = "memops-bench"
-INVENTORY = str(PROJECT_DIR / "benchmarks" / "inventory")
+INVENTORY = str(PROJECT_DIR / "benchmarks" / "inventories" / "bench")
 
 
 def teardown() -> None:
