@@ -101,6 +101,9 @@ class Targets:
     generated_at: str | None
     components: Mapping[str, Target]
     path: Path | None = None
+    # How components were installed (e.g. {"qdrant": {"standin": true}}) and where
+    # health metrics go ({"textfile_dir": ...}); free-form, written by the deploy.
+    deployment: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_targets(path: str | os.PathLike[str]) -> Targets:
@@ -209,6 +212,7 @@ def _parse_targets(data: object, source: str, file: Path | None) -> Targets:
         generated_at=top.text("generated_at", default=None),
         components=parsed,
         path=file,
+        deployment=data.get("deployment") if isinstance(data.get("deployment"), dict) else {},
     )
 
 

@@ -88,3 +88,30 @@ def test_second_action_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
         pass
     with action_lock(tmp_path, "deploy"):  # released again
         pass
+
+
+def test_health_metrics_textfile_is_parseable_and_atomic(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from memops.health import evaluate_cycle
+    from memops.health_metrics import TEXTFILE_NAME, write_textfile
+    from memops.health_state import StoredState
+    from memops.probes.result import ProbeResult, State
+
+    results = {
+        "redis": ProbeResult(State.FAILING, 3.0, ("connect_refused",), {"error": "refused"}),
+        "qdrant": ProbeResult(State.HEALTHY, 2.0, ("ok",), {}),
+    }
+    snapshot, _ = evaluate_cycle(results, StoredState(), datetime(2026, 1, 2, tzinfo=UTC))
+    path = write_textfile(snapshot, 'lo"cal', tmp_path)
+
+    assert path == tmp_path / TEXTFILE_NAME
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    lines = path.read_text().splitlines()
+    assert 'memops_health_state{inventory="lo\\"cal",state="degraded"} 1' in lines
+    assert 'memops_health_state{inventory="lo\\"cal",state="healthy"} 0' in lines
+    assert 'memops_health_failure_streak{inventory="lo\\"cal"} 1' in lines
+    assert 'memops_health_component_up{inventory="lo\\"cal",component="redis"} 0' in lines
+    assert 'memops_health_component_up{inventory="lo\\"cal",component="qdrant"} 1' in lines
+    assert 'memops_health_checked_timestamp_seconds{inventory="lo\\"cal"} 1767312000.000' in lines
+    assert [p.name for p in tmp_path.iterdir()] == [TEXTFILE_NAME]

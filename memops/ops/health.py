@@ -6,6 +6,7 @@ from pathlib import Path
 
 from memops.audit import append_audit
 from memops.health import HealthSnapshot, run_cycle
+from memops.health_metrics import write_textfile
 from memops.health_state import HealthStateError
 from memops.inventory import InventoryError, resolve_inventory
 from memops.ops.report import EXIT_BAD_INPUT, emit_json, error_line
@@ -23,10 +24,24 @@ def load_inventory_targets(inventory_spec: str) -> tuple[Path, Targets]:
     return state_dir, load_targets(state_dir)
 
 
+def health_cycle(
+    targets: Targets, state_dir: Path, *, timeout_s: float = 2.0, retries: int = 1
+) -> HealthSnapshot:
+    """One probe cycle; its metrics go to node_exporter's textfile directory when deployed."""
+    snapshot = run_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
+    textfile_dir = targets.deployment.get("textfile_dir")
+    if isinstance(textfile_dir, str) and textfile_dir:
+        try:
+            write_textfile(snapshot, targets.inventory or "unknown", Path(textfile_dir))
+        except OSError as exc:  # metrics are a side channel: report, keep the verdict
+            error_line("health", f"could not publish metrics to {textfile_dir}: {exc}")
+    return snapshot
+
+
 def health(inventory_spec: str, *, as_json: bool, timeout_s: float, retries: int) -> int:
     try:
         state_dir, targets = load_inventory_targets(inventory_spec)
-        snapshot = run_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
+        snapshot = health_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
     except (InventoryError, TargetsError, HealthStateError) as exc:
         error_line("health", str(exc))
         return EXIT_BAD_INPUT

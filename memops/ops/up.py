@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-from memops.health import run_cycle
 from memops.ops.deploy import run_deploy
-from memops.ops.health import load_inventory_targets
+from memops.ops.health import health_cycle, load_inventory_targets
 from memops.ops.report import EXIT_OK, emit_json, error_line
 from memops.playbook import PlaybookOptions
-from memops.targets import TARGETS_FILE, TargetsError
+from memops.targets import TargetsError
 
 STANDIN_NOTE = (
     "Qdrant stand-in (no Qdrant release was installable offline; set qdrant_archive "
@@ -31,8 +26,8 @@ def up(inventory_spec: str, *, as_json: bool) -> int:
     except TargetsError as exc:
         error_line("up", str(exc))
         return 2
-    snapshot = run_cycle(targets, state_dir)
-    deployment = _deployment_notes(state_dir)
+    snapshot = health_cycle(targets, state_dir)
+    deployment = targets.deployment
     rows = []
     for name, component in sorted(snapshot.components.items()):
         rows.append(
@@ -63,12 +58,3 @@ def up(inventory_spec: str, *, as_json: bool) -> int:
     if snapshot.exit_code != EXIT_OK:
         error_line("up", f"stack is {snapshot.state} after deploy; run `invoke health` for details")
     return snapshot.exit_code
-
-
-def _deployment_notes(state_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((state_dir / TARGETS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    notes = data.get("deployment", {})
-    return notes if isinstance(notes, dict) else {}
