@@ -9,6 +9,7 @@ from invoke import Exit, task
 
 from memops.ops.deploy import deploy as deploy_stack
 from memops.ops.health import health as probe_health
+from memops.ops.render import render as render_observability
 from memops.ops.up import up as bring_up
 from memops.playbook import PlaybookOptions
 
@@ -59,6 +60,22 @@ def health(c, inventory=DEFAULT_INVENTORY, json=False, timeout=2.0, retries=1):
 def up(c, inventory=DEFAULT_INVENTORY, json=False):
     """Deploy the whole stack, probe its health and print what runs where."""
     _finish(bring_up(inventory, as_json=json))
+
+
+@task(
+    help={
+        "check": "render in memory and fail (exit 1) when the files on disk differ",
+        "profile": "apply templates/profiles/NAME.yml (e.g. test: short `for` durations)",
+        "out": "write into this directory instead of the repository (same layout)",
+        "config": "the data file (default: templates/observability.yml)",
+        "json": "print the result as JSON",
+    }
+)
+def render(c, check=False, profile="", out="", config="", json=False):
+    """Render alert rules, their promtool tests, runbooks and dashboards from templates/."""
+    _finish(
+        render_observability(check=check, profile=profile, out=out, config=config, as_json=json)
+    )
 
 
 @task(help={"lint_only": "run the linters but not pytest"})

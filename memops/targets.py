@@ -88,8 +88,36 @@ class QdrantTarget:
         return (self.api_key, urlsplit(self.url).password)
 
 
-Target = RedisTarget | PostgresTarget | QdrantTarget
-KINDS = ("redis", "postgresql", "qdrant")
+@dataclass(frozen=True)
+class HttpTarget:
+    """Any service with an HTTP health endpoint that answers 200 when it is fine.
+
+    Used for the observability services (Prometheus, Alertmanager, the exporters).
+    ``bearer_token`` goes out as ``Authorization: Bearer …``, ``api_key`` as
+    ``api-key: …`` (Qdrant's header); both stay out of ``repr``.
+    """
+
+    kind: ClassVar[str] = "http"
+
+    name: str
+    url: str = field(repr=False)  # may carry user:password@; ``endpoint`` is the safe form
+    bearer_token: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
+    expect_status: int = 200
+
+    @property
+    def endpoint(self) -> str:
+        parts = urlsplit(self.url)  # drop any user:password@ and the query from the URL
+        return f"{parts.scheme}://{_host_port(parts.hostname or '', parts.port)}{parts.path}"
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.bearer_token, self.api_key, urlsplit(self.url).password)
+
+
+Target = RedisTarget | PostgresTarget | QdrantTarget | HttpTarget
+KINDS = ("redis", "postgresql", "qdrant", "http")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -176,6 +204,21 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
             url=url.rstrip("/"),
             api_key=fields.text("api_key", default=None),
             verify_tls=fields.flag("verify_tls", default=True),
+        )
+    if kind == "http":
+        url = fields.text("url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TargetsError(f"{source}.url: expected an http:// or https:// URL")
+        return HttpTarget(
+            name=name,
+            url=url,
+            bearer_token=fields.text("bearer_token", default=None),
+            api_key=fields.text("api_key", default=None),
+            verify_tls=fields.flag("verify_tls", default=True),
+            expect_status=int(
+                fields.number("expect_status", default=200, minimum=100, maximum=599, integer=True)
+            ),
         )
     raise TargetsError(f"{source}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
 

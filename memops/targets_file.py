@@ -22,10 +22,17 @@ def merge_targets(
     """Merge ``components`` into the state directory's targets file; return True if it changed.
 
     ``deployment`` holds facts about how each component was installed (for
-    example that Qdrant is the offline stand-in); it is merged the same way.
+    example that Qdrant is the offline stand-in); it is merged the same way. Its
+    ``textfile_dir`` is node_exporter's textfile collector directory on the
+    monitoring host, where ``invoke health`` publishes its metrics.
     """
     for name, value in components.items():
         parse_target(name, value, f"components.{name}")
+    textfile_dir = deployment.get("textfile_dir")
+    if textfile_dir is not None and not (
+        isinstance(textfile_dir, str) and textfile_dir.startswith("/")
+    ):
+        raise TargetsError("deployment.textfile_dir: expected an absolute path")
     if not components and not deployment:
         return False  # nothing was deployed (check mode, or every host failed)
     file = state_dir / TARGETS_FILE

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "probe",
         help="probe one component (target JSON in $MEMOPS_PROBE_TARGET)",
-        description="Probe one Redis, PostgreSQL or Qdrant instance and print the result.",
+        description="Probe one Redis, PostgreSQL, Qdrant or HTTP service and print the result.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

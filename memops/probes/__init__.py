@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from memops.probes.http import probe_http
 from memops.probes.postgresql import probe_postgresql
 from memops.probes.qdrant import probe_qdrant
 from memops.probes.redis import probe_redis
@@ -23,6 +24,7 @@ PROBES: dict[str, ProbeFunc] = {
     "redis": probe_redis,
     "postgresql": probe_postgresql,
     "qdrant": probe_qdrant,
+    "http": probe_http,
 }
 
 __all__ = [

@@ -15,6 +15,9 @@ BLANK_PATHS = (
     Path("/etc/postgresql/15/memops-blank"),
     Path("/etc/qdrant/memops-blank"),
     Path("/opt/qdrant/memops-blank"),
+    Path("/etc/memops-monitoring/memops-blank"),
+    Path("/var/lib/memops-monitoring/memops-blank"),
+    Path("/var/lib/memops/textfile/memops-blank"),
 )
 
 
@@ -28,5 +31,5 @@ def test_check_mode_on_a_blank_host_completes_and_changes_nothing() -> None:
     assert document["ok"] is True and document["check"] is True
     assert document["changed"] > 0, "check mode should report what a real run would change"
     assert not any(path.exists() for path in BLANK_PATHS)
-    for port in (27379, 27432, 27333):
+    for port in (27379, 27432, 27333, 27090, 27093, 27100, 27121, 27187):
         assert not port_open("127.0.0.1", port), f"check mode started something on {port}"

@@ -48,7 +48,16 @@ def test_deploy_reports_every_component_healthy(deployed_stack: DeployedStack) -
     snapshot = run.json()
     assert run.returncode == 0, run.stderr
     assert snapshot["state"] == "healthy"
-    assert set(snapshot["components"]) == {"redis", "postgresql", "qdrant"}
+    assert set(snapshot["components"]) == {
+        "redis",
+        "postgresql",
+        "qdrant",
+        "prometheus",
+        "alertmanager",
+        "node_exporter",
+        "redis_exporter",
+        "postgres_exporter",
+    }
     for name, component in snapshot["components"].items():
         assert component["state"] == "healthy", (name, component)
     assert snapshot["components"]["postgresql"]["details"]["schema_version"] == latest_version()
@@ -136,3 +145,17 @@ def test_second_deploy_changes_nothing(deployed_stack: DeployedStack) -> None:
     assert run.returncode == 0, run.stderr
     document = run.json()
     assert document["changed"] == 0, document["changed_tasks"]
+
+
+def test_up_deploys_probes_and_names_the_standin(deployed_stack: DeployedStack) -> None:
+    run = invoke("up", "--inventory", TEST_INVENTORY, "--json")
+
+    assert run.returncode == 0, run.stderr
+    summary = run.json()
+    assert summary["ok"] is True and summary["changed"] == 0
+    assert summary["health"]["state"] == "healthy"
+    rows = {row["component"]: row for row in summary["components"]}
+    assert rows["redis"]["endpoint"] == "127.0.0.1:26379"
+    assert rows["postgresql"]["endpoint"] == "127.0.0.1:25432"
+    assert "stand-in" in rows["qdrant"]["note"]
+    assert rows["redis"]["note"] == ""
