@@ -38,4 +38,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install -q -e '.[test]'
     echo "$wanted" > "$stamp"
 fi
+# promtool and amtool check alert rules and Alertmanager configs (`invoke test`, the roles'
+# validate:). Take them out of Debian's packages without installing those, so the controller
+# gets no Prometheus or Alertmanager daemon of its own.
+if [ ! -x .venv/bin/promtool ] || [ ! -x .venv/bin/amtool ]; then
+    echo "bootstrap: unpacking promtool and amtool into .venv/bin"
+    if [ ! -f /tmp/.memops-apt-updated ]; then
+        $SUDO apt-get update -qq && touch /tmp/.memops-apt-updated
+    fi
+    debs="$(mktemp -d)"
+    (cd "$debs" && apt-get download -qq prometheus prometheus-alertmanager 2>/dev/null)
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debs/root"; done
+    install -m 0755 "$debs/root/usr/bin/promtool" "$debs/root/usr/bin/amtool" .venv/bin/
+    rm -rf "$debs"
+fi
 echo "bootstrap: ready; run .venv/bin/invoke --list"

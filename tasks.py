@@ -58,7 +58,7 @@ def health(c, inventory=DEFAULT_INVENTORY, json=False, timeout=2.0, retries=1):
     }
 )
 def up(c, inventory=DEFAULT_INVENTORY, json=False):
-    """Deploy the whole stack, probe its health and print what runs where."""
+    """Render alerts and dashboards, deploy the stack and its monitoring, probe it, show where."""
     _finish(bring_up(inventory, as_json=json))
 
 

@@ -35,7 +35,11 @@ INVENTORY = str(PROJECT_DIR / "benchmarks" / "inventories" / "bench")
 
 def teardown() -> None:
     """Remove every trace of the bench instance, so the next deploy starts from nothing."""
-    for pidfile in (f"/run/redis-{INSTANCE}.pid", f"/run/qdrant-{INSTANCE}.pid"):
+    monitoring = ("node-exporter", "redis-exporter", "postgres-exporter")
+    monitoring += ("prometheus", "alertmanager")
+    pidfiles = [f"/run/redis-{INSTANCE}.pid", f"/run/qdrant-{INSTANCE}.pid"]
+    pidfiles += [f"/run/memops-{daemon}-{INSTANCE}.pid" for daemon in monitoring]
+    for pidfile in pidfiles:
         subprocess.run(
             ["start-stop-daemon", "--stop", "--oknodo", "--pidfile", pidfile, "--retry", "5"],
             capture_output=True,
@@ -51,6 +55,9 @@ def teardown() -> None:
         f"/etc/qdrant/{INSTANCE}",
         f"/opt/qdrant/{INSTANCE}",
         f"/var/lib/qdrant/{INSTANCE}",
+        f"/etc/memops-monitoring/{INSTANCE}",
+        f"/var/lib/memops-monitoring/{INSTANCE}",
+        f"/var/lib/memops/textfile/{INSTANCE}",
     ):
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "memops.cli.migrate",
     "memops.cli.standin",
     "memops.cli.targets",
+    "memops.cli.render",
 )
 
 

@@ -33,19 +33,6 @@ INVOKE = Path(sys.executable).parent / "invoke"
 # --- helpers ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool") or (
-        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
-    )
-    if found is None:
-        pytest.fail(
-            "promtool not found: install Debian's prometheus package (apt-get install prometheus; "
-            "the prometheus role does it in the integration tests), then rerun"
-        )
-    return found
-
-
 @pytest.fixture(autouse=True)
 def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Audit lines of these renders go to a scratch state directory, not .state/local."""

@@ -23,6 +23,8 @@ INVENTORIES = PROJECT_DIR / "tests" / "inventories"
 TEST_INVENTORY = str(INVENTORIES / "test")
 BLANK_INVENTORY = str(INVENTORIES / "blank")
 INVOKE = str(Path(sys.executable).with_name("invoke"))
+# the test stack's Redis, started by the redis role as a pidfile daemon on these machines
+REDIS_PIDFILE = "/run/redis-memops-test.pid"
 
 
 @dataclass(frozen=True)

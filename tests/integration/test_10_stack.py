@@ -159,3 +159,8 @@ def test_up_deploys_probes_and_names_the_standin(deployed_stack: DeployedStack) 
     assert rows["postgresql"]["endpoint"] == "127.0.0.1:25432"
     assert "stand-in" in rows["qdrant"]["note"]
     assert rows["redis"]["note"] == ""
+    assert summary["rendered"] == [], "the committed alerts/ and dashboards/ are up to date"
+    assert summary["urls"] == {
+        "prometheus": "http://127.0.0.1:29090/",
+        "alertmanager": "http://127.0.0.1:29093/",
+    }

@@ -8,11 +8,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke, port_open
+from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, port_open
 
 from memops.health_state import write_private_atomic
-
-REDIS_PIDFILE = "/run/redis-memops-test.pid"
 
 
 def _health(state_dir: Path | None = None) -> tuple[int, dict]:

@@ -93,11 +93,11 @@ def test_deployed_prometheus_config_passes_promtool(deployed_stack: DeployedStac
     [("critical", "paging"), ("warning", "chat"), ("info", "null")],
 )
 def test_alertmanager_routes_by_severity(
-    deployed_stack: DeployedStack, severity: str, receiver: str
+    deployed_stack: DeployedStack, amtool: str, severity: str, receiver: str
 ) -> None:
     run = subprocess.run(
         [
-            "amtool",
+            amtool,
             "config",
             "routes",
             "test",
