@@ -23,6 +23,7 @@ from memops.probes.result import (
     elapsed_ms,
     failure,
 )
+from memops.probes.tls import httpx_verify
 from memops.targets import HttpTarget
 
 
@@ -35,7 +36,8 @@ def probe_http(target: HttpTarget, timeout_s: float) -> ProbeResult:
         headers["api-key"] = target.api_key
     try:
         # trust_env=False: talk to the service directly, never via someone's HTTP(S)_PROXY.
-        with httpx.Client(verify=target.verify_tls, timeout=timeout_s, trust_env=False) as client:
+        verify = httpx_verify(target.verify_tls)
+        with httpx.Client(verify=verify, timeout=timeout_s, trust_env=False) as client:
             response = client.get(target.url, headers=headers)
     except httpx.TimeoutException as exc:
         return failure(TIMEOUT, f"timed out: {type(exc).__name__}", started)

@@ -21,6 +21,7 @@ from memops.probes.result import (
     failure,
     from_findings,
 )
+from memops.probes.tls import httpx_verify
 from memops.targets import QdrantTarget
 
 
@@ -36,7 +37,10 @@ def probe_qdrant(target: QdrantTarget, timeout_s: float) -> ProbeResult:
     # trust_env=False: a health probe talks to the service directly, never via
     # the HTTP(S)_PROXY of whoever runs it.
     client = httpx.Client(
-        base_url=target.url, verify=target.verify_tls, timeout=timeout_s, trust_env=False
+        base_url=target.url,
+        verify=httpx_verify(target.verify_tls),
+        timeout=timeout_s,
+        trust_env=False,
     )
     headers = {"api-key": target.api_key} if target.api_key else {}
     try:
