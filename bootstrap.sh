@@ -47,7 +47,7 @@ if [ ! -x .venv/bin/promtool ] || [ ! -x .venv/bin/amtool ]; then
         $SUDO apt-get update -qq && touch /tmp/.memops-apt-updated
     fi
     debs="$(mktemp -d)"
-    (cd "$debs" && apt-get download -qq prometheus prometheus-alertmanager 2>/dev/null)
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root prometheus prometheus-alertmanager)
     for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debs/root"; done
     install -m 0755 "$debs/root/usr/bin/promtool" "$debs/root/usr/bin/amtool" .venv/bin/
     rm -rf "$debs"
