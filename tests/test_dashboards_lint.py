@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from memops.render import dashboard_lint, promql
+from memops.render.config import REQUIRED_JOBS
 from memops.render.dashboards import (
     DASHBOARDS,
     DashboardError,
@@ -39,18 +40,7 @@ EXPECTED_UIDS = {
     "backups-drills.json": "memops-backups-drills",
 }
 PROVISIONING = ("provisioning/dashboards/memops.yml", "provisioning/datasources/memops.yml")
-DEFAULT_JOBS = {
-    name: name
-    for name in (
-        "redis",
-        "postgresql",
-        "qdrant",
-        "node",
-        "prometheus",
-        "alertmanager",
-        "memory-service",
-    )
-}
+DEFAULT_JOBS = {name: name for name in REQUIRED_JOBS}
 
 
 def _render_inputs() -> tuple[str, str, dict[str, str]]:

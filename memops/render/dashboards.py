@@ -33,6 +33,7 @@ import jinja2
 import yaml
 
 from memops.render import dashboard_lint, panels
+from memops.render.config import REQUIRED_JOBS
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_DIR / "templates" / "dashboards"
@@ -47,15 +48,6 @@ DASHBOARDS: dict[str, tuple[str, str]] = {
     "supersede-lifecycle.json": ("supersede-lifecycle.yml.j2", "memops-supersede-lifecycle"),
     "backups-drills.json": ("backups-drills.yml.j2", "memops-backups-drills"),
 }
-REQUIRED_JOBS = (
-    "redis",
-    "postgresql",
-    "qdrant",
-    "node",
-    "prometheus",
-    "alertmanager",
-    "memory-service",
-)
 DATASOURCES_FILE = "provisioning/datasources/memops.yml"
 PROVIDERS_FILE = "provisioning/dashboards/memops.yml"
 # Where the grafana role installs dashboards/*.json on the Grafana host.
