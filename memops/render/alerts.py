@@ -22,6 +22,8 @@ import jinja2
 import yaml
 
 from memops.render.config import (
+    PROM_LABEL,
+    PROM_TEMPLATE,
     AlertTest,
     ConfigError,
     ObservabilityConfig,
@@ -30,6 +32,7 @@ from memops.render.config import (
     format_duration,
     shown_path,
 )
+from memops.render.promql import metric_names
 from memops.render.templating import squash, tidy_lines
 
 RULES_TEMPLATE = "alerts/rules.yml.j2"
@@ -45,17 +48,6 @@ LIVE_TEXTFILE_PREFIXES = ("memops_health_",)
 
 _SERIES = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
 _LABEL_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
-_PROM_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
-_PROM_LABEL = re.compile(r"^\s*\$labels\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACED = re.compile(r"\{[^{}]*\}")
-_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_DURATION_LITERAL = re.compile(r"\[[^\]]*\]")
-_PROMQL_WORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "inf", "nan", "atan2",
-}  # fmt: skip
 
 
 class _Missing(Exception):
@@ -350,7 +342,7 @@ def expand_description(
 
     def expand(match: re.Match[str]) -> str:
         inner = match.group(1)
-        label = _PROM_LABEL.match(inner)
+        label = PROM_LABEL.match(inner)
         if label is None:
             return case.value or ""
         if label.group(1) not in labels:
@@ -361,7 +353,7 @@ def expand_description(
             )
         return labels[label.group(1)]
 
-    return _PROM_TEMPLATE.sub(expand, item.description)
+    return PROM_TEMPLATE.sub(expand, item.description)
 
 
 def _with_target_labels(
@@ -392,22 +384,6 @@ def _parse_labels(config: ObservabilityConfig, text: str, where: str) -> list[tu
 
 
 # --- external metrics ------------------------------------------------------------------
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (not functions, keywords or label names)."""
-    text = _QUOTED.sub('""', expr)
-    text = _BRACED.sub("", text)
-    text = _GROUPING.sub("", text)
-    text = _DURATION_LITERAL.sub("", text)
-    names = set()
-    for match in _IDENT.finditer(text):
-        word = match.group(0)
-        following = text[match.end() :].lstrip()
-        if following.startswith("(") or word.lower() in _PROMQL_WORDS:
-            continue
-        names.add(word)
-    return names
 
 
 def _base_name(name: str) -> str:

@@ -52,11 +52,11 @@ _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _URL = re.compile(r"^https?://[^\s/]+(/[^\s]*)?$")
 # The only Prometheus template forms an annotation may use: the promtool tests expand them.
-_PROM_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+PROM_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 _PROM_VALUE = re.compile(
     r"^\s*\$value\s*(\|\s*(humanize|humanizePercentage|humanizeDuration|humanize1024)\s*)?$"
 )
-_PROM_LABEL = re.compile(r"^\s*\$labels\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
+PROM_LABEL = re.compile(r"^\s*\$labels\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
 class ConfigError(ValueError):
@@ -551,11 +551,11 @@ def _rule(
 
 def _check_description(check: _Checker, description: str, where: str) -> None:
     uses_value = uses_instance = False
-    for match in _PROM_TEMPLATE.finditer(description):
+    for match in PROM_TEMPLATE.finditer(description):
         inner = match.group(1)
         if _PROM_VALUE.match(inner):
             uses_value = True
-        elif label := _PROM_LABEL.match(inner):
+        elif label := PROM_LABEL.match(inner):
             uses_instance = uses_instance or label.group(1) == "instance"
         else:
             raise check.fail(

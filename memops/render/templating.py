@@ -20,9 +20,10 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from memops.render.config import PROM_TEMPLATE
+
 LINE_WIDTH = 120  # the repository's yamllint line-length
 _SPACES = re.compile(r"\s+")
-_PROM_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 _GLUE = "\x00"
 
 
@@ -144,7 +145,7 @@ def _folded(text: str, indent: int) -> str:
     if text != squash(text):
         raise ValueError(f"cannot fold a string with line breaks or runs of spaces: {text!r}")
     # keep Prometheus templates ({{ $labels.x }}) on one line: readers grep for them
-    glued = _PROM_TEMPLATE.sub(lambda m: m.group(0).replace(" ", _GLUE), text)
+    glued = PROM_TEMPLATE.sub(lambda m: m.group(0).replace(" ", _GLUE), text)
     lines = [
         line.replace(_GLUE, " ")
         for line in textwrap.wrap(
