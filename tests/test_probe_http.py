@@ -8,15 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from loopback_http import serve
 
 from memops.cli import probe as probe_cli
 from memops.health import run_cycle
@@ -79,15 +79,8 @@ class FakeService(BaseHTTPRequestHandler):
 
 @contextmanager
 def fake_service(**settings: object) -> Iterator[type[FakeService]]:
-    handler = type("Handler", (FakeService,), {"requests": [], **settings})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    with serve(FakeService, **settings) as handler:
         yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_http_is_a_registered_probe_kind():

@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 from urllib.parse import unquote
 
 import psycopg
 import pytest
+from loopback_http import serve
 
 from memops.cli import probe as probe_cli
 from memops.health import run_cycle
@@ -217,15 +218,8 @@ class FakeQdrant(BaseHTTPRequestHandler):
 @contextmanager
 def fake_qdrant(**settings: object) -> Iterator[type[FakeQdrant]]:
     """Serve a FakeQdrant subclass on a free loopback port; its ``url`` is set on it."""
-    handler = type("Handler", (FakeQdrant,), {"requests": [], **settings})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    with serve(FakeQdrant, **settings) as handler:
         yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_qdrant_401_is_auth_failed():
