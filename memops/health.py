@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from memops.exitcodes import EXIT_FAILED, EXIT_FAILING, EXIT_OK
 from memops.health_state import StoredState, append_event, load_state, save_state, state_lock
 from memops.probes import ProbeFunc, probe_with_retries
 from memops.probes.result import (
@@ -51,7 +52,7 @@ CASE_PROCESSING_FAILED = "case_processing_failed"
 FAILURE_STREAK_THRESHOLD_REACHED = "failure_streak_threshold_reached"
 RECOVERED = "recovered"
 
-EXIT_CODES = {State.HEALTHY: 0, State.DEGRADED: 1, State.FAILING: 2}
+EXIT_CODES = {State.HEALTHY: EXIT_OK, State.DEGRADED: EXIT_FAILED, State.FAILING: EXIT_FAILING}
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ replaced atomically so node_exporter never scrapes half of it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from memops.files import PUBLIC, write_atomic
 from memops.health import HealthSnapshot
 from memops.probes.result import State
 
@@ -54,15 +53,7 @@ def format_metrics(snapshot: HealthSnapshot, inventory: str) -> str:
 def write_textfile(snapshot: HealthSnapshot, inventory: str, directory: Path) -> Path:
     """Replace ``directory``/memops_health.prom (mode 0644: node_exporter reads it)."""
     target = directory / TEXTFILE_NAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".memops_health.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(format_metrics(snapshot, inventory))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, format_metrics(snapshot, inventory), mode=PUBLIC, fsync=False)
     return target
 
 

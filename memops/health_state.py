@@ -12,11 +12,12 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from memops.files import write_private_atomic
 
 STATE_FILE = "state.json"
 EVENTS_FILE = "runtime-events.jsonl"
@@ -100,24 +101,6 @@ def append_event(state_dir: str | os.PathLike[str], event: Mapping[str, Any]) ->
         os.write(fd, line)  # one write of one line: O_APPEND keeps lines whole
     finally:
         os.close(fd)
-
-
-def write_private_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and os.replace, mode 0600.
-
-    Readers see the old content or the new one, never a partial file.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp creates it 0600
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

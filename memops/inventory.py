@@ -13,8 +13,7 @@ from pathlib import Path
 
 import yaml
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-INVENTORY_DIR = PROJECT_DIR / "inventory"
+from memops.paths import INVENTORY_DIR, shown, state_dir_for
 
 
 class InventoryError(Exception):
@@ -29,10 +28,7 @@ class Inventory:
     @property
     def state_dir(self) -> Path:
         """Controller-side state of this inventory: secrets, targets.json, health, audit log."""
-        override = os.environ.get("MEMOPS_STATE_DIR")
-        if override:
-            return Path(override).resolve()
-        return PROJECT_DIR / ".state" / self.name
+        return state_dir_for(self.name)
 
 
 def resolve_inventory(spec: str) -> Inventory:
@@ -79,13 +75,6 @@ def check_yaml_files(path: Path) -> None:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            raise InventoryError(f"{_shown(file)}: malformed YAML{where}: {exc.problem}") from None
+            raise InventoryError(f"{shown(file)}: malformed YAML{where}: {exc.problem}") from None
         except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            raise InventoryError(f"{_shown(file)}: cannot read: {exc}") from None
-
-
-def _shown(file: Path) -> str:
-    try:
-        return str(file.relative_to(PROJECT_DIR))
-    except ValueError:
-        return str(file)
+            raise InventoryError(f"{shown(file)}: cannot read: {exc}") from None

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memops.inventory import PROJECT_DIR, Inventory
-
-PLAYBOOK_DIR = PROJECT_DIR / "playbooks"
+from memops.inventory import Inventory
+from memops.paths import ANSIBLE_CONFIG, PLAYBOOK_DIR, PROJECT_DIR
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def run_playbook(
     with tempfile.NamedTemporaryFile(prefix="memops-result-", suffix=".json") as result_file:
         env = {
             **os.environ,
-            "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
+            "ANSIBLE_CONFIG": str(ANSIBLE_CONFIG),
             "MEMOPS_RESULT_FILE": result_file.name,
             "ANSIBLE_FORCE_COLOR": "1" if echo and sys.stdout.isatty() else "0",
         }

@@ -118,7 +118,7 @@ class HttpTarget:
 
 Target = RedisTarget | PostgresTarget | QdrantTarget | HttpTarget
 KINDS = ("redis", "postgresql", "qdrant", "http")
-_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,8 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
         )
     if kind == "postgresql":
         sslmode = fields.text("sslmode", default="prefer")
-        if sslmode not in _SSLMODES:
-            raise TargetsError(f"{source}.sslmode: expected one of {', '.join(_SSLMODES)}")
+        if sslmode not in SSLMODES:
+            raise TargetsError(f"{source}.sslmode: expected one of {', '.join(SSLMODES)}")
         return PostgresTarget(
             name=name,
             host=fields.text("host"),

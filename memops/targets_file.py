@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memops.health_state import write_private_atomic
+from memops.files import write_private_atomic
 from memops.targets import TARGETS_FILE, TargetsError, parse_target
 
 

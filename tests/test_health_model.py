@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from memops import health_state
+from memops import files
+from memops.files import write_private_atomic
 from memops.health import FAILURE_STREAK_THRESHOLD, evaluate_cycle, run_cycle
 from memops.health_state import (
     EVENTS_FILE,
@@ -23,7 +24,6 @@ from memops.health_state import (
     HealthStateError,
     StoredState,
     load_state,
-    write_private_atomic,
 )
 from memops.probes import probe_once
 from memops.probes.result import ProbeResult, State
@@ -296,7 +296,7 @@ def test_atomic_write_keeps_the_old_file_when_replacing_fails(tmp_path, monkeypa
     def broken_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(health_state.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
         write_private_atomic(path, '{"new": true}\n')
 

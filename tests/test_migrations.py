@@ -552,14 +552,14 @@ def test_cli_errors_are_one_line_without_secrets(
 
 def test_conninfo_from_env_validates() -> None:
     env = {"MEMOPS_PG_HOST": "db", "MEMOPS_PG_DBNAME": "memory", "MEMOPS_PG_USER": "memops"}
-    info = psycopg.conninfo.conninfo_to_dict(cli.conninfo_from_env(env))
-    assert (info["host"], info["port"], info["sslmode"]) == ("db", "5432", "prefer")
-    assert "password" not in info
+    target = cli.target_from_env(env)
+    assert (target.host, target.port, target.sslmode) == ("db", 5432, "prefer")
+    assert target.password is None
     with pytest.raises(cli.ConfigError, match="MEMOPS_PG_USER is not set"):
-        cli.conninfo_from_env({**env, "MEMOPS_PG_USER": ""})
+        cli.target_from_env({**env, "MEMOPS_PG_USER": ""})
     with pytest.raises(cli.ConfigError, match="PORT"):
-        cli.conninfo_from_env({**env, "MEMOPS_PG_PORT": "99999"})
+        cli.target_from_env({**env, "MEMOPS_PG_PORT": "99999"})
     with pytest.raises(cli.ConfigError, match="SSLMODE"):
-        cli.conninfo_from_env({**env, "MEMOPS_PG_SSLMODE": "maybe"})
+        cli.target_from_env({**env, "MEMOPS_PG_SSLMODE": "maybe"})
     with pytest.raises(SystemExit):
         _cli(["--to", "-1"])

@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Mapping
-from typing import Any
 
 import psycopg
 
+from memops.clients import postgres_connect
+from memops.errors import error_line
 from memops.migrate import DEFAULT_LOCK_TIMEOUT_S, MigrationError, migrate
+from memops.targets import SSLMODES, PostgresTarget
 
 ENV_PREFIX = "MEMOPS_PG_"
-SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-CONNECT_TIMEOUT_S = 10
 
 
 class ConfigError(Exception):
@@ -67,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     password = os.environ.get(ENV_PREFIX + "PASSWORD") or None
     try:
-        conninfo = conninfo_from_env(os.environ)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+        target = target_from_env(os.environ)
+        with postgres_connect(target, application_name="memops-migrate") as conn:
             report = migrate(
                 conn,
                 args.target,
@@ -84,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def conninfo_from_env(env: Mapping[str, str]) -> str:
-    """Build a libpq conninfo string from MEMOPS_PG_* variables."""
-    params: dict[str, Any] = {}
+def target_from_env(env: Mapping[str, str]) -> PostgresTarget:
+    """The database to migrate, from MEMOPS_PG_* variables."""
+    params: dict[str, str] = {}
     for key in ("host", "dbname", "user"):
         value = env.get(ENV_PREFIX + key.upper(), "")
         if not value:
@@ -98,12 +97,12 @@ def conninfo_from_env(env: Mapping[str, str]) -> str:
     sslmode = env.get(ENV_PREFIX + "SSLMODE", "") or "prefer"
     if sslmode not in SSLMODES:
         raise ConfigError(f"{ENV_PREFIX}SSLMODE must be one of {', '.join(SSLMODES)}")
-    params.update(port=int(port), sslmode=sslmode)
-    password = env.get(ENV_PREFIX + "PASSWORD")
-    if password:
-        params["password"] = password
-    return psycopg.conninfo.make_conninfo(
-        **params, connect_timeout=CONNECT_TIMEOUT_S, application_name="memops-migrate"
+    return PostgresTarget(
+        name="migrate",
+        port=int(port),
+        sslmode=sslmode,
+        password=env.get(ENV_PREFIX + "PASSWORD") or None,
+        **params,
     )
 
 
@@ -116,11 +115,6 @@ def _target(text: str) -> int | None:
 
 
 def _fail(message: str, secret: str | None) -> int:
-    if secret:  # libpq does not echo passwords, but never bet a secret on it
-        message = message.replace(secret, "********")
-    print(f"memops migrate: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    # libpq does not echo passwords, but never bet a secret on it
+    error_line("migrate", f"error: {message}", secrets=(secret,))
     return 1
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

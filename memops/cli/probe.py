@@ -13,12 +13,13 @@ import os
 import sys
 from typing import Any
 
+from memops.errors import error_line
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.probes import probe_until_healthy
 from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
 from memops.targets import KINDS, Target, TargetsError, parse_target
 
 ENV_VAR = "MEMOPS_PROBE_TARGET"
-EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
 _EPILOG = f"""\
 The target is read from ${ENV_VAR} as a JSON object, for example
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = _target_from_env(args.kind)
     except TargetsError as exc:
-        print(f"memops probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        error_line("probe", str(exc))
+        return EXIT_BAD_INPUT
 
     result = probe_until_healthy(target, args.timeout, args.retries, args.wait)
     print(json.dumps({"kind": target.kind, "endpoint": target.endpoint, **result.to_dict()}))
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(_summary(target, result), file=sys.stderr)
     if result.state is State.FAILING or args.require_healthy:
-        return EXIT_UNHEALTHY
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from memops.errors import error_line
+from memops.exitcodes import EXIT_BAD_INPUT
 from memops.ops.render import DEFAULT_CONFIG
 from memops.render.driver import RenderError, render_all, write_outputs
 
@@ -32,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         outputs = render_all(args.config, args.out, args.profile)
     except RenderError as exc:
-        print(f"memops render-profile: {exc}", file=sys.stderr)
-        return 2
+        error_line("render-profile", str(exc))
+        return EXIT_BAD_INPUT
     args.out.mkdir(parents=True, exist_ok=True, mode=0o750)
     written = write_outputs(outputs, args.out)
     print(json.dumps({"changed": bool(written.written or written.removed)}))

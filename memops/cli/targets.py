@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from memops.errors import error_line
+from memops.exitcodes import EXIT_BAD_INPUT
 from memops.targets import TargetsError
 from memops.targets_file import merge_targets
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise TargetsError("stdin: components and deployment must be JSON objects")
         changed = merge_targets(args.state_dir, args.inventory, components, deployment)
     except (ValueError, TargetsError) as exc:
-        print(f"memops targets-write: {exc}", file=sys.stderr)
-        return 2
+        error_line("targets-write", str(exc))
+        return EXIT_BAD_INPUT
     print(json.dumps({"changed": changed}))
     return 0

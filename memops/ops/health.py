@@ -4,66 +4,93 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memops.audit import append_audit
 from memops.health import HealthSnapshot, run_cycle
 from memops.health_metrics import write_textfile
 from memops.health_state import HealthStateError
-from memops.inventory import InventoryError, resolve_inventory
-from memops.ops.report import EXIT_BAD_INPUT, emit_json, error_line
+from memops.inventory import Inventory
+from memops.ops import options
+from memops.ops.runner import Context, Operation, Outcome
 from memops.targets import TARGETS_FILE, Targets, TargetsError, load_targets
 
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_RETRIES = 1
 
-def load_inventory_targets(inventory_spec: str) -> tuple[Path, Targets]:
-    inventory = resolve_inventory(inventory_spec)
-    state_dir = inventory.state_dir
-    if not (state_dir / TARGETS_FILE).exists():
+
+def deployed_targets(inventory: Inventory) -> Targets:
+    """What the last deploy of ``inventory`` recorded; TargetsError when nothing was."""
+    if not (inventory.state_dir / TARGETS_FILE).exists():
         raise TargetsError(
             f"nothing deployed for inventory {inventory.name!r} "
-            f"({state_dir / TARGETS_FILE} is missing): run `invoke deploy` first"
+            f"({inventory.state_dir / TARGETS_FILE} is missing): run `invoke deploy` first"
         )
-    return state_dir, load_targets(state_dir)
+    return load_targets(inventory.state_dir)
 
 
 def health_cycle(
-    targets: Targets, state_dir: Path, *, timeout_s: float = 2.0, retries: int = 1
-) -> HealthSnapshot:
-    """One probe cycle; its metrics go to node_exporter's textfile directory when deployed."""
+    targets: Targets,
+    state_dir: Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+) -> tuple[HealthSnapshot, list[str]]:
+    """One probe cycle, and its metrics in node_exporter's textfile directory when deployed.
+
+    Returns the snapshot and notes about side channels that failed (they do not
+    change the verdict).
+    """
     snapshot = run_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
+    notes = []
     textfile_dir = targets.deployment.get("textfile_dir")
     if isinstance(textfile_dir, str) and textfile_dir:
         try:
             write_textfile(snapshot, targets.inventory or "unknown", Path(textfile_dir))
-        except OSError as exc:  # metrics are a side channel: report, keep the verdict
-            error_line("health", f"could not publish metrics to {textfile_dir}: {exc}")
-    return snapshot
+        except OSError as exc:
+            notes.append(f"could not publish metrics to {textfile_dir}: {exc}")
+    return snapshot, notes
 
 
-def health(inventory_spec: str, *, as_json: bool, timeout_s: float, retries: int) -> int:
+def health(context: Context, *, timeout: float, retries: int) -> Outcome:
+    inventory = context.require_inventory()
     try:
-        state_dir, targets = load_inventory_targets(inventory_spec)
-        snapshot = health_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
-    except (InventoryError, TargetsError, HealthStateError) as exc:
-        error_line("health", str(exc))
-        return EXIT_BAD_INPUT
-    append_audit(state_dir, "health", {"inventory": targets.inventory}, str(snapshot.state))
-    if as_json:
-        emit_json(snapshot.to_dict())
-    else:
-        print_snapshot(snapshot, targets)
-    return snapshot.exit_code
+        targets = deployed_targets(inventory)
+        snapshot, notes = health_cycle(
+            targets, inventory.state_dir, timeout_s=timeout, retries=retries
+        )
+    except (TargetsError, HealthStateError) as exc:
+        return Outcome.refused(str(exc))
+    return Outcome(
+        snapshot.exit_code,
+        snapshot.to_dict(),
+        lines=snapshot_lines(snapshot, targets),
+        notes=notes,
+        result=str(snapshot.state),
+    )
 
 
-def print_snapshot(snapshot: HealthSnapshot, targets: Targets) -> None:
+def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:
     width = max(len(name) for name in snapshot.components)
+    lines = []
     for name, component in sorted(snapshot.components.items()):
         target = targets.components.get(name)
         endpoint = target.endpoint if target else "?"
         reasons = ", ".join(component.reason_codes)
-        print(
+        shown = f"  {reasons}" if reasons and str(component.state) != "healthy" else ""
+        lines.append(
             f"{name:<{width}}  {component.state!s:<8}  {component.latency_ms:7.1f} ms  "
-            f"{endpoint}{'  ' + reasons if reasons and str(component.state) != 'healthy' else ''}"
+            f"{endpoint}{shown}"
         )
-    print(
+    lines.append(
         f"stack: {snapshot.state} (failure_streak {snapshot.failure_streak}, "
         f"queue_depth {snapshot.queue_depth}, checked {snapshot.checked_at})"
     )
+    return lines
+
+
+HEALTH = Operation(
+    "health",
+    health,
+    options={
+        "timeout": options.number(default=DEFAULT_TIMEOUT_S, greater_than=0, at_most=300),
+        "retries": options.integer(default=DEFAULT_RETRIES, minimum=0, maximum=10),
+    },
+)

@@ -1,23 +1,25 @@
-"""`invoke up`: render observability files, deploy the stack, probe it, print what runs where."""
+"""`invoke up`: render, deploy the stack and its monitoring, probe it, print what runs where.
+
+It composes the render, deploy and health operations on one resolved inventory
+(one lock, one audit line) instead of re-implementing them.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-from memops.inventory import PROJECT_DIR
-from memops.ops.deploy import run_deploy
-from memops.ops.health import health_cycle, load_inventory_targets
-from memops.ops.render import DEFAULT_CONFIG
-from memops.ops.report import EXIT_OK, emit_json, error_line
-from memops.playbook import PlaybookOptions
-from memops.render.driver import RenderError, render_all, write_outputs
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
+from memops.ops.deploy import deploy
+from memops.ops.health import deployed_targets, health_cycle
+from memops.ops.render import render_files
+from memops.ops.runner import Context, Operation, Outcome
 from memops.targets import Targets, TargetsError
 
 STANDIN_NOTE = (
     "Qdrant stand-in (no Qdrant release was installable offline; set qdrant_archive "
     "or qdrant_release_url + qdrant_release_sha256 for the real server)"
 )
-
 
 # components whose web UI an operator opens, in the order the summary lists them
 UI_COMPONENTS = ("prometheus", "alertmanager")
@@ -34,61 +36,75 @@ def web_urls(targets: Targets) -> dict[str, str]:
     return urls
 
 
-def up(inventory_spec: str, *, as_json: bool) -> int:
+def standin_note(targets: Targets, component: str) -> str:
+    """Why a component runs as the stand-in, or "" when it is the real thing."""
+    entry = targets.deployment.get(component, {})
+    if not isinstance(entry, dict) or not entry.get("standin"):
+        return ""
+    reason = entry.get("reason")
+    return f"{STANDIN_NOTE}: {reason}" if isinstance(reason, str) and reason else STANDIN_NOTE
+
+
+def up(context: Context) -> Outcome:
+    inventory = context.require_inventory()
     # Alert rules and dashboards first: the deploy installs the rendered files.
+    rendered = render_files(context)
+    if not rendered.ok:
+        return _stopped("render", rendered)
+    deployed = deploy(context, limit="", tags=(), check=False, diff=False)
+    if not deployed.ok:
+        return _stopped("deploy", deployed)
     try:
-        rendered = write_outputs(render_all(DEFAULT_CONFIG, PROJECT_DIR), PROJECT_DIR)
-    except RenderError as exc:
-        if as_json:
-            emit_json({"ok": False, "stage": "render", "error": str(exc)})
-        error_line("up", f"render: {exc}")
-        return 2
-    if not as_json and rendered.written:
-        print(f"render: rewrote {len(rendered.written)} file(s) from templates/")
-    outcome = run_deploy(inventory_spec, PlaybookOptions(), echo=not as_json, command="up")
-    if outcome.exit_code != EXIT_OK:
-        if as_json:
-            emit_json({"ok": False, "stage": "deploy", "error": outcome.error})
-        error_line("up", outcome.error)
-        return outcome.exit_code
-    try:
-        state_dir, targets = load_inventory_targets(inventory_spec)
+        targets = deployed_targets(inventory)
+        snapshot, notes = health_cycle(targets, inventory.state_dir)
     except TargetsError as exc:
-        error_line("up", str(exc))
-        return 2
-    snapshot = health_cycle(targets, state_dir)
-    deployment = targets.deployment
-    rows = []
-    for name, component in sorted(snapshot.components.items()):
-        rows.append(
-            {
-                "component": name,
-                "endpoint": targets.components[name].endpoint,
-                "state": str(component.state),
-                "note": STANDIN_NOTE if deployment.get(name, {}).get("standin") else "",
-            }
-        )
-    if as_json:
-        emit_json(
-            {
-                "ok": snapshot.exit_code == EXIT_OK,
-                "inventory": targets.inventory,
-                "changed": outcome.result.changed if outcome.result else 0,
-                "health": snapshot.to_dict(),
-                "components": rows,
-                "urls": web_urls(targets),
-                "rendered": rendered.written,
-                "state_dir": str(state_dir),
-            }
-        )
-    else:
-        print(f"\nmemops stack on inventory {targets.inventory} (state in {state_dir}):")
-        for row in rows:
-            note = f"  [{row['note']}]" if row["note"] else ""
-            print(f"  {row['component']:<18} {row['state']:<8} {row['endpoint']}{note}")
-        for name, url in web_urls(targets).items():
-            print(f"{name.capitalize()}: {url}")
-        print(f"stack: {snapshot.state}; secrets and targets.json are in {state_dir} (mode 0600)")
-    if snapshot.exit_code != EXIT_OK:
-        error_line("up", f"stack is {snapshot.state} after deploy; run `invoke health` for details")
-    return snapshot.exit_code
+        return Outcome.refused(str(exc))
+    rows = [
+        {
+            "component": name,
+            "endpoint": targets.components[name].endpoint,
+            "state": str(component.state),
+            "note": standin_note(targets, name),
+        }
+        for name, component in sorted(snapshot.components.items())
+    ]
+    written = list(rendered.document.get("written", []))
+    document: dict[str, Any] = {
+        "ok": snapshot.exit_code == EXIT_OK,
+        "inventory": targets.inventory,
+        "changed": deployed.document.get("changed", 0),
+        "health": snapshot.to_dict(),
+        "components": rows,
+        "urls": web_urls(targets),
+        "rendered": written,
+        "state_dir": str(inventory.state_dir),
+    }
+    lines = [f"render: rewrote {len(written)} file(s) from templates/"] if written else []
+    lines.append(
+        f"\nmemops stack on inventory {targets.inventory} (state in {inventory.state_dir}):"
+    )
+    for row in rows:
+        note = f"  [{row['note']}]" if row["note"] else ""
+        lines.append(f"  {row['component']:<18} {row['state']:<8} {row['endpoint']}{note}")
+    lines += [f"{name.capitalize()}: {url}" for name, url in web_urls(targets).items()]
+    lines.append(
+        f"stack: {snapshot.state}; secrets and targets.json are in {inventory.state_dir} "
+        "(mode 0600)"
+    )
+    error = (
+        ""
+        if snapshot.exit_code == EXIT_OK
+        else f"stack is {snapshot.state} after deploy; run `invoke health` for details"
+    )
+    audit = {"changed": document["changed"], "health": str(snapshot.state)}
+    return Outcome(snapshot.exit_code, document, lines=lines, error=error, notes=notes, audit=audit)
+
+
+def _stopped(stage: str, outcome: Outcome) -> Outcome:
+    """``up`` ends at the first stage that did not succeed, and says which."""
+    document = {"ok": False, "stage": stage, "error": outcome.error}
+    code = outcome.exit_code if outcome.exit_code else EXIT_BAD_INPUT
+    return Outcome(code, document, error=f"{stage}: {outcome.error}", audit=dict(outcome.audit))
+
+
+UP = Operation("up", up, locks=True)

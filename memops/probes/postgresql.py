@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 
+from memops.clients import postgres_connect
 from memops.probes.errors import safe_message
 from memops.probes.result import (
     AUTH_FAILED,
@@ -64,23 +64,12 @@ _MESSAGE_CODES = (
 
 def probe_postgresql(target: PostgresTarget, timeout_s: float) -> ProbeResult:
     started = time.perf_counter()
-    timeout_ms = max(int(timeout_s * 1000), 1)
     try:
-        with psycopg.connect(
-            host=target.host,
-            port=target.port,
-            dbname=target.dbname,
-            user=target.user,
-            password=target.password,
-            sslmode=target.sslmode,
-            # Whole seconds; libpq (and psycopg) raise anything below 2 to 2.
-            connect_timeout=math.ceil(timeout_s),
-            # Server side: no statement runs longer than the budget. Client side:
-            # a host that stops acknowledging our packets drops the connection.
-            options=f"-c statement_timeout={timeout_ms}",
-            tcp_user_timeout=timeout_ms,
+        with postgres_connect(
+            target,
+            timeout_s=timeout_s,
+            statement_timeout_s=timeout_s,  # no statement runs longer than the budget
             application_name="memops-probe",
-            autocommit=True,
         ) as conn:
             conn.execute("SELECT 1")
             server_version, in_recovery = _one_row(conn, _SERVER_SQL)

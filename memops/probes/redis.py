@@ -7,9 +7,8 @@ from typing import Any
 
 import redis
 from redis import exceptions as redis_errors
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from memops.clients import redis_client
 from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
@@ -49,21 +48,7 @@ def probe_redis(target: RedisTarget, timeout_s: float) -> ProbeResult:
 
 def _connect(target: RedisTarget, timeout_s: float) -> redis.Redis:
     """A client on one connection, opened now, every socket operation bounded."""
-    return redis.Redis(
-        host=target.host,
-        port=target.port,
-        username=target.username,
-        password=target.password,
-        ssl=target.tls,
-        ssl_ca_certs=target.ca_file,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),  # retries belong to the caller, not the client
-        single_connection_client=True,
-        # No CLIENT SETINFO/SETNAME: fewer round trips, and an ACL user needs no
-        # permission beyond AUTH, PING and INFO.
-        driver_info=None,
-    )
+    return redis_client(target, timeout_s=timeout_s, single_connection=True)
 
 
 def _assess(info: dict[str, Any], target: RedisTarget, started: float) -> ProbeResult:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from memops.inventory import PROJECT_DIR
+from memops.paths import PROJECT_DIR
 
 SEVERITIES = ("critical", "warning", "info")
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary")

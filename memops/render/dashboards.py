@@ -32,11 +32,11 @@ from typing import Any
 import jinja2
 import yaml
 
+from memops.paths import TEMPLATES_DIR as PROJECT_TEMPLATES_DIR
 from memops.render import dashboard_lint, panels
 from memops.render.config import REQUIRED_JOBS
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = REPO_DIR / "templates" / "dashboards"
+TEMPLATES_DIR = PROJECT_TEMPLATES_DIR / "dashboards"
 
 # Output file (under dashboards/) -> template (under templates/dashboards/) and its uid.
 # The uids are part of the interface: links, bookmarks and alert annotations use them.

@@ -8,11 +8,10 @@ files the data no longer produces; :func:`check_outputs` reports what differs.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memops.files import PUBLIC, write_atomic
 from memops.render import alerts, runbooks
 from memops.render.config import ConfigError, load_config
 from memops.render.templating import environment
@@ -133,22 +132,9 @@ def write_outputs(outputs: dict[str, str], out_dir: Path) -> WriteResult:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             result.unchanged.append(name)
             continue
-        _write_atomically(path, text)
+        write_atomic(path, text, mode=PUBLIC, fsync=False)
         result.written.append(name)
     for name in sorted(generated_files(out_dir) - set(outputs)):
         (out_dir / name).unlink()
         result.removed.append(name)
     return result
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

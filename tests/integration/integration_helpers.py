@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memops.clients import StackClients
+from memops.paths import PROJECT_DIR
 from memops.targets import Targets, load_targets
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 INVENTORIES = PROJECT_DIR / "tests" / "inventories"
 TEST_INVENTORY = str(INVENTORIES / "test")
 BLANK_INVENTORY = str(INVENTORIES / "blank")
@@ -67,6 +68,11 @@ class DeployedStack:
     @property
     def targets(self) -> Targets:
         return load_targets(self.state_dir)
+
+    @property
+    def clients(self) -> StackClients:
+        """Redis, PostgreSQL and Qdrant clients from the deployed targets (memops.clients)."""
+        return StackClients(self.targets)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from integration_helpers import BLANK_INVENTORY, invoke, port_open
+
+pytestmark = pytest.mark.integration
 
 BLANK_PATHS = (
     Path("/etc/redis/memops-blank.conf"),

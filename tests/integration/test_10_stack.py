@@ -8,38 +8,13 @@ import sys
 
 import psycopg
 import pytest
-import redis
 from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
-from qdrant_client import QdrantClient
 
 from memops import workload
 from memops.migrate import current_version, latest_version
-from memops.targets import PostgresTarget, QdrantTarget, RedisTarget
+from memops.targets import PostgresTarget
 
-
-def _redis(stack: DeployedStack) -> redis.Redis:
-    target = stack.targets.components["redis"]
-    assert isinstance(target, RedisTarget)
-    return redis.Redis(host=target.host, port=target.port, password=target.password)
-
-
-def _postgres(stack: DeployedStack) -> psycopg.Connection:
-    target = stack.targets.components["postgresql"]
-    assert isinstance(target, PostgresTarget)
-    return psycopg.connect(
-        host=target.host,
-        port=target.port,
-        dbname=target.dbname,
-        user=target.user,
-        password=target.password,
-        autocommit=True,
-    )
-
-
-def _qdrant(stack: DeployedStack) -> QdrantClient:
-    target = stack.targets.components["qdrant"]
-    assert isinstance(target, QdrantTarget)
-    return QdrantClient(url=target.url, api_key=target.api_key, https=False, timeout=10)
+pytestmark = pytest.mark.integration
 
 
 def test_deploy_reports_every_component_healthy(deployed_stack: DeployedStack) -> None:
@@ -71,19 +46,19 @@ def test_targets_file_is_private(deployed_stack: DeployedStack) -> None:
 def test_data_round_trips_through_every_tier(deployed_stack: DeployedStack) -> None:
     load = workload.generate(seed=20261123, tenants=2, items_per_tenant=5)
 
-    client = _redis(deployed_stack)
+    client = deployed_stack.clients.redis()
     for tenant in load.tenants:
         for key in client.scan_iter(match=workload.tenant_pattern(load.prefix, tenant)):
             client.delete(key)
     assert workload.write_redis(client, load) == len(load.redis)
     assert workload.verify_redis(client, load) == []
 
-    with _postgres(deployed_stack) as conn:
+    with deployed_stack.clients.postgresql() as conn:
         conn.execute("DELETE FROM memory_items WHERE tenant_id = ANY(%s)", [list(load.tenants)])
         workload.write_postgres(conn, load)
         assert workload.verify_postgres(conn, load) == []
 
-    qdrant = _qdrant(deployed_stack)
+    qdrant = deployed_stack.clients.qdrant()
     collection = "roundtrip_test"
     if qdrant.collection_exists(collection):
         qdrant.delete_collection(collection)
@@ -92,7 +67,7 @@ def test_data_round_trips_through_every_tier(deployed_stack: DeployedStack) -> N
 
 
 def test_audit_log_refuses_delete_and_update(deployed_stack: DeployedStack) -> None:
-    with _postgres(deployed_stack) as conn:
+    with deployed_stack.clients.postgresql() as conn:
         conn.execute(
             "INSERT INTO execution_audit_log (tenant_id, actor, action) VALUES (%s, %s, %s)",
             ["tenant-audit", "integration-test", "probe"],
@@ -131,11 +106,11 @@ def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
     # 0003 only adds a trigger, so going down one step loses no data.
     down = migrate("--to", str(latest_version() - 1))
     assert down.returncode == 0, down.stderr
-    with _postgres(deployed_stack) as conn:
+    with deployed_stack.clients.postgresql() as conn:
         assert current_version(conn) == latest_version() - 1
     up = migrate("--to", "latest")
     assert up.returncode == 0, up.stderr
-    with _postgres(deployed_stack) as conn:
+    with deployed_stack.clients.postgresql() as conn:
         assert current_version(conn) == latest_version()
 
 

@@ -8,9 +8,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, port_open
 
-from memops.health_state import write_private_atomic
+from memops.files import write_private_atomic
+
+pytestmark = pytest.mark.integration
 
 
 def _health(state_dir: Path | None = None) -> tuple[int, dict]:

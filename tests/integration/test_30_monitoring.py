@@ -17,6 +17,8 @@ import pytest
 import yaml
 from integration_helpers import PROJECT_DIR, DeployedStack
 
+pytestmark = pytest.mark.integration
+
 PROMETHEUS = "http://127.0.0.1:29090"
 INSTANCE = "memops-test"
 CONFIG_DIR = Path("/etc/memops-monitoring") / INSTANCE

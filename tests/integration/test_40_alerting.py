@@ -29,6 +29,8 @@ from webhook_receiver import WebhookReceiver
 from memops.render import dashboard_lint, promql
 from memops.render.config import duration_seconds
 
+pytestmark = pytest.mark.integration
+
 PROMETHEUS = "http://127.0.0.1:29090"
 ALERTMANAGER_CONFIG = Path("/etc/memops-monitoring/memops-test/alertmanager/alertmanager.yml")
 WEBHOOK_PORT = 29500

@@ -1,0 +1,35 @@
+"""Atomic file writes: readers see the old content or the new one, never a partial file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE = 0o600  # secrets, state, audit: the owner only
+PUBLIC = 0o644  # rendered files and metrics other services read
+
+
+def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE, fsync: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        if mode != PRIVATE:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_private_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, mode 0600."""
+    write_atomic(path, text, mode=PRIVATE)

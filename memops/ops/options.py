@@ -1,0 +1,151 @@
+"""Checking task options before anything runs.
+
+Invoke hands every non-flag option over as the text the user typed (or None when
+it was not given). Each operation declares how to read its options with the
+parsers below; the runner applies them before it resolves a lock, runs Ansible
+or probes anything, so a typo is one line naming the option, exit 2, and nothing
+touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+Parser = Callable[[str, Any], Any]  # (option name, raw value) -> parsed value
+
+
+class OptionError(ValueError):
+    """An option has a value the operation does not accept; the message names both."""
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse(name: str, accepts: str, raw: Any) -> OptionError:
+    return OptionError(f"{flag_name(name)}: expected {accepts}, got {str(raw)!r}")
+
+
+def number(
+    *, default: float, greater_than: float | None = None, at_most: float | None = None
+) -> Parser:
+    """A finite number, e.g. seconds."""
+    bounds = []
+    if greater_than is not None:
+        bounds.append(f"greater than {greater_than:g}")
+    if at_most is not None:
+        bounds.append(f"at most {at_most:g}")
+    accepts = "a number" + (" " + " and ".join(bounds) if bounds else "")
+
+    def parse(name: str, raw: Any) -> float:
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise _refuse(name, accepts, raw) from None
+        if not math.isfinite(value):
+            raise _refuse(name, accepts, raw)
+        if greater_than is not None and value <= greater_than:
+            raise _refuse(name, accepts, raw)
+        if at_most is not None and value > at_most:
+            raise _refuse(name, accepts, raw)
+        return value
+
+    return parse
+
+
+def integer(*, default: int, minimum: int = 0, maximum: int | None = None) -> Parser:
+    """A whole number in [minimum, maximum]."""
+    accepts = f"a whole number from {minimum}" + (f" to {maximum}" if maximum is not None else "")
+
+    def parse(name: str, raw: Any) -> int:
+        if raw is None or raw == "":
+            return default
+        text = str(raw).strip()
+        if not text.lstrip("-").isdigit():
+            raise _refuse(name, accepts, raw)
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise _refuse(name, accepts, raw)
+        return value
+
+    return parse
+
+
+def flag() -> Parser:
+    def parse(name: str, raw: Any) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if raw is None:
+            return False
+        raise _refuse(name, "no value (it is a flag)", raw)
+
+    return parse
+
+
+def text(*, default: str = "", forbid: str = "") -> Parser:
+    """Free text; ``forbid`` lists characters that may not appear in it."""
+
+    def parse(name: str, raw: Any) -> str:
+        value = default if raw is None else str(raw)
+        bad = sorted({char for char in value if char in forbid or char in "\n\r\0"})
+        if bad:
+            raise OptionError(f"{flag_name(name)}: must not contain {' '.join(map(repr, bad))}")
+        return value
+
+    return parse
+
+
+def choices(known: Callable[[], Collection[str]], *, many: bool = False) -> Parser:
+    """One of the known words, or with ``many`` a comma-separated list of them.
+
+    ``known`` is called only when the option was given, so an expensive list
+    (such as the tags of a playbook) costs nothing when it is not used.
+    """
+
+    def parse(name: str, raw: Any) -> Any:
+        if raw is None or raw == "":
+            return () if many else ""
+        words = [word.strip() for word in str(raw).split(",")] if many else [str(raw).strip()]
+        allowed = set(known())
+        if not all(words):
+            raise OptionError(f"{flag_name(name)}: an empty item in {str(raw)!r}")
+        unknown = [word for word in words if word not in allowed]
+        if unknown:
+            shown = ", ".join(repr(word) for word in unknown)
+            raise OptionError(
+                f"{flag_name(name)}: unknown {shown}; known: {', '.join(sorted(allowed))}"
+            )
+        return tuple(dict.fromkeys(words)) if many else words[0]
+
+    return parse
+
+
+def existing_file(*, default: Path | None = None) -> Parser:
+    def parse(name: str, raw: Any) -> Path | None:
+        if raw is None or raw == "":
+            return default
+        path = Path(str(raw)).expanduser().resolve()
+        if not path.is_file():
+            raise OptionError(f"{flag_name(name)}: no such file: {raw}")
+        return path
+
+    return parse
+
+
+def directory(*, default: Path | None = None) -> Parser:
+    """A directory to write into: it may not exist yet, but it may not be a file."""
+
+    def parse(name: str, raw: Any) -> Path | None:
+        if raw is None or raw == "":
+            return default
+        path = Path(str(raw)).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise OptionError(f"{flag_name(name)}: not a directory: {raw}")
+        return path
+
+    return parse

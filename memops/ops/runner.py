@@ -1,0 +1,167 @@
+"""The one way every memops task runs: check, lock, act, audit, print, exit.
+
+A task hands its raw options to ``run_operation``. The runner resolves the
+inventory once, checks every option with the operation's parsers (bad input is
+one line, exit 2, nothing touched), takes the stack lock when the operation
+changes the stack, calls the operation, appends exactly one audit line to that
+inventory's state directory, prints the human summary or the ``--json``
+document, and returns the exit code. Operations never print; they return an
+``Outcome``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from memops.audit import append_audit
+from memops.errors import error_line
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.inventory import Inventory, InventoryError, resolve_inventory
+from memops.locking import LockBusyError, action_lock
+from memops.ops.options import OptionError, Parser
+
+
+class InventoryUse(Enum):
+    REQUIRED = "required"  # the operation acts on an inventory's stack
+    OPTIONAL = "optional"  # it does not need one; its audit line goes there when one resolves
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation did.
+
+    ``document`` is what ``--json`` prints; ``lines`` the human summary; ``error``
+    the one stderr line when it failed; ``notes`` extra stderr lines that do not
+    change the verdict; ``result`` and ``audit`` go into the audit line.
+    """
+
+    exit_code: int
+    document: Mapping[str, Any]
+    lines: Sequence[str] = ()
+    error: str = ""
+    notes: Sequence[str] = ()
+    result: str = ""
+    audit: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    @property
+    def audit_result(self) -> str:
+        return self.result or ("ok" if self.ok else "failed")
+
+    @classmethod
+    def refused(
+        cls, message: str, *, result: str = "bad-input", code: int = EXIT_BAD_INPUT
+    ) -> Outcome:
+        return cls(code, {"ok": False, "error": message}, error=message, result=result)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an operation gets besides its options."""
+
+    inventory: Inventory | None
+    echo: bool  # a person is watching: stream progress (Ansible's output) to stderr
+
+    def require_inventory(self) -> Inventory:
+        if self.inventory is None:  # only for InventoryUse.REQUIRED, which the runner ensures
+            raise RuntimeError("this operation needs an inventory")
+        return self.inventory
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A task's action: its name as users type it, its options, and whether it locks."""
+
+    name: str
+    body: Callable[..., Outcome]
+    options: Mapping[str, Parser] = field(default_factory=dict)
+    locks: bool = False  # destructive or deploying: holds the stack lock while it runs
+    inventory: InventoryUse = InventoryUse.REQUIRED
+
+    def parse(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        unexpected = sorted(set(raw) - set(self.options))
+        if unexpected:  # a task passed an option the operation does not declare: a bug
+            raise RuntimeError(f"{self.name}: undeclared options {unexpected}")
+        return {name: parse(name, raw.get(name)) for name, parse in self.options.items()}
+
+
+def run_operation(
+    operation: Operation,
+    raw: Mapping[str, Any],
+    *,
+    inventory_spec: str,
+    inventory_given: bool = True,
+    as_json: bool = False,
+) -> int:
+    """Run ``operation`` with the raw task options; return the exit code."""
+    inventory, outcome = _prepare(operation, raw, inventory_spec, inventory_given)
+    if outcome is None:
+        context = Context(inventory=inventory, echo=not as_json)
+        outcome = _act(operation, context, operation.parse(raw))
+    if inventory is not None:
+        arguments = {"inventory": inventory.name, **raw}
+        append_audit(
+            inventory.state_dir, operation.name, arguments, outcome.audit_result, outcome.audit
+        )
+    _print(operation.name, outcome, as_json)
+    return outcome.exit_code
+
+
+def _prepare(
+    operation: Operation, raw: Mapping[str, Any], spec: str, given: bool
+) -> tuple[Inventory | None, Outcome | None]:
+    """Resolve the inventory and check the options; an Outcome here means: refused."""
+    inventory = None
+    try:
+        inventory = resolve_inventory(spec)
+    except InventoryError as exc:
+        if operation.inventory is InventoryUse.REQUIRED or given:
+            return None, Outcome.refused(str(exc))
+    try:
+        operation.parse(raw)
+    except OptionError as exc:
+        return inventory, Outcome.refused(str(exc))
+    return inventory, None
+
+
+def _act(operation: Operation, context: Context, options: dict[str, Any]) -> Outcome:
+    try:
+        if not operation.locks:
+            return operation.body(context, **options)
+        state_dir = context.require_inventory().state_dir
+        with action_lock(state_dir, operation.name):
+            return operation.body(context, **options)
+    except LockBusyError as exc:
+        return Outcome.refused(str(exc), result="lock-busy")
+    except Exception as exc:  # a bug: still one line, one audit record, exit 1
+        if os.environ.get("MEMOPS_DEBUG"):
+            traceback.print_exc()
+        message = f"internal error: {type(exc).__name__}: {exc} (MEMOPS_DEBUG=1 shows where)"
+        return Outcome.refused(message, result="error", code=EXIT_FAILED)
+
+
+def emit_json(document: Mapping[str, Any]) -> None:
+    print(json.dumps(document, indent=2, sort_keys=True), flush=True)
+
+
+def _print(command: str, outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome.document)
+    else:
+        for line in outcome.lines:
+            print(line)
+        sys.stdout.flush()
+    for note in outcome.notes:
+        error_line(command, note)
+    if outcome.error:
+        error_line(command, outcome.error)

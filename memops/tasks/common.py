@@ -1,0 +1,70 @@
+"""What every memops task shares: option help, the default inventory, and the call to the runner."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Context, Exit, task
+
+from memops.ops.runner import Operation, run_operation
+
+DEFAULT_INVENTORY = "local"
+# Invoke configuration of the root collection: `memops.inventory` can be set in an
+# invoke.yaml, or as INVOKE_MEMOPS_INVENTORY; MEMOPS_INVENTORY wins over both.
+CONFIG_DEFAULTS: dict[str, Any] = {"memops": {"inventory": DEFAULT_INVENTORY}}
+INVENTORY_ENV = "MEMOPS_INVENTORY"
+
+# Help for the options several tasks share; a task adds its own with `help=`.
+COMMON_HELP = {
+    "inventory": (
+        f"inventory name under inventory/ or a path (default: ${INVENTORY_ENV}, "
+        f"else the memops.inventory setting, else {DEFAULT_INVENTORY})"
+    ),
+    "json": "print the result as one JSON document (progress output goes to the log only)",
+    "dry_run": "show what would change, change nothing",
+    "yes": "do it without asking (required when not interactive)",
+}
+
+
+def memops_task(*, help: dict[str, str] | None = None, **kwargs: Any) -> Callable[..., Any]:
+    """``@task`` with the shared help for every parameter the function takes."""
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        parameters = list(inspect.signature(func).parameters)[1:]  # after the Context
+        texts = {name: COMMON_HELP[name] for name in parameters if name in COMMON_HELP}
+        texts.update(help or {})
+        missing = [name for name in parameters if name not in texts]
+        if missing:
+            raise TypeError(f"task {func.__name__}: no help text for {', '.join(missing)}")
+        return task(help=texts, **kwargs)(func)
+
+    return decorate
+
+
+def inventory_spec(c: Context, given: str | None) -> tuple[str, bool]:
+    """The inventory to use and whether the user named it."""
+    if given:
+        return given, True
+    from_env = os.environ.get(INVENTORY_ENV)
+    if from_env:
+        return from_env, True
+    configured = c.config.get("memops", {}).get("inventory") or DEFAULT_INVENTORY
+    return str(configured), False
+
+
+def run(
+    c: Context,
+    operation: Operation,
+    *,
+    inventory: str | None = None,
+    json: bool = False,
+    **raw: Any,
+) -> None:
+    """Run ``operation`` through the runner; a non-zero outcome becomes the exit code."""
+    spec, given = inventory_spec(c, inventory)
+    code = run_operation(operation, raw, inventory_spec=spec, inventory_given=given, as_json=json)
+    if code:
+        raise Exit(code=code)
