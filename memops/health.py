@@ -36,6 +36,7 @@ from memops.probes.result import (
     ProbeResult,
     State,
     failure,
+    result_fields,
     worst,
 )
 from memops.targets import Target, Targets
@@ -64,12 +65,7 @@ class ComponentHealth:
     failure_streak: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": str(self.state),
-            "latency_ms": self.latency_ms,
-            "reason_codes": list(self.reason_codes),
-            "details": self.details,
-        }
+        return result_fields(self.state, self.latency_ms, self.reason_codes, self.details)
 
 
 @dataclass(frozen=True)

@@ -23,50 +23,44 @@ class TargetsError(Exception):
     """The targets file (or a target object) is missing, unsafe or malformed."""
 
 
-@dataclass(frozen=True)
-class RedisTarget:
-    kind: ClassVar[str] = "redis"
+@dataclass(frozen=True, kw_only=True)
+class _PasswordServer:
+    """A server reached at host:port that authenticates with a password."""
 
     name: str
     host: str
     port: int
     password: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return _host_port(self.host, self.port)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.password,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisTarget(_PasswordServer):
+    kind: ClassVar[str] = "redis"
+
     username: str | None = None
     tls: bool = False
     ca_file: str | None = None
     rpo_seconds: float = 900
     maxmemory_warn_ratio: float = 0.9
 
-    @property
-    def endpoint(self) -> str:
-        return _host_port(self.host, self.port)
 
-    @property
-    def secrets(self) -> tuple[str | None, ...]:
-        return (self.password,)
-
-
-@dataclass(frozen=True)
-class PostgresTarget:
+@dataclass(frozen=True, kw_only=True)
+class PostgresTarget(_PasswordServer):
     kind: ClassVar[str] = "postgresql"
 
-    name: str
-    host: str
-    port: int
     dbname: str
     user: str
-    password: str | None = field(default=None, repr=False)
     sslmode: str = "prefer"
     expected_schema_version: int = 0
     max_replication_lag_seconds: float = 30
-
-    @property
-    def endpoint(self) -> str:
-        return _host_port(self.host, self.port)
-
-    @property
-    def secrets(self) -> tuple[str | None, ...]:
-        return (self.password,)
 
 
 @dataclass(frozen=True)
@@ -195,10 +189,7 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
             ),
         )
     if kind == "qdrant":
-        url = fields.text("url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TargetsError(f"{source}.url: expected an http:// or https:// URL")
+        url = fields.http_url("url")
         return QdrantTarget(
             name=name,
             url=url.rstrip("/"),
@@ -206,10 +197,7 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
             verify_tls=fields.flag("verify_tls", default=True),
         )
     if kind == "http":
-        url = fields.text("url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TargetsError(f"{source}.url: expected an http:// or https:// URL")
+        url = fields.http_url("url")
         return HttpTarget(
             name=name,
             url=url,
@@ -319,6 +307,13 @@ class _Fields:
         if maximum is not None and value > maximum:
             raise TargetsError(f"{self._where}.{key}: must be at most {maximum}, got {value}")
         return value
+
+    def http_url(self, key: str) -> str:
+        url = self.text(key)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TargetsError(f"{self._where}.{key}: expected an http:// or https:// URL")
+        return url
 
     def port(self, key: str) -> int:
         return int(self.number(key, minimum=1, maximum=65535, integer=True))

@@ -15,6 +15,8 @@ from typing import Any
 
 from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.ops import options
+from memops.ops.options import argparse_type
 from memops.probes import probe_until_healthy
 from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
 from memops.targets import KINDS, Target, TargetsError, parse_target
@@ -40,14 +42,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("kind", choices=KINDS, help="which probe to run")
     parser.add_argument(
-        "--timeout", type=_positive, default=2.0, help="seconds per attempt (default 2)"
+        "--timeout",
+        type=argparse_type("timeout", options.number(default=2.0, greater_than=0)),
+        default=2.0,
+        help="seconds per attempt (default 2)",
     )
     parser.add_argument(
-        "--retries", type=_non_negative_int, default=1, help="retries of a failed probe (1)"
+        "--retries",
+        type=argparse_type("retries", options.integer(default=1, minimum=0)),
+        default=1,
+        help="retries of a failed probe (1)",
     )
     parser.add_argument(
         "--wait",
-        type=_non_negative,
+        type=argparse_type("wait", options.number(default=0.0, at_least=0)),
         default=0.0,
         metavar="SECONDS",
         help="keep re-probing until healthy or SECONDS have passed (after a start)",
@@ -96,30 +104,3 @@ def _summary(target: Target, result: ProbeResult) -> str:
     verb = "failed" if result.state is State.FAILING else "degraded"
     line = f"{target.kind} probe {verb} at {target.endpoint}: {codes}"
     return f"{line} ({result.error})" if result.error else line
-
-
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or value != value:  # negative or NaN
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value

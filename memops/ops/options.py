@@ -30,12 +30,18 @@ def _refuse(name: str, accepts: str, raw: Any) -> OptionError:
 
 
 def number(
-    *, default: float, greater_than: float | None = None, at_most: float | None = None
+    *,
+    default: float,
+    greater_than: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
 ) -> Parser:
     """A finite number, e.g. seconds."""
     bounds = []
     if greater_than is not None:
         bounds.append(f"greater than {greater_than:g}")
+    if at_least is not None:
+        bounds.append(f"at least {at_least:g}")
     if at_most is not None:
         bounds.append(f"at most {at_most:g}")
     accepts = "a number" + (" " + " and ".join(bounds) if bounds else "")
@@ -50,6 +56,8 @@ def number(
         if not math.isfinite(value):
             raise _refuse(name, accepts, raw)
         if greater_than is not None and value <= greater_than:
+            raise _refuse(name, accepts, raw)
+        if at_least is not None and value < at_least:
             raise _refuse(name, accepts, raw)
         if at_most is not None and value > at_most:
             raise _refuse(name, accepts, raw)
@@ -149,3 +157,16 @@ def directory(*, default: Path | None = None) -> Parser:
         return path
 
     return parse
+
+
+def argparse_type(name: str, parse: Parser) -> Callable[[str], Any]:
+    """The same check as an argparse ``type=``, for ``python -m memops`` subcommands."""
+    import argparse
+
+    def convert(raw: str) -> Any:
+        try:
+            return parse(name, raw)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+    return convert

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -71,12 +71,19 @@ class ProbeResult:
         return self.details.get("error")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": str(self.state),
-            "latency_ms": self.latency_ms,
-            "reason_codes": list(self.reason_codes),
-            "details": self.details,
-        }
+        return result_fields(self.state, self.latency_ms, self.reason_codes, self.details)
+
+
+def result_fields(
+    state: State, latency_ms: float, reason_codes: Sequence[str], details: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON shape of a probe result, and of a component in a health snapshot."""
+    return {
+        "state": str(state),
+        "latency_ms": latency_ms,
+        "reason_codes": list(reason_codes),
+        "details": details,
+    }
 
 
 def elapsed_ms(started: float) -> float:
