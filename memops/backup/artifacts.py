@@ -1,0 +1,84 @@
+"""What a tier engine hands to a backup set, and how tenant names become file names.
+
+A tier backup writes its files into a local staging directory and returns a
+``TierArtifact``: the files (names relative to the staging directory), counts
+and content checksums per tenant, server and tool versions, and the source
+positions the set was taken at. The set writer turns artifacts into one
+manifest; the tier's restore takes the same artifact (read back from the
+manifest) and the verified files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+TIERS = ("redis", "postgresql", "qdrant")
+
+
+def tenant_token(tenant: str) -> str:
+    """A file-name-safe, stable stand-in for a tenant name (names are data, never paths)."""
+    return "t-" + hashlib.sha256(tenant.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    """One tenant's share of a tier: how many items, and a checksum of their content.
+
+    ``checksum`` is order-independent over the tenant's items in that tier (for
+    example a sha256 over the sorted per-item digests), so a restore can be
+    compared with the set without comparing files.
+    """
+
+    count: int
+    checksum: str
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. {"expired_skipped": 3}
+
+
+@dataclass(frozen=True)
+class TierArtifact:
+    tier: str  # one of TIERS
+    files: tuple[str, ...]  # relative to the staging directory, written completely
+    tenants: dict[str, TenantSummary]  # tenant name -> summary ("" for whole-tier data)
+    versions: dict[str, str]  # e.g. {"redis": "7.0.15", "rdb_format": "10"}
+    positions: dict[str, Any]  # e.g. {"lastsave": 1767312000, "master_repl_offset": 1234}
+    scope: str = "full"  # "full" (the whole tier) or "namespaces"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "scope": self.scope,
+            "files": list(self.files),
+            "tenants": {
+                name: {"count": s.count, "checksum": s.checksum, "details": s.details}
+                for name, s in sorted(self.tenants.items())
+            },
+            "versions": dict(self.versions),
+            "positions": dict(self.positions),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TierArtifact:
+        return cls(
+            tier=data["tier"],
+            scope=data.get("scope", "full"),
+            files=tuple(data["files"]),
+            tenants={
+                name: TenantSummary(t["count"], t["checksum"], dict(t.get("details", {})))
+                for name, t in data["tenants"].items()
+            },
+            versions=dict(data["versions"]),
+            positions=dict(data["positions"]),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+class BackupError(Exception):
+    """A backup or restore step failed; the message is one line for the operator."""
+
+
+class RestoreRefused(BackupError):
+    """A restore was refused before anything was touched (version, checksum, key...)."""
