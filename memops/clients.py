@@ -25,6 +25,7 @@ from memops.targets import (
 )
 
 if TYPE_CHECKING:
+    import httpx
     import psycopg
     import redis
     from qdrant_client import QdrantClient
@@ -111,6 +112,28 @@ def qdrant_client(target: QdrantTarget, *, timeout_s: float = DEFAULT_TIMEOUT_S)
         verify=target.verify_tls,
         timeout=max(math.ceil(timeout_s), 1),
         check_compatibility=False,  # one less request; memops uses only stable endpoints
+    )
+
+
+def qdrant_http(
+    target: QdrantTarget, *, timeout_s: float = DEFAULT_TIMEOUT_S, send_api_key: bool = True
+) -> httpx.Client:
+    """Plain REST, for what qdrant-client does not stream (snapshots) and for probes.
+
+    The API key goes in the ``api-key`` header of every request unless
+    ``send_api_key`` is off (the probe sends it only where it is needed); proxies
+    from the environment are ignored: memops talks to the service directly.
+    """
+    import httpx
+
+    from memops.probes.tls import httpx_verify
+
+    return httpx.Client(
+        base_url=target.url,
+        headers={"api-key": target.api_key} if target.api_key and send_api_key else {},
+        verify=httpx_verify(target.verify_tls),
+        timeout=timeout_s,
+        trust_env=False,
     )
 
 

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
+from memops.clients import qdrant_http
 from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
@@ -21,7 +22,6 @@ from memops.probes.result import (
     failure,
     from_findings,
 )
-from memops.probes.tls import httpx_verify
 from memops.targets import QdrantTarget
 
 
@@ -34,14 +34,8 @@ class _ProbeFailed(Exception):
 def probe_qdrant(target: QdrantTarget, timeout_s: float) -> ProbeResult:
     started = time.perf_counter()
     deadline = Deadline(timeout_s)
-    # trust_env=False: a health probe talks to the service directly, never via
-    # the HTTP(S)_PROXY of whoever runs it.
-    client = httpx.Client(
-        base_url=target.url,
-        verify=httpx_verify(target.verify_tls),
-        timeout=timeout_s,
-        trust_env=False,
-    )
+    # The client ignores HTTP(S)_PROXY: a probe talks to the service directly.
+    client = qdrant_http(target, timeout_s=timeout_s, send_api_key=False)
     headers = {"api-key": target.api_key} if target.api_key else {}
     try:
         with client:

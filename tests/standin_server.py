@@ -1,0 +1,83 @@
+"""Start the Qdrant stand-in as a real subprocess on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from memops.paths import PROJECT_DIR
+from memops.targets import QdrantTarget
+
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningStandin:
+    url: str
+    api_key: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def target(self) -> QdrantTarget:
+        return QdrantTarget(name="qdrant", url=self.url, api_key=self.api_key)
+
+
+@contextlib.contextmanager
+def running_standin(directory: Path, api_key: str = "standin-test-key") -> Iterator[RunningStandin]:
+    port = free_port()
+    config = {
+        "log_level": "WARN",
+        "telemetry_disabled": True,
+        "storage": {
+            "storage_path": str(directory / "storage"),
+            "snapshots_path": str(directory / "snapshots"),
+        },
+        "service": {"host": "127.0.0.1", "http_port": port, "grpc_port": None, "api_key": api_key},
+    }
+    config_path = directory / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
+    # Until the stand-in is an installed package it lives under tests/.
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PROJECT_DIR / "tests"), env.get("PYTHONPATH")])
+    )
+    log = open(directory / "standin.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qdrant_standin", "--config-path", str(config_path)],
+        stderr=log,
+        env=env,
+    )
+    server = RunningStandin(f"http://127.0.0.1:{port}", api_key, directory, process)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"stand-in exited: {(directory / 'standin.log').read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("stand-in did not get ready")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
