@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from memops.files import PUBLIC, write_atomic
 from memops.health import HealthSnapshot
 from memops.probes.result import State
+from memops.textfile import escape as _escape
+from memops.textfile import publish
 
 TEXTFILE_NAME = "memops_health.prom"
 
@@ -52,10 +53,4 @@ def format_metrics(snapshot: HealthSnapshot, inventory: str) -> str:
 
 def write_textfile(snapshot: HealthSnapshot, inventory: str, directory: Path) -> Path:
     """Replace ``directory``/memops_health.prom (mode 0644: node_exporter reads it)."""
-    target = directory / TEXTFILE_NAME
-    write_atomic(target, format_metrics(snapshot, inventory), mode=PUBLIC, fsync=False)
-    return target
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return publish(directory, TEXTFILE_NAME, format_metrics(snapshot, inventory).splitlines())

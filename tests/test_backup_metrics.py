@@ -1,0 +1,57 @@
+"""Backup and drill metrics: the names the alerts read, and a failure keeps the last success."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from memops.backup.metrics import BACKUP_TEXTFILE, DRILL_TEXTFILE, record_backup, record_drill
+from memops.paths import PROJECT_DIR
+
+
+def _samples(path: Path) -> dict[str, float]:
+    found = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+def test_a_failed_run_keeps_the_last_success(tmp_path: Path) -> None:
+    state, textfiles = tmp_path / "state", tmp_path / "textfile"
+    state.mkdir()
+    textfiles.mkdir()
+    record_backup(
+        state, textfiles, tiers={"redis": True, "postgresql": True}, sizes={"redis": 10},
+        finished_at=1000.0,
+    )  # fmt: skip
+    record_backup(state, textfiles, tiers={"redis": False}, sizes={}, finished_at=2000.0)
+    samples = _samples(textfiles / BACKUP_TEXTFILE)
+    assert samples['memops_backup_last_run_success{tier="redis"}'] == 0
+    assert samples['memops_backup_last_success_timestamp_seconds{tier="redis"}'] == 1000
+    assert samples['memops_backup_last_run_success{tier="postgresql"}'] == 1
+    assert samples['memops_backup_size_bytes{tier="redis"}'] == 10
+    assert oct((textfiles / BACKUP_TEXTFILE).stat().st_mode & 0o777) == "0o644"
+    assert oct((state / "backup-metrics.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_drill_metrics_and_the_names_the_alerts_read(tmp_path: Path) -> None:
+    record_drill(tmp_path, ok=True, duration_s=12.5, rto_s=9.25, rpo_s=300.0, finished_at=5.0)
+    samples = _samples(tmp_path / DRILL_TEXTFILE)
+    assert samples["memops_restore_drill_last_success"] == 1
+    assert samples["memops_restore_drill_duration_seconds"] == 12.5
+    assert samples["memops_restore_drill_rto_seconds"] == 9.25
+    published = {re.sub(r"\{.*", "", name) for name in samples}
+    published |= {re.sub(r"\{.*", "", n) for n in _samples(_backup_file(tmp_path / "b"))}
+    external = yaml.safe_load((PROJECT_DIR / "alerts" / "external-metrics.yml").read_text())
+    wanted = {m["name"] for m in external["metrics"] if m["name"].startswith("memops_")}
+    assert wanted <= published
+
+
+def _backup_file(directory: Path) -> Path:
+    directory.mkdir()
+    record_backup(directory, directory, tiers={"qdrant": True}, sizes={"qdrant": 1})
+    return directory / BACKUP_TEXTFILE
