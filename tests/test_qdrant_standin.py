@@ -1,4 +1,4 @@
-"""The Qdrant stand-in (tests/qdrant_standin), run as a real subprocess, and its archive.
+"""The Qdrant stand-in (the qdrant_standin package), run as a real subprocess, and its archive.
 
 The server is checked three ways: through the official qdrant-client (values
 must round-trip exactly), through raw HTTP against Qdrant's published OpenAPI
@@ -34,10 +34,10 @@ from jsonschema import Draft202012Validator
 from qdrant_client import QdrantClient
 from qdrant_client.common.version_check import is_compatible
 from qdrant_client.http import models
-from qdrant_standin.app import ROUTES  # importable: pytest puts tests/ on sys.path
 
 from memops.cli import standin as standin_cli
-from memops.standin_archive import ARCHIVE_NAME, build_standin_archive
+from memops.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
+from qdrant_standin.app import ROUTES
 
 TESTS_DIR = Path(__file__).resolve().parent
 OPENAPI_PATH = TESTS_DIR / "contracts" / "qdrant-openapi.json"
@@ -80,7 +80,6 @@ def standin_command(config: Path) -> list[str]:
 
 def standin_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -670,7 +669,7 @@ def test_archive_is_reproducible_and_laid_out(tmp_path: Path) -> None:
         marker = _read(tar, "STANDIN")
         requirements = _read(tar, "requirements.txt")
     assert names == sorted(names)
-    sources = TESTS_DIR / "qdrant_standin"
+    sources = standin_source_dir()
     expected_modules = {f"qdrant_standin/{path.name}" for path in sources.glob("*.py")}
     assert {"qdrant", "STANDIN", "requirements.txt", "qdrant_standin"} <= set(names)
     assert expected_modules <= set(names)
