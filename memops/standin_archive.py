@@ -33,7 +33,7 @@ here=$(dirname "$(readlink -f "$0")")
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$here/venv/bin/python" -m qdrant_standin "$@"
 """
 MARKER = (
-    "memops Qdrant stand-in: a subset of Qdrant's REST API on qdrant-client local mode, "
+    "memops Qdrant stand-in: a subset of Qdrant's REST API on qdrant-edge (Qdrant's engine), "
     "for offline test machines only (not a Qdrant release)\n"
 )
 
