@@ -35,6 +35,7 @@ from qdrant_client import QdrantClient
 from qdrant_client.common.version_check import is_compatible
 from qdrant_client.http import models
 
+from memops import workload as wl
 from memops.cli import standin as standin_cli
 from memops.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
 from qdrant_standin.app import ROUTES
@@ -577,6 +578,122 @@ def test_corrupted_snapshot_is_refused(client: QdrantClient, http: httpx.Client)
     outside = Path(__file__).as_uri()
     response = http.put(f"/collections/{name}/snapshots/recover", json={"location": outside})
     assert response.status_code == 400
+
+
+# --- (g) what Qdrant's engine (qdrant-edge) brings -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def workload() -> wl.Workload:
+    """Tenants with glob characters, quotes and SQL metacharacters in their names."""
+    return wl.generate(11, tenants=4, items_per_tenant=12, vector_dim=8)
+
+
+def _tenant_filter(tenant: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
+    )
+
+
+def test_tenant_filters_run_on_the_payload_index(
+    client: QdrantClient, workload: wl.Workload
+) -> None:
+    name = "tenants_indexed"
+    client.create_collection(name, vectors_config=models.VectorParams(size=8, distance="Dot"))
+    tenant_index = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    client.create_payload_index(name, "tenant_id", field_schema=tenant_index, wait=True)
+    assert wl.write_qdrant(client, workload, name) == len(workload.qdrant)
+
+    # the index is edge's own (Qdrant's keyword index with its tenant flag), and it holds
+    # every point: the count is the index's, not one the stand-in works out by scanning
+    index = client.get_collection(name).payload_schema["tenant_id"]
+    assert index.data_type == models.PayloadSchemaType.KEYWORD
+    assert index.params is not None and index.params.is_tenant is True
+    assert index.points == len(workload.qdrant)
+
+    for tenant in workload.tenants:
+        expected = {p.id: p for p in workload.qdrant if p.payload["tenant_id"] == tenant}
+        only = _tenant_filter(tenant)
+        assert client.count(name, count_filter=only).count == len(expected)
+        scrolled, offset = client.scroll(name, scroll_filter=only, limit=100, with_vectors=True)
+        assert offset is None
+        assert {str(r.id): r.payload for r in scrolled} == {
+            i: p.payload for i, p in expected.items()
+        }
+        probe = next(iter(expected.values()))
+        hits = client.query_points(name, query=list(probe.vector), query_filter=only, limit=100)
+        assert {str(hit.id) for hit in hits.points} == set(expected)
+        assert all(hit.payload == expected[str(hit.id)].payload for hit in hits.points)
+    assert wl.verify_qdrant(client, workload, name) == []
+
+
+def test_data_survives_a_killed_standin(tmp_path: Path, spawn: Any, workload: wl.Workload) -> None:
+    """SIGKILL, no flush: what was acknowledged with wait=true is replayed from edge's WAL."""
+    port = free_port()
+    first = spawn(tmp_path, port)
+    name = "crash_safe"
+    with contextlib.closing(QdrantClient(url=first.url, api_key=API_KEY)) as client:
+        client.create_collection(
+            name, vectors_config=models.VectorParams(size=8, distance="Cosine")
+        )
+        client.create_payload_index(name, "tenant_id", models.PayloadSchemaType.KEYWORD, wait=True)
+        wl.write_qdrant(client, workload, name)
+        snapshot = client.create_snapshot(name, wait=True)
+        assert snapshot is not None
+        before = client.scroll(name, limit=1000, with_vectors=True)[0]
+    first.process.kill()
+    assert first.process.wait(timeout=START_TIMEOUT_S) == -signal.SIGKILL
+
+    second = spawn(tmp_path, port)
+    with contextlib.closing(QdrantClient(url=second.url, api_key=API_KEY)) as client:
+        assert client.scroll(name, limit=1000, with_vectors=True)[0] == before
+        tenant = workload.tenants[0]
+        expected = sum(p.payload["tenant_id"] == tenant for p in workload.qdrant)
+        assert client.count(name, count_filter=_tenant_filter(tenant)).count == expected
+        assert client.get_collection(name).payload_schema["tenant_id"].points == len(before)
+        assert wl.verify_qdrant(client, workload, name) == []
+        assert [s.name for s in client.list_snapshots(name)] == [snapshot.name]
+    assert second.terminate() == 0
+
+
+def test_snapshot_recovers_into_a_new_collection(
+    client: QdrantClient, http: httpx.Client, workload: wl.Workload
+) -> None:
+    source, copy = "snapshot_source", "snapshot_copy"
+    client.create_collection(source, vectors_config=models.VectorParams(size=8, distance="Cosine"))
+    client.create_payload_index(source, "tenant_id", models.PayloadSchemaType.KEYWORD, wait=True)
+    wl.write_qdrant(client, workload, source)
+    snapshot = client.create_snapshot(source, wait=True)
+    assert snapshot is not None
+    data = http.get(f"/collections/{source}/snapshots/{snapshot.name}").content
+    assert _sha256(data) == snapshot.checksum
+
+    assert not client.collection_exists(copy)
+    upload = http.post(
+        f"/collections/{copy}/snapshots/upload",
+        params={"checksum": snapshot.checksum, "wait": "true"},
+        files={"snapshot": (snapshot.name, data, "application/octet-stream")},
+    )
+    assert upload.status_code == 200, upload.text
+
+    def points(name: str) -> dict[str, tuple[Any, list[float]]]:
+        records = client.scroll(name, limit=1000, with_payload=True, with_vectors=True)[0]
+        return {str(r.id): (r.payload, r.vector) for r in records}
+
+    original, restored = points(source), points(copy)
+    assert len(original) == len(workload.qdrant)
+    assert restored.keys() == original.keys()
+    for point_id, (payload, vector) in original.items():
+        assert restored[point_id][0] == payload
+        assert restored[point_id][1] == pytest.approx(vector, rel=1e-6, abs=1e-7)
+        # against what was written too: COSINE stores the unit vector of it
+        written = next(p.vector for p in workload.qdrant if p.id == point_id)
+        norm = sum(x * x for x in written) ** 0.5
+        assert vector == pytest.approx([x / norm for x in written], rel=1e-6, abs=1e-7)
+    copied = client.get_collection(copy)
+    assert copied.config.params.vectors == client.get_collection(source).config.params.vectors
+    assert copied.payload_schema["tenant_id"].points == len(original)
+    assert client.list_snapshots(copy) == []  # the snapshot stays with its own collection
 
 
 # --- (e) restart, (f) config errors ---------------------------------------------------
