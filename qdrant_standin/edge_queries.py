@@ -1,7 +1,8 @@
 """Qdrant's REST query, scroll and count bodies -> qdrant-edge requests.
 
 Supported queries: nearest (dense, sparse or multi vector, or a point id, whose
-stored vector is used and which is left out of the results, as Qdrant does),
+stored vector is used and which is left out of the results, as Qdrant does with
+the ids a query references),
 order_by, fusion (RRF, DBSF) over prefetches, and random sampling. Recommend,
 discover, context, formula and relevance-feedback queries, ``lookup_from`` and
 inference objects are refused with a 400 that says so.

@@ -230,13 +230,13 @@ class Store:
 
     @_locked
     def retrieve(
-        self, name: str, ids: list[Any], with_payload_: Any = True, with_vector_: Any = False
+        self, name: str, ids: list[Any], payload: Any = True, vectors: Any = False
     ) -> list[dict[str, Any]]:
         shard = self._get(name).shard
         found = shard.retrieve(
             [point_id(item) for item in ids],
-            with_payload(with_payload_, True),
-            with_vector(with_vector_, False),
+            with_payload(payload, True),
+            with_vector(vectors, False),
         )
         return [record(point) for point in found]
 
