@@ -696,6 +696,155 @@ def test_snapshot_recovers_into_a_new_collection(
     assert client.list_snapshots(copy) == []  # the snapshot stays with its own collection
 
 
+FILTER_POINTS = [
+    {
+        "id": 1,
+        "vector": {"dense": [1.0, 0.0], "sparse": {"indices": [0, 7], "values": [1.0, 0.5]}},
+        "payload": {
+            "tenant_id": "acme",
+            "rank": 1,
+            "score": 0.5,
+            "at": "2026-01-01T00:00:00Z",
+            "tags": ["a", "b"],
+            "place": {"lon": 13.4, "lat": 52.5},
+            "notes": [{"kind": "fact", "n": 1}],
+            "text": "the quick brown fox",
+        },
+    },
+    {
+        "id": 2,
+        "vector": {"dense": [0.0, 1.0]},
+        "payload": {"tenant_id": "acme", "rank": 5, "tags": ["c"], "notes": [{"kind": "chat"}]},
+    },
+    {
+        "id": str(uuid.UUID(int=3)),
+        "vector": {"dense": [0.6, 0.8], "sparse": {"indices": [7], "values": [2.0]}},
+        "payload": {"tenant_id": "glob*star", "rank": 9, "at": "2027-06-01T12:00:00Z"},
+    },
+]
+# (filter, ids it selects): every condition edge_filters converts
+FILTER_CASES: list[tuple[dict[str, Any], set[Any]]] = [
+    ({"must": [{"key": "tenant_id", "match": {"any": ["glob*star"]}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "tenant_id", "match": {"except": ["acme"]}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "rank", "range": {"gte": 2, "lt": 9}}]}, {2}),
+    ({"must": [{"key": "at", "range": {"gt": "2026-06-01T00:00:00Z"}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "tags", "values_count": {"gte": 2}}]}, {1}),
+    ({"must": [{"is_empty": {"key": "tags"}}]}, {str(uuid.UUID(int=3))}),
+    ({"must_not": [{"has_id": [1, str(uuid.UUID(int=3))]}]}, {2}),
+    ({"must": [{"has_vector": "sparse"}]}, {1, str(uuid.UUID(int=3))}),
+    (
+        {
+            "should": [
+                {"key": "rank", "match": {"value": 1}},
+                {"key": "rank", "match": {"value": 5}},
+            ]
+        },
+        {1, 2},
+    ),
+    (
+        {
+            "min_should": {
+                "conditions": [
+                    {"key": "tenant_id", "match": {"value": "acme"}},
+                    {"key": "rank", "range": {"gt": 3}},
+                ],
+                "min_count": 2,
+            }
+        },
+        {2},
+    ),
+    (
+        {
+            "must": [
+                {
+                    "nested": {
+                        "key": "notes",
+                        "filter": {"must": [{"key": "kind", "match": {"value": "fact"}}]},
+                    }
+                }
+            ]
+        },
+        {1},
+    ),
+    (
+        {
+            "must": [
+                {
+                    "key": "place",
+                    "geo_radius": {"center": {"lon": 13.40, "lat": 52.52}, "radius": 5000.0},
+                }
+            ]
+        },
+        {1},
+    ),
+    ({"must": [{"key": "text", "match": {"text": "brown"}}]}, {1}),
+    (
+        {"must": [{"must_not": [{"key": "tenant_id", "match": {"value": "acme"}}]}]},
+        {str(uuid.UUID(int=3))},
+    ),
+]
+
+
+def test_filters_and_queries_run_on_edge(api: Api) -> None:
+    """Each REST filter condition and query kind the stand-in maps, on named dense + sparse
+    vectors, with the bodies checked against the OpenAPI document."""
+    where = {"collection_name": "edge_mapping"}
+    body = {
+        "vectors": {"dense": {"size": 2, "distance": "Dot"}},
+        "sparse_vectors": {"sparse": {}},
+        "metadata": {"owner": "memops"},
+    }
+    api.call("PUT", C, path=where, body=body)
+    for field_name, schema in (
+        ("rank", "integer"),
+        ("text", {"type": "text", "tokenizer": "word"}),
+    ):
+        index = {"field_name": field_name, "field_schema": schema}
+        api.call("PUT", C + "/index", path=where, body=index, params={"wait": "true"})
+    upsert = {"points": FILTER_POINTS}
+    api.call("PUT", C + "/points", path=where, body=upsert, params={"wait": "true"})
+    info = api.result("GET", C, path=where)
+    assert info["config"]["metadata"] == {"owner": "memops"}
+    assert info["payload_schema"]["text"]["params"] == {"type": "text", "tokenizer": "word"}
+
+    for rest_filter, expected in FILTER_CASES:
+        found = api.result("POST", C + "/points/scroll", path=where, body={"filter": rest_filter})
+        assert {p["id"] for p in found["points"]} == expected, rest_filter
+        counted = api.result("POST", C + "/points/count", path=where, body={"filter": rest_filter})
+        assert counted == {"count": len(expected)}, rest_filter
+
+    def query(body: dict[str, Any]) -> list[Any]:
+        return [
+            hit["id"]
+            for hit in api.result("POST", C + "/points/query", path=where, body=body)["points"]
+        ]
+
+    assert query({"query": [1.0, 0.0], "using": "dense"}) == [1, str(uuid.UUID(int=3)), 2]
+    # by point id: its stored vector, with the point itself left out of the hits
+    assert query({"query": 1, "using": "dense"}) == [str(uuid.UUID(int=3)), 2]
+    sparse = {"query": {"indices": [7], "values": [1.0]}, "using": "sparse"}
+    assert query(sparse) == [str(uuid.UUID(int=3)), 1]
+    by_rank = {"query": {"order_by": {"key": "rank", "direction": "desc"}}, "limit": 2}
+    assert query(by_rank) == [str(uuid.UUID(int=3)), 2]
+    fused = {
+        "prefetch": [
+            {"query": [0.0, 1.0], "using": "dense", "limit": 2},
+            {"query": {"indices": [0], "values": [1.0]}, "using": "sparse"},
+        ],
+        "query": {"fusion": "rrf"},
+    }
+    assert set(query(fused)) == {1, 2, str(uuid.UUID(int=3))}
+    assert len(query({"query": {"sample": "random"}, "limit": 2})) == 2
+
+    refused = {"query": {"recommend": {"positive": [1]}}, "using": "dense"}
+    error = api.call("POST", C + "/points/query", path=where, body=refused, expect=400)
+    assert "not supported by the stand-in" in error.json()["status"]["error"]
+    wrong_dim = {"points": [{"id": 9, "vector": {"dense": [1.0, 2.0, 3.0]}}]}
+    error = api.call("PUT", C + "/points", path=where, body=wrong_dim, expect=400)
+    assert "dimension" in error.json()["status"]["error"]
+    api.call("DELETE", C, path=where)
+
+
 # --- (e) restart, (f) config errors ---------------------------------------------------
 
 
