@@ -74,16 +74,31 @@ class CollectionDirs:
         return staging
 
     def install(self, staging: Path, name: str) -> None:
-        """Put a complete staging directory in place of collection ``name`` (if any)."""
-        self.remove(name)
-        os.replace(staging, self.root / name)
+        """Put a complete staging directory in place of collection ``name`` (if any); when
+        the rename fails, the old collection is put back."""
+        path = self.root / name
+        trash = self._set_aside(path)
+        try:
+            os.replace(staging, path)
+        except OSError:
+            if trash is not None:
+                os.replace(trash, path)
+            raise
+        if trash is not None:
+            shutil.rmtree(trash)
 
     def remove(self, name: str) -> None:
-        path = self.root / name
-        if path.exists():
-            trash = self.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
-            os.replace(path, trash)
+        trash = self._set_aside(self.root / name)
+        if trash is not None:
             shutil.rmtree(trash)
+
+    def _set_aside(self, path: Path) -> Path | None:
+        """Rename ``path`` to a trash name (swept at start if never deleted)."""
+        if not path.exists():
+            return None
+        trash = self.root / f"{TRASH_PREFIX}{uuid.uuid4().hex}"
+        os.replace(path, trash)
+        return trash
 
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)

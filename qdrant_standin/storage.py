@@ -331,8 +331,14 @@ class Store:
             raise
         old = self._collections.pop(name, None)
         if old is not None:
-            old.shard.close()
-        self._dirs.install(staging, name)
+            old.shard.close()  # edge owns its directory while open: close before the swap
+        try:
+            self._dirs.install(staging, name)
+        except OSError:
+            self._dirs.discard(staging)
+            if old is not None:
+                self._open(name)
+            raise
         self._open(name)
 
 

@@ -39,6 +39,8 @@ from memops import workload as wl
 from memops.cli import standin as standin_cli
 from memops.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
 from qdrant_standin.app import ROUTES
+from qdrant_standin.protocol import ApiError
+from qdrant_standin.storage import CollectionDump, Store
 
 TESTS_DIR = Path(__file__).resolve().parent
 OPENAPI_PATH = TESTS_DIR / "contracts" / "qdrant-openapi.json"
@@ -843,6 +845,30 @@ def test_filters_and_queries_run_on_edge(api: Api) -> None:
     error = api.call("PUT", C + "/points", path=where, body=wrong_dim, expect=400)
     assert "dimension" in error.json()["status"]["error"]
     api.call("DELETE", C, path=where)
+
+
+def test_failed_restore_leaves_the_collection_and_no_leftovers(tmp_path: Path) -> None:
+    """In process, on real edge shards: a restore is built aside and swapped in only whole."""
+    store = Store(tmp_path)
+    try:
+        config = models.CreateCollection(vectors=models.VectorParams(size=2, distance="Dot"))
+        store.create("kept", config)
+        store.upsert(
+            "kept", models.PointsList(points=[models.PointStruct(id=1, vector=[1.0, 2.0])])
+        )
+        bad = CollectionDump(
+            {"vectors": {"size": 2, "distance": "Dot"}},
+            {},
+            [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0, 2.0, 3.0]}],
+        )
+        with pytest.raises(ApiError) as refused:
+            store.restore("kept", bad)
+        assert refused.value.status == 400 and "dimension" in refused.value.message
+        assert store.retrieve("kept", [1, 2]) == [{"id": 1, "payload": {}}]
+        leftovers = [p.name for p in (tmp_path / "collections").iterdir()]
+        assert leftovers == ["kept"]
+    finally:
+        store.close()
 
 
 # --- (e) restart, (f) config errors ---------------------------------------------------
