@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import io
 import tarfile
 from pathlib import Path
 
 ARCHIVE_NAME = "qdrant-standin.tar.gz"
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "tests" / "qdrant_standin"
 PACKAGE = "qdrant_standin"
 MTIME = 946684800  # 2000-01-01T00:00:00Z: any fixed time keeps the archive reproducible
 
@@ -33,14 +33,22 @@ here=$(dirname "$(readlink -f "$0")")
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$here/venv/bin/python" -m qdrant_standin "$@"
 """
 MARKER = (
-    "memops Qdrant stand-in: a subset of Qdrant's REST API on qdrant-client local mode, "
+    "memops Qdrant stand-in: a subset of Qdrant's REST API on qdrant-edge (Qdrant's engine), "
     "for offline test machines only (not a Qdrant release)\n"
 )
 
 
-def build_standin_archive(out_dir: Path, source_dir: Path = SOURCE_DIR) -> tuple[Path, str]:
+def standin_source_dir() -> Path:
+    """Where the installed ``qdrant_standin`` package lives (found without importing it)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {PACKAGE} package is not installed beside memops")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def build_standin_archive(out_dir: Path, source_dir: Path | None = None) -> tuple[Path, str]:
     """Write ``out_dir/qdrant-standin.tar.gz``; return its path and sha256 hex digest."""
-    files = _entries(source_dir)
+    files = _entries(source_dir or standin_source_dir())
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data, mode in files:

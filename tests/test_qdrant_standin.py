@@ -1,4 +1,4 @@
-"""The Qdrant stand-in (tests/qdrant_standin), run as a real subprocess, and its archive.
+"""The Qdrant stand-in (the qdrant_standin package), run as a real subprocess, and its archive.
 
 The server is checked three ways: through the official qdrant-client (values
 must round-trip exactly), through raw HTTP against Qdrant's published OpenAPI
@@ -34,10 +34,13 @@ from jsonschema import Draft202012Validator
 from qdrant_client import QdrantClient
 from qdrant_client.common.version_check import is_compatible
 from qdrant_client.http import models
-from qdrant_standin.app import ROUTES  # importable: pytest puts tests/ on sys.path
 
+from memops import workload as wl
 from memops.cli import standin as standin_cli
-from memops.standin_archive import ARCHIVE_NAME, build_standin_archive
+from memops.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
+from qdrant_standin.app import ROUTES
+from qdrant_standin.protocol import ApiError
+from qdrant_standin.storage import CollectionDump, Store
 
 TESTS_DIR = Path(__file__).resolve().parent
 OPENAPI_PATH = TESTS_DIR / "contracts" / "qdrant-openapi.json"
@@ -80,7 +83,6 @@ def standin_command(config: Path) -> list[str]:
 
 def standin_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -580,6 +582,295 @@ def test_corrupted_snapshot_is_refused(client: QdrantClient, http: httpx.Client)
     assert response.status_code == 400
 
 
+# --- (g) what Qdrant's engine (qdrant-edge) brings -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def workload() -> wl.Workload:
+    """Tenants with glob characters, quotes and SQL metacharacters in their names."""
+    return wl.generate(11, tenants=4, items_per_tenant=12, vector_dim=8)
+
+
+def _tenant_filter(tenant: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
+    )
+
+
+def test_tenant_filters_run_on_the_payload_index(
+    client: QdrantClient, workload: wl.Workload
+) -> None:
+    name = "tenants_indexed"
+    client.create_collection(name, vectors_config=models.VectorParams(size=8, distance="Dot"))
+    tenant_index = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    client.create_payload_index(name, "tenant_id", field_schema=tenant_index, wait=True)
+    assert wl.write_qdrant(client, workload, name) == len(workload.qdrant)
+
+    # the index is edge's own (Qdrant's keyword index with its tenant flag), and it holds
+    # every point: the count is the index's, not one the stand-in works out by scanning
+    index = client.get_collection(name).payload_schema["tenant_id"]
+    assert index.data_type == models.PayloadSchemaType.KEYWORD
+    assert index.params is not None and index.params.is_tenant is True
+    assert index.points == len(workload.qdrant)
+
+    for tenant in workload.tenants:
+        expected = {p.id: p for p in workload.qdrant if p.payload["tenant_id"] == tenant}
+        only = _tenant_filter(tenant)
+        assert client.count(name, count_filter=only).count == len(expected)
+        scrolled, offset = client.scroll(name, scroll_filter=only, limit=100, with_vectors=True)
+        assert offset is None
+        assert {str(r.id): r.payload for r in scrolled} == {
+            i: p.payload for i, p in expected.items()
+        }
+        probe = next(iter(expected.values()))
+        hits = client.query_points(name, query=list(probe.vector), query_filter=only, limit=100)
+        assert {str(hit.id) for hit in hits.points} == set(expected)
+        assert all(hit.payload == expected[str(hit.id)].payload for hit in hits.points)
+    assert wl.verify_qdrant(client, workload, name) == []
+
+
+def test_data_survives_a_killed_standin(tmp_path: Path, spawn: Any, workload: wl.Workload) -> None:
+    """SIGKILL, no flush: what was acknowledged with wait=true is replayed from edge's WAL."""
+    port = free_port()
+    first = spawn(tmp_path, port)
+    name = "crash_safe"
+    with contextlib.closing(QdrantClient(url=first.url, api_key=API_KEY)) as client:
+        client.create_collection(
+            name, vectors_config=models.VectorParams(size=8, distance="Cosine")
+        )
+        client.create_payload_index(name, "tenant_id", models.PayloadSchemaType.KEYWORD, wait=True)
+        wl.write_qdrant(client, workload, name)
+        snapshot = client.create_snapshot(name, wait=True)
+        assert snapshot is not None
+        before = client.scroll(name, limit=1000, with_vectors=True)[0]
+    first.process.kill()
+    assert first.process.wait(timeout=START_TIMEOUT_S) == -signal.SIGKILL
+
+    second = spawn(tmp_path, port)
+    with contextlib.closing(QdrantClient(url=second.url, api_key=API_KEY)) as client:
+        assert client.scroll(name, limit=1000, with_vectors=True)[0] == before
+        tenant = workload.tenants[0]
+        expected = sum(p.payload["tenant_id"] == tenant for p in workload.qdrant)
+        assert client.count(name, count_filter=_tenant_filter(tenant)).count == expected
+        assert client.get_collection(name).payload_schema["tenant_id"].points == len(before)
+        assert wl.verify_qdrant(client, workload, name) == []
+        assert [s.name for s in client.list_snapshots(name)] == [snapshot.name]
+    assert second.terminate() == 0
+
+
+def test_snapshot_recovers_into_a_new_collection(
+    client: QdrantClient, http: httpx.Client, workload: wl.Workload
+) -> None:
+    source, copy = "snapshot_source", "snapshot_copy"
+    client.create_collection(source, vectors_config=models.VectorParams(size=8, distance="Cosine"))
+    client.create_payload_index(source, "tenant_id", models.PayloadSchemaType.KEYWORD, wait=True)
+    wl.write_qdrant(client, workload, source)
+    snapshot = client.create_snapshot(source, wait=True)
+    assert snapshot is not None
+    data = http.get(f"/collections/{source}/snapshots/{snapshot.name}").content
+    assert _sha256(data) == snapshot.checksum
+
+    assert not client.collection_exists(copy)
+    upload = http.post(
+        f"/collections/{copy}/snapshots/upload",
+        params={"checksum": snapshot.checksum, "wait": "true"},
+        files={"snapshot": (snapshot.name, data, "application/octet-stream")},
+    )
+    assert upload.status_code == 200, upload.text
+
+    def points(name: str) -> dict[str, tuple[Any, list[float]]]:
+        records = client.scroll(name, limit=1000, with_payload=True, with_vectors=True)[0]
+        return {str(r.id): (r.payload, r.vector) for r in records}
+
+    original, restored = points(source), points(copy)
+    assert len(original) == len(workload.qdrant)
+    assert restored.keys() == original.keys()
+    for point_id, (payload, vector) in original.items():
+        assert restored[point_id][0] == payload
+        assert restored[point_id][1] == pytest.approx(vector, rel=1e-6, abs=1e-7)
+        # against what was written too: COSINE stores the unit vector of it
+        written = next(p.vector for p in workload.qdrant if p.id == point_id)
+        norm = sum(x * x for x in written) ** 0.5
+        assert vector == pytest.approx([x / norm for x in written], rel=1e-6, abs=1e-7)
+    copied = client.get_collection(copy)
+    assert copied.config.params.vectors == client.get_collection(source).config.params.vectors
+    assert copied.payload_schema["tenant_id"].points == len(original)
+    assert client.list_snapshots(copy) == []  # the snapshot stays with its own collection
+
+
+FILTER_POINTS = [
+    {
+        "id": 1,
+        "vector": {"dense": [1.0, 0.0], "sparse": {"indices": [0, 7], "values": [1.0, 0.5]}},
+        "payload": {
+            "tenant_id": "acme",
+            "rank": 1,
+            "score": 0.5,
+            "at": "2026-01-01T00:00:00Z",
+            "tags": ["a", "b"],
+            "place": {"lon": 13.4, "lat": 52.5},
+            "notes": [{"kind": "fact", "n": 1}],
+            "text": "the quick brown fox",
+        },
+    },
+    {
+        "id": 2,
+        "vector": {"dense": [0.0, 1.0]},
+        "payload": {"tenant_id": "acme", "rank": 5, "tags": ["c"], "notes": [{"kind": "chat"}]},
+    },
+    {
+        "id": str(uuid.UUID(int=3)),
+        "vector": {"dense": [0.6, 0.8], "sparse": {"indices": [7], "values": [2.0]}},
+        "payload": {"tenant_id": "glob*star", "rank": 9, "at": "2027-06-01T12:00:00Z"},
+    },
+]
+# (filter, ids it selects): every condition edge_filters converts
+FILTER_CASES: list[tuple[dict[str, Any], set[Any]]] = [
+    ({"must": [{"key": "tenant_id", "match": {"any": ["glob*star"]}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "tenant_id", "match": {"except": ["acme"]}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "rank", "range": {"gte": 2, "lt": 9}}]}, {2}),
+    ({"must": [{"key": "at", "range": {"gt": "2026-06-01T00:00:00Z"}}]}, {str(uuid.UUID(int=3))}),
+    ({"must": [{"key": "tags", "values_count": {"gte": 2}}]}, {1}),
+    ({"must": [{"is_empty": {"key": "tags"}}]}, {str(uuid.UUID(int=3))}),
+    ({"must_not": [{"has_id": [1, str(uuid.UUID(int=3))]}]}, {2}),
+    ({"must": [{"has_vector": "sparse"}]}, {1, str(uuid.UUID(int=3))}),
+    (
+        {
+            "should": [
+                {"key": "rank", "match": {"value": 1}},
+                {"key": "rank", "match": {"value": 5}},
+            ]
+        },
+        {1, 2},
+    ),
+    (
+        {
+            "min_should": {
+                "conditions": [
+                    {"key": "tenant_id", "match": {"value": "acme"}},
+                    {"key": "rank", "range": {"gt": 3}},
+                ],
+                "min_count": 2,
+            }
+        },
+        {2},
+    ),
+    (
+        {
+            "must": [
+                {
+                    "nested": {
+                        "key": "notes",
+                        "filter": {"must": [{"key": "kind", "match": {"value": "fact"}}]},
+                    }
+                }
+            ]
+        },
+        {1},
+    ),
+    (
+        {
+            "must": [
+                {
+                    "key": "place",
+                    "geo_radius": {"center": {"lon": 13.40, "lat": 52.52}, "radius": 5000.0},
+                }
+            ]
+        },
+        {1},
+    ),
+    ({"must": [{"key": "text", "match": {"text": "brown"}}]}, {1}),
+    (
+        {"must": [{"must_not": [{"key": "tenant_id", "match": {"value": "acme"}}]}]},
+        {str(uuid.UUID(int=3))},
+    ),
+]
+
+
+def test_filters_and_queries_run_on_edge(api: Api) -> None:
+    """Each REST filter condition and query kind the stand-in maps, on named dense + sparse
+    vectors, with the bodies checked against the OpenAPI document."""
+    where = {"collection_name": "edge_mapping"}
+    body = {
+        "vectors": {"dense": {"size": 2, "distance": "Dot"}},
+        "sparse_vectors": {"sparse": {}},
+        "metadata": {"owner": "memops"},
+    }
+    api.call("PUT", C, path=where, body=body)
+    for field_name, schema in (
+        ("rank", "integer"),
+        ("text", {"type": "text", "tokenizer": "word"}),
+    ):
+        index = {"field_name": field_name, "field_schema": schema}
+        api.call("PUT", C + "/index", path=where, body=index, params={"wait": "true"})
+    upsert = {"points": FILTER_POINTS}
+    api.call("PUT", C + "/points", path=where, body=upsert, params={"wait": "true"})
+    info = api.result("GET", C, path=where)
+    assert info["config"]["metadata"] == {"owner": "memops"}
+    assert info["payload_schema"]["text"]["params"] == {"type": "text", "tokenizer": "word"}
+
+    for rest_filter, expected in FILTER_CASES:
+        found = api.result("POST", C + "/points/scroll", path=where, body={"filter": rest_filter})
+        assert {p["id"] for p in found["points"]} == expected, rest_filter
+        counted = api.result("POST", C + "/points/count", path=where, body={"filter": rest_filter})
+        assert counted == {"count": len(expected)}, rest_filter
+
+    def query(body: dict[str, Any]) -> list[Any]:
+        return [
+            hit["id"]
+            for hit in api.result("POST", C + "/points/query", path=where, body=body)["points"]
+        ]
+
+    assert query({"query": [1.0, 0.0], "using": "dense"}) == [1, str(uuid.UUID(int=3)), 2]
+    # by point id: its stored vector, with the point itself left out of the hits
+    assert query({"query": 1, "using": "dense"}) == [str(uuid.UUID(int=3)), 2]
+    sparse = {"query": {"indices": [7], "values": [1.0]}, "using": "sparse"}
+    assert query(sparse) == [str(uuid.UUID(int=3)), 1]
+    by_rank = {"query": {"order_by": {"key": "rank", "direction": "desc"}}, "limit": 2}
+    assert query(by_rank) == [str(uuid.UUID(int=3)), 2]
+    fused = {
+        "prefetch": [
+            {"query": [0.0, 1.0], "using": "dense", "limit": 2},
+            {"query": {"indices": [0], "values": [1.0]}, "using": "sparse"},
+        ],
+        "query": {"fusion": "rrf"},
+    }
+    assert set(query(fused)) == {1, 2, str(uuid.UUID(int=3))}
+    assert len(query({"query": {"sample": "random"}, "limit": 2})) == 2
+
+    refused = {"query": {"recommend": {"positive": [1]}}, "using": "dense"}
+    error = api.call("POST", C + "/points/query", path=where, body=refused, expect=400)
+    assert "not supported by the stand-in" in error.json()["status"]["error"]
+    wrong_dim = {"points": [{"id": 9, "vector": {"dense": [1.0, 2.0, 3.0]}}]}
+    error = api.call("PUT", C + "/points", path=where, body=wrong_dim, expect=400)
+    assert "dimension" in error.json()["status"]["error"]
+    api.call("DELETE", C, path=where)
+
+
+def test_failed_restore_leaves_the_collection_and_no_leftovers(tmp_path: Path) -> None:
+    """In process, on real edge shards: a restore is built aside and swapped in only whole."""
+    store = Store(tmp_path)
+    try:
+        config = models.CreateCollection(vectors=models.VectorParams(size=2, distance="Dot"))
+        store.create("kept", config)
+        store.upsert(
+            "kept", models.PointsList(points=[models.PointStruct(id=1, vector=[1.0, 2.0])])
+        )
+        bad = CollectionDump(
+            {"vectors": {"size": 2, "distance": "Dot"}},
+            {},
+            [{"id": 2, "vector": [1.0, 2.0]}, {"id": 3, "vector": [1.0, 2.0, 3.0]}],
+        )
+        with pytest.raises(ApiError) as refused:
+            store.restore("kept", bad)
+        assert refused.value.status == 400 and "dimension" in refused.value.message
+        assert store.retrieve("kept", [1, 2]) == [{"id": 1, "payload": {}}]
+        leftovers = [p.name for p in (tmp_path / "collections").iterdir()]
+        assert leftovers == ["kept"]
+    finally:
+        store.close()
+
+
 # --- (e) restart, (f) config errors ---------------------------------------------------
 
 
@@ -670,7 +961,7 @@ def test_archive_is_reproducible_and_laid_out(tmp_path: Path) -> None:
         marker = _read(tar, "STANDIN")
         requirements = _read(tar, "requirements.txt")
     assert names == sorted(names)
-    sources = TESTS_DIR / "qdrant_standin"
+    sources = standin_source_dir()
     expected_modules = {f"qdrant_standin/{path.name}" for path in sources.glob("*.py")}
     assert {"qdrant", "STANDIN", "requirements.txt", "qdrant_standin"} <= set(names)
     assert expected_modules <= set(names)

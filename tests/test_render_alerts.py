@@ -24,6 +24,7 @@ from memops.ops.runner import run_operation
 from memops.render import alerts as alert_render
 from memops.render.config import SEVERITIES, duration_seconds, load_config
 from memops.render.driver import render_all
+from qdrant_standin.metrics import RequestMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_FILE = ROOT / "templates" / "observability.yml"
@@ -316,8 +317,6 @@ def test_external_metrics_list_every_non_exporter_metric() -> None:
 
 def test_qdrant_rules_use_metrics_the_standin_exposes() -> None:
     """The stand-in exposes real Qdrant's metric names; the Qdrant rules must find them."""
-    from qdrant_standin.metrics import RequestMetrics  # pytest puts tests/ on sys.path
-
     metrics = RequestMetrics()
     metrics.observe("POST", "/collections/{name}/points/query", 200, 0.01)
     metrics.observe("POST", "/collections/{name}/points/query", 500, 0.01)

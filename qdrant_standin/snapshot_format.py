@@ -1,7 +1,8 @@
 """The stand-in's snapshot file: a gzipped tar of a collection's config, indexes and points.
 
-Real Qdrant snapshots hold its segment files, which the stand-in does not have,
-so the format is the stand-in's own::
+Real Qdrant collection snapshots hold the collection's config and its shards'
+segment files. qdrant-edge can apply a server's shard snapshot but cannot write
+one, so the format is the stand-in's own, and logical::
 
     manifest.json         format, collection, counts, sha256 of the two data files
     manifest.json.sha256  sha256 of manifest.json

@@ -1,7 +1,7 @@
-"""Turn qdrant-client models into the JSON bodies real Qdrant sends.
+"""The JSON bodies real Qdrant sends: collection info, and floats as float32.
 
 Qdrant stores vectors and computes scores as 32-bit floats and prints them in
-their shortest form (``0.1``, not ``0.10000000149011612``); local mode hands out
+their shortest form (``0.1``, not ``0.10000000149011612``); qdrant-edge hands out
 the float32 values widened to float64, so they are narrowed back here.
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qdrant_client.http import models
 
-# Qdrant's defaults, reported for every collection (local mode has no such knobs)
+# Qdrant's defaults, reported for every collection (the stand-in does not take these knobs)
 HNSW_CONFIG = {
     "m": 16,
     "ef_construct": 100,
@@ -54,51 +53,42 @@ def dump(model: Any) -> Any:
     return model
 
 
-def record(point: models.Record) -> dict[str, Any]:
-    """A ``Record``: the id, plus payload and vector when they were asked for."""
-    out: dict[str, Any] = {"id": dump(point.id)}
-    if point.payload is not None:
-        out["payload"] = point.payload
-    if point.vector is not None:
-        out["vector"] = f32(dump(point.vector))
-    return out
+def collection_info(
+    config: dict[str, Any],
+    *,
+    points_count: int,
+    indexed_vectors_count: int,
+    segments_count: int,
+    payload_schema: dict[str, Any],
+) -> dict[str, Any]:
+    """``CollectionInfo`` with every field the OpenAPI document requires, typed as it says.
 
-
-def scored_point(point: models.ScoredPoint) -> dict[str, Any]:
-    out = record(point)  # type: ignore[arg-type]  # same id/payload/vector fields
-    out["version"] = point.version
-    out["score"] = f32(float(point.score))
-    return out
-
-
-def collection_info(info: models.CollectionInfo, payload_schema: dict[str, Any]) -> dict[str, Any]:
-    """``CollectionInfo`` with every field the OpenAPI document requires, typed as it says."""
-    params = info.config.params
+    ``config`` is the collection's stored REST config; the counts come from its shard.
+    """
     out_params: dict[str, Any] = {
-        "vectors": dump(params.vectors) if params.vectors is not None else {},
+        "vectors": config.get("vectors") or {},
         "shard_number": 1,
         "replication_factor": 1,
         "write_consistency_factor": 1,
         "on_disk_payload": True,
     }
-    if params.sparse_vectors:
-        out_params["sparse_vectors"] = dump(params.sparse_vectors)
-    config: dict[str, Any] = {
+    if config.get("sparse_vectors"):
+        out_params["sparse_vectors"] = config["sparse_vectors"]
+    out_config: dict[str, Any] = {
         "params": out_params,
         "hnsw_config": dict(HNSW_CONFIG),
         "optimizer_config": dict(OPTIMIZER_CONFIG),
         "wal_config": dict(WAL_CONFIG),
         "quantization_config": None,
     }
-    if info.config.metadata is not None:
-        config["metadata"] = info.config.metadata
+    if config.get("metadata") is not None:
+        out_config["metadata"] = config["metadata"]
     return {
         "status": "green",
         "optimizer_status": "ok",
-        # local mode searches by brute force: nothing is ever indexed, as on a small real collection
-        "indexed_vectors_count": 0,
-        "points_count": info.points_count or 0,
-        "segments_count": 1,
-        "config": config,
+        "indexed_vectors_count": indexed_vectors_count,
+        "points_count": points_count,
+        "segments_count": segments_count,
+        "config": out_config,
         "payload_schema": payload_schema,
     }
