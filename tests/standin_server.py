@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import yaml
 
-from memops.paths import PROJECT_DIR
 from memops.targets import QdrantTarget
 
 START_TIMEOUT_S = 30
@@ -54,10 +53,6 @@ def running_standin(directory: Path, api_key: str = "standin-test-key") -> Itera
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
-    # Until the stand-in is an installed package it lives under tests/.
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(PROJECT_DIR / "tests"), env.get("PYTHONPATH")])
-    )
     log = open(directory / "standin.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "qdrant_standin", "--config-path", str(config_path)],
