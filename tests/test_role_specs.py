@@ -42,6 +42,8 @@ def test_argument_spec_defaults_equal_the_role_defaults(role: str) -> None:
     for entry, spec in _entry_points(role).items():
         for name, option in (spec.get("options") or {}).items():
             listed.setdefault(name, []).append(entry)
+            if option.get("required") and "default" in option:
+                problems.append(f"{entry}.{name}: required and default exclude each other")
             if name in defaults:
                 if "default" not in option:
                     problems.append(
