@@ -16,6 +16,7 @@ import sys
 _COMMAND_MODULES = (
     "memops.cli.probe",
     "memops.cli.migrate",
+    "memops.cli.schema",
     "memops.cli.standin",
     "memops.cli.targets",
     "memops.cli.render",
