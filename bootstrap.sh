@@ -20,6 +20,11 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "bootstrap: installing python3-venv"
     apt_install python3-venv
 fi
+# zstd: the backup verify checks that zstd-compressed files decompress (`zstd -t`).
+if ! command -v zstd >/dev/null 2>&1; then
+    echo "bootstrap: installing zstd"
+    apt_install zstd
+fi
 # Ansible's service and daemon helpers used by the roles.
 if ! command -v start-stop-daemon >/dev/null 2>&1 || ! command -v setfacl >/dev/null 2>&1; then
     echo "bootstrap: installing dpkg and acl tools"

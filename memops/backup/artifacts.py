@@ -45,6 +45,9 @@ class TierArtifact:
     positions: dict[str, Any]  # e.g. {"lastsave": 1767312000, "master_repl_offset": 1234}
     scope: str = "full"  # "full" (the whole tier) or "namespaces"
     extra: dict[str, Any] = field(default_factory=dict)
+    # file name -> kind ("rdb", "pgdump", ...) for the verify checkers; a file not
+    # named here gets the kind its suffix implies (memops.backup.manifest.file_kind)
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class TierArtifact:
             "versions": dict(self.versions),
             "positions": dict(self.positions),
             "extra": dict(self.extra),
+            "kinds": dict(sorted(self.kinds.items())),
         }
 
     @classmethod
@@ -73,6 +77,7 @@ class TierArtifact:
             versions=dict(data["versions"]),
             positions=dict(data["positions"]),
             extra=dict(data.get("extra", {})),
+            kinds=dict(data.get("kinds", {})),
         )
 
 

@@ -1,0 +1,255 @@
+"""Client-side encryption of backup files: AES-256-GCM in authenticated chunks.
+
+Files can be many GB, so they are encrypted as a stream of chunks (the STREAM
+construction): a header (magic, key id, chunk size, a random 8-byte nonce
+prefix), then chunks of ``chunk_size`` plaintext bytes, each sealed with the
+nonce ``prefix || counter`` and, as associated data, the header, the chunk's
+index and whether it is the last one. Reordered, dropped, edited or appended
+chunks fail authentication; a stream cut at a chunk boundary fails because its
+new last chunk was not sealed as the last one.
+
+The key is 32 bytes, from a file (mode 0600 or stricter) or an environment
+variable, raw or base64. Its id (a fingerprint, safe to log) goes into the
+manifest and every file header, so a set is refused by key id, not by a
+failing tag, when the key is another one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from memops.backup.artifacts import BackupError, RestoreRefused
+
+ALGORITHM = "AES-256-GCM"
+KEY_ENV = "MEMOPS_BACKUP_KEY"  # base64 of 32 bytes
+KEY_FILE_VAR = "backup_encryption_key_file"  # inventory variable naming a 0600 key file
+DEFAULT_CHUNK = 1 << 20
+_MAGIC = b"MEMOPSE1"
+_HEADER = struct.Struct(">8s8sI8s")  # magic, key id (raw 8 bytes), chunk size, nonce prefix
+_TAG = 16
+
+
+def key_id_of(key: bytes) -> str:
+    """A short fingerprint of a key: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BackupKey:
+    secret: bytes = field(repr=False)
+    source: str = ""  # where it came from, for messages (never the key itself)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != 32:
+            raise BackupError(
+                f"backup key from {self.source or 'input'}: expected 32 bytes, "
+                f"got {len(self.secret)}"
+            )
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.secret)
+
+    @classmethod
+    def from_text(cls, text: bytes | str, source: str) -> BackupKey:
+        """32 raw bytes, or their base64 (whitespace around it ignored)."""
+        raw = text.encode() if isinstance(text, str) else text
+        if len(raw) == 32:
+            return cls(raw, source)
+        try:
+            return cls(base64.b64decode(raw.strip(), validate=True), source)
+        except (binascii.Error, ValueError):
+            raise BackupError(f"backup key from {source}: not 32 bytes nor their base64") from None
+
+    @classmethod
+    def from_file(cls, path: Path) -> BackupKey:
+        """The key in ``path``; refused when group or others may read it."""
+        try:
+            mode = path.stat().st_mode
+            if mode & 0o077:
+                raise BackupError(
+                    f"backup key file {path} has mode {mode & 0o777:04o}: "
+                    "others may read it; chmod 600 it"
+                )
+            return cls.from_text(path.read_bytes(), str(path))
+        except OSError as exc:
+            raise BackupError(f"backup key file {path}: {exc.strerror}") from None
+
+
+def load_key(
+    settings: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> BackupKey | None:
+    """The key named by the inventory (``backup_encryption_key_file``) or ``MEMOPS_BACKUP_KEY``.
+
+    None when neither is set: the set is not encrypted.
+    """
+    environ = os.environ if environ is None else environ
+    path = (settings or {}).get(KEY_FILE_VAR)
+    if path:
+        return BackupKey.from_file(Path(str(path)).expanduser())
+    text = environ.get(KEY_ENV)
+    if text:
+        return BackupKey.from_text(text, f"${KEY_ENV}")
+    return None
+
+
+def encrypted_size(plain_size: int, chunk_size: int = DEFAULT_CHUNK) -> int:
+    """How many bytes ``plain_size`` bytes take encrypted (for the free-space check)."""
+    chunks = max(1, -(-plain_size // chunk_size))
+    return _HEADER.size + plain_size + chunks * _TAG
+
+
+def _associated(header: bytes, index: int, last: bool) -> bytes:
+    return header + struct.pack(">QB", index, 1 if last else 0)
+
+
+def _nonce(prefix: bytes, index: int) -> bytes:
+    return prefix + struct.pack(">I", index)
+
+
+def _read_full(source: BinaryIO, size: int) -> bytes:
+    """Exactly ``size`` bytes, or fewer only at the end of the stream."""
+    parts: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        piece = source.read(wanted)
+        if not piece:
+            break
+        parts.append(piece)
+        wanted -= len(piece)
+    return b"".join(parts)
+
+
+class _ChunkReader:
+    """A readable stream (``read(n)``) over chunks that a subclass produces."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._done = False
+
+    def _next_chunk(self) -> bytes | None:  # None: the stream has ended
+        raise NotImplementedError
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            chunk = self._next_chunk()
+            if chunk is None:
+                self._done = True
+            else:
+                self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class EncryptingReader(_ChunkReader):
+    """Reads as the ciphertext of ``source``; counts and hashes the plaintext on the way."""
+
+    def __init__(self, source: BinaryIO, key: BackupKey, *, chunk_size: int = DEFAULT_CHUNK):
+        super().__init__()
+        self._source = source
+        self._aead = AESGCM(key.secret)
+        self._prefix = os.urandom(8)
+        self._header = _HEADER.pack(_MAGIC, bytes.fromhex(key.key_id), chunk_size, self._prefix)
+        self._chunk_size = chunk_size
+        self._index = -1
+        self._ahead = _read_full(source, chunk_size)
+        self.plain_size = 0
+        self._plain_hash = hashlib.sha256()
+
+    @property
+    def plain_sha256(self) -> str:
+        return self._plain_hash.hexdigest()
+
+    def _next_chunk(self) -> bytes | None:
+        if self._index == -1:
+            self._index = 0
+            return self._header
+        if self._ahead is None:
+            return None
+        current = self._ahead
+        following = _read_full(self._source, self._chunk_size)
+        last = not following
+        self._plain_hash.update(current)
+        self.plain_size += len(current)
+        sealed = self._aead.encrypt(
+            _nonce(self._prefix, self._index), current, _associated(self._header, self._index, last)
+        )
+        self._index += 1
+        self._ahead = None if last else following
+        return sealed
+
+
+class DecryptingReader(_ChunkReader):
+    """Reads as the plaintext of the encrypted ``source``; BackupError when it is not intact.
+
+    ``name`` names the file in messages. A file sealed with another key is
+    RestoreRefused naming both key ids, before any chunk is opened.
+    """
+
+    def __init__(self, source: BinaryIO, key: BackupKey, *, name: str):
+        super().__init__()
+        self._source = source
+        self._name = name
+        header = _read_full(source, _HEADER.size)
+        if len(header) < _HEADER.size:
+            raise BackupError(f"{name}: truncated: no complete encryption header")
+        magic, raw_id, chunk_size, self._prefix = _HEADER.unpack(header)
+        if magic != _MAGIC or not 0 < chunk_size <= 1 << 30:
+            raise BackupError(f"{name}: not a memops encrypted file (or its header is damaged)")
+        if raw_id.hex() != key.key_id:
+            raise RestoreRefused(
+                f"{name} is encrypted with key {raw_id.hex()}; the key given is {key.key_id}"
+            )
+        self._header = header
+        self._aead = AESGCM(key.secret)
+        self._frame = chunk_size + _TAG
+        self._index = 0
+        self._ahead = _read_full(source, self._frame)
+        self._finished = False
+
+    def _next_chunk(self) -> bytes | None:
+        if self._finished:
+            return None
+        frame = self._ahead
+        if len(frame) < _TAG:
+            raise BackupError(f"{self._name}: truncated in chunk {self._index}")
+        self._ahead = _read_full(self._source, self._frame) if len(frame) == self._frame else b""
+        last = not self._ahead
+        nonce = _nonce(self._prefix, self._index)
+        try:
+            plain = self._aead.decrypt(nonce, frame, _associated(self._header, self._index, last))
+        except InvalidTag:
+            raise BackupError(self._damage(nonce, frame, last)) from None
+        self._index += 1
+        self._finished = last
+        return plain
+
+    def _damage(self, nonce: bytes, frame: bytes, last: bool) -> str:
+        """Why chunk ``self._index`` failed: cut short after it, or altered."""
+        if last:
+            try:
+                self._aead.decrypt(nonce, frame, _associated(self._header, self._index, False))
+                return f"{self._name}: truncated after chunk {self._index}"
+            except InvalidTag:
+                pass
+        return (
+            f"{self._name}: chunk {self._index} failed authentication "
+            "(damaged, altered or cut short)"
+        )

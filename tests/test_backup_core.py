@@ -1,0 +1,472 @@
+"""The backup-set core, no live stack: ids, manifest, local store, crypto, verify, retention."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from backup_sets import write_set
+
+from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.crypto import BackupKey, DecryptingReader, EncryptingReader, load_key
+from memops.backup.manifest import MANIFEST_NAME, ManifestError, canonical_json, parse_manifest
+from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
+from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
+from memops.backup.store import LocalStore
+from memops.backup.verify import register_checker, registered_checkers, verify_set
+
+KEY = BackupKey(bytes(range(32)), "test")
+OTHER_KEY = BackupKey(bytes(range(1, 33)), "test")
+
+
+# -- set ids ---------------------------------------------------------------------------
+
+
+def test_set_ids_sort_by_time_and_parse_back() -> None:
+    first = new_set_id(datetime(2026, 12, 1, 8, 15, tzinfo=UTC))
+    second = new_set_id(datetime(2026, 12, 2, 8, 0, tzinfo=UTC))
+    assert first.startswith("20261201T081500Z-") and first < second
+    assert set_id_time(first) == datetime(2026, 12, 1, 8, 15, tzinfo=UTC)
+    assert check_set_id(first) == first
+    assert set_id_time("manual-1") is None
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "../etc", "a/b", "..", "x..y/..", "a b", "é", "-lead", "a" * 65]
+)
+def test_bad_set_ids_are_refused_naming_them(bad: str) -> None:
+    with pytest.raises(InvalidSetId) as caught:
+        check_set_id(bad)
+    assert repr(bad) in str(caught.value) and "\n" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+# -- manifest ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_set(tmp_path: Path):
+    store = LocalStore(tmp_path / "backups")
+    manifest, sources = write_set(store, tmp_path)
+    return store, manifest, sources
+
+
+def test_manifest_round_trip(local_set) -> None:
+    store, manifest, _ = local_set
+    data = (store.root / manifest.set_id / MANIFEST_NAME).read_bytes()
+    parsed = parse_manifest(data, set_id=manifest.set_id)
+    assert parsed == manifest
+    assert parsed.to_bytes() == data
+    assert parsed.tiers == ("redis", "postgresql")
+    rdb = next(r for r in parsed.files if r.name == "redis/dump.rdb")
+    assert (rdb.kind, rdb.compression, rdb.artifact_name) == ("rdb", "", "dump.rdb")
+    dump = parsed.files_of("redis")[1]
+    assert (dump.kind, dump.compression) == ("jsonl", "zstd")
+    assert parsed.artifacts["redis"].tenants.keys() == manifest.artifacts["redis"].tenants.keys()
+
+
+def _one_line_refusal(data: bytes, set_id: str) -> str:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(data, set_id=set_id)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("manifest of set ")
+    return message
+
+
+def test_manifest_with_a_flipped_byte_is_refused(local_set) -> None:
+    store, manifest, _ = local_set
+    data = bytearray((store.root / manifest.set_id / MANIFEST_NAME).read_bytes())
+    value_at = data.index(b'"rdb_format": "10"') + len(b'"rdb_format": "1')
+    data[value_at] ^= 0x01  # "10" -> "11": still valid JSON
+    assert "checksum mismatch" in _one_line_refusal(bytes(data), manifest.set_id)
+    for position in range(0, len(data), 97):  # any single flipped byte anywhere is refused
+        damaged = bytearray((store.root / manifest.set_id / MANIFEST_NAME).read_bytes())
+        damaged[position] ^= 0x04
+        _one_line_refusal(bytes(damaged), manifest.set_id)
+
+
+def test_truncated_manifest_is_refused(local_set) -> None:
+    store, manifest, _ = local_set
+    data = (store.root / manifest.set_id / MANIFEST_NAME).read_bytes()
+    message = _one_line_refusal(data[: len(data) // 2], manifest.set_id)
+    assert "not valid JSON" in message
+    assert "truncated" in message
+
+
+def _resealed(document: dict) -> bytes:
+    """``document`` with a correct self-checksum: a well-sealed but malformed manifest."""
+    import hashlib
+
+    body = {k: v for k, v in document.items() if k != "checksum"}
+    document["checksum"] = "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+    return json.dumps(document).encode()
+
+
+def test_manifest_missing_field_is_named(local_set) -> None:
+    _, manifest, _ = local_set
+    document = manifest.to_dict()
+    del document["files"][2]["sha256"]
+    message = _one_line_refusal(_resealed(document), manifest.set_id)
+    assert message == f"manifest of set {manifest.set_id}: missing field files[2].sha256"
+    document = manifest.to_dict()
+    del document["started_at"]
+    assert "missing field started_at" in _one_line_refusal(_resealed(document), manifest.set_id)
+    document = manifest.to_dict()
+    del document["checksum"]
+    assert "missing field checksum" in _one_line_refusal(json.dumps(document).encode(), "x")
+
+
+def test_manifest_refuses_unsafe_names_and_misplaced_manifests(local_set) -> None:
+    _, manifest, _ = local_set
+    document = manifest.to_dict()
+    document["files"][0]["name"] = "redis/../../etc/passwd"
+    assert "unsafe" in _one_line_refusal(_resealed(document), manifest.set_id)
+    data = manifest.to_bytes()
+    assert "misplaced" in _one_line_refusal(data, "20200101T000000Z-0000")
+
+
+# -- the local store ---------------------------------------------------------------------
+
+
+def test_local_set_reads_back_byte_for_byte(local_set, tmp_path: Path) -> None:
+    store, manifest, sources = local_set
+    listing = store.list_sets()
+    assert [m.set_id for m in listing.sets] == [manifest.set_id] and not listing.incomplete
+    for record in manifest.files:
+        dest = tmp_path / "fetched" / record.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fetched = store.fetch(manifest.set_id, record.name, dest, expect=record)
+        assert dest.read_bytes() == sources[record.name].read_bytes()
+        assert (fetched.stored.size, fetched.stored.sha256) == (record.size, record.sha256)
+    set_dir = store.root / manifest.set_id
+    assert oct(set_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct((set_dir / "redis" / "dump.rdb").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(BackupError, match="already exists"):
+        store.begin_set(manifest.set_id)
+
+
+def test_set_without_manifest_is_not_listed_but_reported(local_set, tmp_path: Path) -> None:
+    store, manifest, _ = local_set
+    writer = store.begin_set("20261202T090000Z-dead")
+    writer.put_file("redis/dump.rdb", tmp_path / "stage-redis" / "dump.rdb", tier="redis")
+    listing = store.list_sets()
+    assert [m.set_id for m in listing.sets] == [manifest.set_id]
+    assert [(i.set_id, i.reason) for i in listing.incomplete] == [
+        ("20261202T090000Z-dead", "no manifest")
+    ]
+    with pytest.raises(ManifestError, match="incomplete"):
+        store.read_manifest("20261202T090000Z-dead")
+    with pytest.raises(BackupError, match="no backup set 20261202T090000Z-beef"):
+        store.read_manifest("20261202T090000Z-beef")
+    with pytest.raises(InvalidSetId):
+        store.read_manifest("../backups")
+    store.delete_set("20261202T090000Z-dead")
+    assert not store.list_sets().incomplete
+
+
+def test_damaged_manifest_makes_the_set_incomplete(local_set) -> None:
+    store, manifest, _ = local_set
+    path = store.root / manifest.set_id / MANIFEST_NAME
+    path.write_bytes(path.read_bytes()[:-40])
+    listing = store.list_sets()
+    assert not listing.sets
+    assert listing.incomplete[0].set_id == manifest.set_id
+    assert "not valid JSON" in listing.incomplete[0].reason
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 1 MiB tmpfs (root can mount one); skipped where mounting is not allowed."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def _names_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_full_disk_is_refused_before_writing(tiny_disk: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.rdb"
+    big.write_bytes(os.urandom(2 << 20))
+    store = LocalStore(tiny_disk / "backups")
+    writer = store.begin_set(new_set_id())
+    with pytest.raises(BackupError) as caught:
+        writer.put_file("redis/dump.rdb", big, tier="redis")
+    assert "not enough space" in str(caught.value) and str(tiny_disk) in str(caught.value)
+    assert _names_under(tiny_disk) == []
+
+
+def test_disk_filling_up_half_way_leaves_no_file(tiny_disk: Path, tmp_path: Path) -> None:
+    """The size is not known ahead (a stream): ENOSPC half way, one clear line, no file."""
+    store = LocalStore(tiny_disk / "backups")
+    set_id = new_set_id()
+    store.begin_set(set_id)
+    with pytest.raises(BackupError) as caught:
+        store._write(set_id, "redis/dump.rdb", io.BytesIO(os.urandom(2 << 20)), None)
+    message = str(caught.value)
+    assert message.startswith("no space left in ") and "redis/dump.rdb" in message
+    assert str(tiny_disk / "backups" / set_id / "redis") in message
+    assert _names_under(tiny_disk) == []
+    assert store.list_sets().incomplete[0].set_id == set_id
+
+
+def test_a_failing_source_leaves_no_file(tmp_path: Path) -> None:
+    class Broken(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            if self.sent > 3 << 20:
+                raise OSError(5, "Input/output error")
+            self.sent += 1 << 20
+            return b"x" * (1 << 20)
+
+    store = LocalStore(tmp_path / "backups")
+    set_id = new_set_id()
+    store.begin_set(set_id)
+    with pytest.raises(BackupError, match="Input/output error"):
+        store._write(set_id, "redis/dump.rdb", Broken(), None)
+    assert _names_under(store.root) == []
+
+
+# -- crypto ------------------------------------------------------------------------------
+
+
+def _encrypt(data: bytes, key: BackupKey, chunk: int) -> bytes:
+    return EncryptingReader(io.BytesIO(data), key, chunk_size=chunk).read()
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 4096 * 5, 4096 * 5 + 17])
+def test_crypto_round_trip_of_many_chunks(size: int) -> None:
+    data = os.urandom(size)
+    reader = EncryptingReader(io.BytesIO(data), KEY, chunk_size=4096)
+    sealed = b"".join(iter(lambda: reader.read(1000), b""))
+    assert reader.plain_size == size
+    assert size < 64 or data[:64] not in sealed
+    back = DecryptingReader(io.BytesIO(sealed), KEY, name="f")
+    assert b"".join(iter(lambda: back.read(777), b"")) == data
+
+
+def test_wrong_key_is_refused_naming_both_key_ids() -> None:
+    sealed = _encrypt(os.urandom(10_000), KEY, 4096)
+    with pytest.raises(RestoreRefused) as caught:
+        DecryptingReader(io.BytesIO(sealed), OTHER_KEY, name="redis/dump.rdb").read()
+    assert KEY.key_id in str(caught.value) and OTHER_KEY.key_id in str(caught.value)
+    assert len(KEY.key_id) == 16
+
+
+def test_flipped_or_cut_ciphertext_is_refused() -> None:
+    sealed = bytearray(_encrypt(os.urandom(4096 * 4), KEY, 4096))
+    frame = 4096 + 16
+    for cut, expected in (
+        (len(sealed) - frame, "truncated after chunk 2"),  # a whole chunk dropped
+        (len(sealed) - 100, "chunk 3 failed authentication"),  # cut inside the last chunk
+        (10, "truncated: no complete encryption header"),
+    ):
+        with pytest.raises(BackupError, match=expected):
+            DecryptingReader(io.BytesIO(bytes(sealed[:cut])), KEY, name="f").read()
+    sealed[28 + frame + 5] ^= 0x01
+    with pytest.raises(BackupError, match="f: chunk 1 failed authentication"):
+        DecryptingReader(io.BytesIO(bytes(sealed)), KEY, name="f").read()
+
+
+def test_keys_load_from_a_private_file_or_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "backup.key"
+    path.write_text(base64.b64encode(KEY.secret).decode() + "\n")
+    path.chmod(0o644)
+    with pytest.raises(BackupError, match="chmod 600"):
+        load_key({"backup_encryption_key_file": str(path)}, {})
+    path.chmod(0o600)
+    assert load_key({"backup_encryption_key_file": str(path)}, {}).key_id == KEY.key_id
+    env = {"MEMOPS_BACKUP_KEY": base64.b64encode(KEY.secret).decode()}
+    loaded = load_key({}, env)
+    assert loaded.key_id == KEY.key_id and KEY.secret.hex() not in repr(loaded)
+    assert load_key({}, {}) is None
+    with pytest.raises(BackupError, match="expected 32 bytes"):
+        load_key({}, {"MEMOPS_BACKUP_KEY": base64.b64encode(b"short").decode()})
+
+
+def test_encrypted_set_round_trip(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "backups")
+    manifest, sources = write_set(store, tmp_path, key=KEY)
+    assert manifest.encryption.key_id == KEY.key_id
+    rdb = next(r for r in manifest.files if r.name == "redis/dump.rdb")
+    stored = (store.root / manifest.set_id / rdb.name).read_bytes()
+    assert sources[rdb.name].read_bytes()[:64] not in stored
+    assert rdb.plain_size == sources[rdb.name].stat().st_size and rdb.size > rdb.plain_size
+    keep = tmp_path / "restore"
+    report = verify_set(store, manifest.set_id, key=KEY, keep_dir=keep)
+    assert report.ok and report.content_checked, report.problem
+    for name, source in sources.items():
+        assert (keep / name).read_bytes() == source.read_bytes()
+    with pytest.raises(RestoreRefused) as caught:
+        verify_set(store, manifest.set_id, key=OTHER_KEY)
+    assert KEY.key_id in str(caught.value) and OTHER_KEY.key_id in str(caught.value)
+    with pytest.raises(RestoreRefused, match=KEY.key_id):
+        verify_set(store, manifest.set_id, keep_dir=tmp_path / "nokey")
+    without_key = verify_set(store, manifest.set_id)
+    assert without_key.ok and not without_key.content_checked
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+def test_verify_passes_a_good_set_and_runs_registered_checkers(local_set) -> None:
+    store, manifest, _ = local_set
+    seen: list[str] = []
+    report = verify_set(
+        store, manifest.set_id, checkers={"rdb": lambda path, record: seen.append(record.name)}
+    )
+    assert report.ok, report.problem
+    assert seen == ["redis/dump.rdb"]
+    assert [v.name for v in report.files] == [r.name for r in manifest.files]
+
+
+def test_verify_names_a_file_with_a_flipped_byte(local_set) -> None:
+    store, manifest, _ = local_set
+    path = store.root / manifest.set_id / "redis" / "dump.rdb"
+    data = bytearray(path.read_bytes())
+    data[1234] ^= 0x01
+    path.write_bytes(bytes(data))
+    report = verify_set(store, manifest.set_id)
+    assert not report.ok
+    assert (
+        report.problem
+        == f"set {manifest.set_id}: redis/dump.rdb: sha256 differs from the manifest (damaged)"
+    )
+    assert [v.name for v in report.files if not v.ok] == ["redis/dump.rdb"]
+
+
+def test_verify_names_a_truncated_file_and_a_missing_one(local_set) -> None:
+    store, manifest, _ = local_set
+    path = store.root / manifest.set_id / "postgresql" / "memory.pgdump.gz"
+    path.write_bytes(path.read_bytes()[:-10])
+    (store.root / manifest.set_id / "redis" / "ns" / "acme.jsonl.zst").unlink()
+    report = verify_set(store, manifest.set_id)
+    bad = {v.name: v.problem for v in report.files if not v.ok}
+    assert "truncated" in bad["postgresql/memory.pgdump.gz"]
+    assert bad["redis/ns/acme.jsonl.zst"] == "redis/ns/acme.jsonl.zst: missing"
+    assert report.problem.startswith(f"set {manifest.set_id}: redis/ns/acme.jsonl.zst")
+
+
+def test_verify_checks_compressed_files_decompress(tmp_path: Path) -> None:
+    """A compressed file whose recorded checksum matches but whose stream is cut: zstd -t fails."""
+    from backup_sets import stage_redis
+
+    staging = tmp_path / "stage"
+    artifact = stage_redis(staging)
+    dump = staging / "ns" / "acme.jsonl.zst"
+    dump.write_bytes(dump.read_bytes()[:-50])  # damaged before it was backed up
+    store = LocalStore(tmp_path / "backups")
+    writer = store.begin_set(new_set_id())
+    writer.add_tier(artifact, staging)
+    manifest = writer.finish()
+    report = verify_set(store, manifest.set_id)
+    assert not report.ok
+    assert "redis/ns/acme.jsonl.zst: zstd failed" in report.problem
+
+
+def test_verify_reports_a_damaged_manifest_and_the_checker_registry(local_set) -> None:
+    store, manifest, _ = local_set
+    path = store.root / manifest.set_id / MANIFEST_NAME
+    path.write_bytes(path.read_bytes().replace(b'"7.0.15"', b'"7.0.16"'))
+    report = verify_set(store, manifest.set_id)
+    assert not report.ok and "checksum mismatch" in report.problem and report.manifest is None
+    register_checker("test-kind", lambda path, record: None)
+    assert "test-kind" in registered_checkers()
+
+
+def test_failed_verify_for_restore_keeps_nothing(local_set, tmp_path: Path) -> None:
+    store, manifest, _ = local_set
+    path = store.root / manifest.set_id / "postgresql" / "memory.pgdump.gz"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10
+    path.write_bytes(bytes(data))
+    keep = tmp_path / "restore"
+    report = verify_set(store, manifest.set_id, keep_dir=keep)
+    assert not report.ok and "postgresql/memory.pgdump.gz" in report.problem
+    assert _names_under(keep) == []
+
+
+# -- retention ---------------------------------------------------------------------------
+
+
+def _history(now: datetime) -> list[SetInfo]:
+    """Sets every 6 hours over 60 days; the only verified ones are 45 days old."""
+    infos = []
+    for hours in range(0, 60 * 24, 6):
+        taken = now - timedelta(hours=hours)
+        infos.append(SetInfo(new_set_id(taken), taken, verified=44 <= hours / 24 < 46))
+    return infos
+
+
+def test_retention_keeps_exactly_the_policy_and_the_newest_verified() -> None:
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    infos = _history(now)
+    infos.append(SetInfo("20261202T083000Z-0bad", None, complete=False, problem="no manifest"))
+    decisions = plan_retention(infos, Policy(daily=30, weekly=12))
+    kept = {d.set_id for d in decisions if d.keep}
+
+    complete = sorted((i for i in infos if i.complete), key=lambda i: i.taken_at, reverse=True)
+    newest_per_day: dict[str, str] = {}
+    newest_per_week: dict[str, str] = {}
+    for info in complete:
+        newest_per_day.setdefault(info.taken_at.date().isoformat(), info.set_id)
+        year, week, _ = info.taken_at.isocalendar()
+        newest_per_week.setdefault(f"{year}-W{week:02d}", info.set_id)
+    days = sorted(newest_per_day, reverse=True)[:30]
+    weeks = sorted(newest_per_week, reverse=True)[:12]
+    verified = next(i.set_id for i in complete if i.verified)
+    expected = {newest_per_day[d] for d in days} | {newest_per_week[w] for w in weeks}
+    assert verified not in expected  # the rule matters in this history
+    assert kept == expected | {verified}
+
+    reasons = {d.set_id: d.reason for d in decisions}
+    assert reasons[complete[0].set_id] == "daily 2026-12-02, weekly 2026-W49"
+    assert reasons[verified] == "newest verified"
+    assert reasons["20261202T083000Z-0bad"] == "incomplete: no manifest"
+    assert {d.reason for d in decisions if not d.keep} == {
+        "outside policy",
+        "incomplete: no manifest",
+    }
+    assert len(decisions) == len(infos)
+
+
+def test_retention_keeps_old_sets_when_backups_stopped() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    infos = [
+        SetInfo(new_set_id(now - timedelta(days=100 + d)), now - timedelta(days=100 + d))
+        for d in range(5)
+    ]
+    assert all(d.keep for d in plan_retention(infos, Policy(daily=5, weekly=0)))
+    assert sum(d.keep for d in plan_retention(infos, Policy(daily=2, weekly=0))) == 2
+
+
+def test_retention_reads_a_store_listing(local_set) -> None:
+    store, manifest, _ = local_set
+    store.begin_set("20261202T090000Z-dead")
+    infos = set_infos(store.list_sets(), verified={manifest.set_id})
+    decisions = {d.set_id: d for d in plan_retention(infos)}
+    assert decisions[manifest.set_id].keep
+    assert "newest verified" in decisions[manifest.set_id].reason
+    assert not decisions["20261202T090000Z-dead"].keep
