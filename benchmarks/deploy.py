@@ -25,8 +25,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from memops.health import probe_all  # noqa: E402
 from memops.inventory import resolve_inventory  # noqa: E402
-from memops.ops.deploy import run_deploy  # noqa: E402
-from memops.playbook import PlaybookOptions  # noqa: E402
+from memops.ops.deploy import deploy  # noqa: E402
+from memops.ops.runner import Context  # noqa: E402
 from memops.targets import load_targets  # noqa: E402
 
 INSTANCE = "memops-bench"
@@ -64,11 +64,12 @@ def teardown() -> None:
 
 def timed_deploy() -> tuple[float, int]:
     started = time.perf_counter()
-    outcome = run_deploy(INVENTORY, PlaybookOptions(), echo=False, command="benchmark-deploy")
+    context = Context(inventory=resolve_inventory(INVENTORY), echo=False)
+    outcome = deploy(context, limit="", tags=(), check=False, diff=False)
     elapsed = time.perf_counter() - started
-    if outcome.exit_code != 0:
+    if not outcome.ok:
         raise SystemExit(f"benchmark deploy failed: {outcome.error}")
-    return elapsed, outcome.result.changed if outcome.result else -1
+    return elapsed, int(outcome.document.get("changed", -1))
 
 
 def percentile(values: list[float], fraction: float) -> float:
