@@ -5,19 +5,25 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE = 0o600  # secrets, state, audit: the owner only
 PUBLIC = 0o644  # rendered files and metrics other services read
 
 
-def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE, fsync: bool = True) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+@contextlib.contextmanager
+def open_atomic(path: Path, *, mode: int = PRIVATE, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary handle on a temporary file beside ``path``, renamed over it on success.
+
+    When the block raises, the temporary file is removed and ``path`` is untouched.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield handle
             handle.flush()
             if fsync:
                 os.fsync(handle.fileno())
@@ -28,6 +34,12 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE, fsync: b
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE, fsync: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    with open_atomic(path, mode=mode, fsync=fsync) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_private_atomic(path: Path, text: str) -> None:
