@@ -1,0 +1,107 @@
+"""Redis tier backups against real redis-server processes (ports 36401-36420, temp dirs)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memops import workload as wl
+from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.redis_full import backup_full, check_rdb
+from memops.backup.redis_ns_export import export_namespace
+from memops.backup.redis_ns_restore import restore_namespace
+from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis_server import server_version
+from memops.clients import redis_client
+
+pytestmark = pytest.mark.integration
+_PORTS = itertools.count(36401)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ScratchRedis]:
+    scratch = ScratchRedis(next(_PORTS), tmp_path / "data", password="test-secret")
+    scratch.start()
+    yield scratch
+    scratch.stop()
+
+
+def snapshot(client, prefix: str, tenant: str) -> dict[bytes, tuple[bytes, int]]:
+    """key -> (DUMP payload, PTTL) for every key of one namespace."""
+    keys = [
+        k
+        for k in client.scan_iter(match=wl.tenant_pattern(prefix, tenant))
+        if wl.key_in_namespace(k.decode(), prefix, tenant)
+    ]
+    return {k: (client.dump(k), client.pttl(k)) for k in keys}
+
+
+def same(before: dict, after: dict) -> None:
+    assert before.keys() == after.keys()
+    for key, (payload, pttl) in before.items():
+        assert after[key][0] == payload, key
+        assert abs(after[key][1] - pttl) <= 1000, key
+
+
+def test_full_backup_records_and_checks_the_rdb(server: ScratchRedis, tmp_path: Path) -> None:
+    client = redis_client(server.target)
+    work = wl.generate(1, 2)
+    wl.write_redis(client, work)
+    artifact = backup_full(client, tmp_path / "stage")
+    assert artifact.files == ("redis-full.rdb",)
+    assert artifact.tenants[""].count == len(work.redis)
+    assert artifact.versions == {"redis": server_version(client), "rdb_format": "10"}
+    rdb = tmp_path / "stage" / "redis-full.rdb"
+    data = bytearray(rdb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rdb.write_bytes(bytes(data))
+    with pytest.raises(BackupError, match="redis-check-rdb rejects it"):
+        check_rdb(rdb)
+
+
+def test_namespace_round_trip_touches_only_its_tenant(server: ScratchRedis, tmp_path: Path) -> None:
+    client = redis_client(server.target)
+    work = wl.generate(2, 2)
+    wl.write_redis(client, work)
+    short = f"{work.prefix}:memory:acme:session:short"
+    client.set(short, "bye", px=1500)
+    versions = {"redis": server_version(client)}
+    files = {}
+    for tenant in ("acme", "glob*star", "[brackets]"):
+        files[tenant] = tmp_path / f"{tenant.encode().hex()}.ns"
+        digest, _ = export_namespace(client, work.prefix, tenant, files[tenant], meta=versions)
+        assert digest.count == 7 if tenant == "acme" else 6
+    time.sleep(1.6)  # the short key expires between backup and restore
+    before = {t: snapshot(client, work.prefix, t) for t in work.tenants}
+    assert short.encode() not in before["acme"]
+    for tenant, path in files.items():
+        client.flushall()
+        wl.write_redis(client, work)
+        for key in client.scan_iter(match=wl.tenant_pattern(work.prefix, tenant)):
+            if wl.key_in_namespace(key.decode(), work.prefix, tenant):
+                client.set(key, "changed")
+        others = {t: snapshot(client, work.prefix, t) for t in work.tenants if t != tenant}
+        result = restore_namespace(client, path, versions, prefix=work.prefix, tenant=tenant)
+        assert result.expired_skipped == (1 if tenant == "acme" else 0)
+        same(before[tenant], snapshot(client, work.prefix, tenant))
+        for other, keys in others.items():
+            same(keys, snapshot(client, work.prefix, other))
+
+
+def test_older_target_is_refused_before_anything(server: ScratchRedis, tmp_path: Path) -> None:
+    client = redis_client(server.target)
+    work = wl.generate(3, 1, nasty=False)
+    wl.write_redis(client, work)
+    tenant = work.tenants[0]
+    path = tmp_path / "t.ns"
+    export_namespace(client, work.prefix, tenant, path, meta={})
+    client.flushall()
+    with pytest.raises(RestoreRefused, match=r"Redis 99\.0\.0 .*Redis 7\."):
+        restore_namespace(
+            client, path, {"redis": "99.0.0", "rdb_format": "99"}, prefix=work.prefix, tenant=tenant
+        )
+    assert client.dbsize() == 0
