@@ -300,3 +300,12 @@ def test_every_integration_module_is_marked() -> None:
     """`pytest -m "not integration"` must never start a deploy."""
     for module in sorted((paths.PROJECT_DIR / "tests" / "integration").glob("test_*.py")):
         assert "\npytestmark = pytest.mark.integration\n" in module.read_text(), module.name
+
+
+def test_mitogen_is_the_default_strategy_and_can_be_switched_off() -> None:
+    from memops.playbook import mitogen_settings
+
+    settings = mitogen_settings({})
+    assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    assert mitogen_settings({"MEMOPS_MITOGEN": "0"}) == {}
