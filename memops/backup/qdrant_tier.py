@@ -179,11 +179,14 @@ class QdrantTier:
         for name in collections:
             stem = collection_stem(name)
             export = f"{TIER}/{stem}.points.jsonl.gz"
-            parts.append(self._export(name, staging / export, tenants))
+            info = self._json("GET", f"/collections/{quote(name, safe='')}")
+            parts.append(self._export(name, info, staging / export, tenants))
             files.append(export)
             if tenants is None and snapshots:
                 snapshot = f"{TIER}/{stem}.snapshot"
-                snapshot_names[name], checksums[name] = self._snapshot(name, staging / snapshot)
+                snapshot_names[name], checksums[name] = self._snapshot(
+                    name, info, staging / snapshot
+                )
                 files.append(snapshot)
         summaries = merge_summaries(parts)
         if tenants is not None:
@@ -202,9 +205,8 @@ class QdrantTier:
         )
 
     def _export(
-        self, collection: str, path: Path, tenants: Sequence[str] | None
+        self, collection: str, info: dict[str, Any], path: Path, tenants: Sequence[str] | None
     ) -> dict[str, TenantSummary]:
-        info = self._json("GET", f"/collections/{quote(collection, safe='')}")
         header = {
             "format": EXPORT_FORMAT,
             "collection": collection,
@@ -223,10 +225,10 @@ class QdrantTier:
         tmp.replace(path)
         return summarize(points)
 
-    def _snapshot(self, collection: str, path: Path) -> tuple[str, str]:
+    def _snapshot(self, collection: str, info: dict[str, Any], path: Path) -> tuple[str, str]:
         """Create a snapshot (wait=false, then poll), download it, check its sha256."""
         base = f"/collections/{quote(collection, safe='')}/snapshots"
-        self._check_space(collection, path.parent)
+        self._check_space(collection, info, path.parent)
         before = {s["name"] for s in self._json("GET", base)}
         self._json("POST", base, params={"wait": "false"}, accept_empty=True)
         deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
@@ -250,8 +252,7 @@ class QdrantTier:
         self._json("DELETE", f"{base}/{quote(name, safe='')}", accept_empty=True)
         return name, digest
 
-    def _check_space(self, collection: str, directory: Path) -> None:
-        info = self._json("GET", f"/collections/{quote(collection, safe='')}")
+    def _check_space(self, collection: str, info: dict[str, Any], directory: Path) -> None:
         params = info["config"]["params"]["vectors"]
         dim = int(params.get("size", 0)) if isinstance(params, dict) else 0
         estimate = int(info.get("points_count") or 0) * (dim * 4 + 512)
@@ -300,8 +301,6 @@ class QdrantTier:
         report: dict[str, Any] = {"collections": {}}
         same_minor = _minor(artifact.versions.get("qdrant", "")) == _minor(self.server_version())
         for stem, collection in sorted(artifact.extra.get("collections", {}).items()):
-            export = staging / TIER / f"{stem}.points.jsonl.gz"
-            header, points = read_export(export)
             dest = rename.get(collection, collection)
             snapshot = staging / TIER / f"{stem}.snapshot"
             if tenants is None and use_snapshots and same_minor and snapshot.is_file():
@@ -309,6 +308,7 @@ class QdrantTier:
                 self._upload_snapshot(dest, snapshot, sha)
                 report["collections"][dest] = "snapshot"
                 continue
+            header, points = read_export(staging / TIER / f"{stem}.points.jsonl.gz")
             if tenants is None:
                 self._recreate(dest, header)
                 self._upsert(dest, points)

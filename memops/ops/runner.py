@@ -104,10 +104,11 @@ def run_operation(
     as_json: bool = False,
 ) -> int:
     """Run ``operation`` with the raw task options; return the exit code."""
-    inventory, outcome = _prepare(operation, raw, inventory_spec, inventory_given)
-    if outcome is None:
-        context = Context(inventory=inventory, echo=not as_json)
-        outcome = _act(operation, context, operation.parse(raw))
+    inventory, parsed = _prepare(operation, raw, inventory_spec, inventory_given)
+    if isinstance(parsed, Outcome):
+        outcome = parsed
+    else:
+        outcome = _act(operation, Context(inventory=inventory, echo=not as_json), parsed)
     if inventory is not None:
         arguments = {"inventory": inventory.name, **raw}
         append_audit(
@@ -119,8 +120,8 @@ def run_operation(
 
 def _prepare(
     operation: Operation, raw: Mapping[str, Any], spec: str, given: bool
-) -> tuple[Inventory | None, Outcome | None]:
-    """Resolve the inventory and check the options; an Outcome here means: refused."""
+) -> tuple[Inventory | None, dict[str, Any] | Outcome]:
+    """Resolve the inventory and parse the options once; an Outcome here means: refused."""
     inventory = None
     try:
         inventory = resolve_inventory(spec)
@@ -128,10 +129,9 @@ def _prepare(
         if operation.inventory is InventoryUse.REQUIRED or given:
             return None, Outcome.refused(str(exc))
     try:
-        operation.parse(raw)
+        return inventory, operation.parse(raw)
     except OptionError as exc:
         return inventory, Outcome.refused(str(exc))
-    return inventory, None
 
 
 def _act(operation: Operation, context: Context, options: dict[str, Any]) -> Outcome:
