@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from memops.tasks import backup
 from memops.tasks.common import CONFIG_DEFAULTS
 from memops.tasks.stack import ROOT_TASKS
 
 ns = Collection()
 for root_task in ROOT_TASKS:
     ns.add_task(root_task)
+ns.add_collection(Collection.from_module(backup, name="backup"))
 ns.configure(CONFIG_DEFAULTS)

@@ -60,6 +60,7 @@ def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> object:
 
 
 _TolerantLoader.add_multi_constructor("!", _any_tag)
+InventoryLoader = _TolerantLoader  # for readers of inventory values (memops.backup.settings)
 
 
 def check_yaml_files(path: Path) -> None:

@@ -26,6 +26,7 @@ from memops.tasks.common import CONFIG_DEFAULTS, inventory_spec
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
+NAMESPACES = {"backup": {"create", "list", "verify", "restore", "prune"}}
 
 
 # --- the collection ------------------------------------------------------------------
@@ -33,7 +34,8 @@ ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
 
 def test_root_collection_has_the_root_tasks_and_their_defaults() -> None:
     ns = root_collection()
-    assert set(ns.task_names) == ROOT_TASKS
+    assert set(ns.tasks) == ROOT_TASKS
+    assert {name: set(ns.collections[name].tasks) for name in ns.collections} == NAMESPACES
     assert ns.configuration()["memops"] == CONFIG_DEFAULTS["memops"]
     for name in ROOT_TASKS:
         task = ns[name]

@@ -170,3 +170,36 @@ def argparse_type(name: str, parse: Parser) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
     return convert
+
+
+def set_id(*, required: bool = True) -> Parser:
+    """A backup set id as ``invoke backup.list`` prints it (never a path)."""
+    from memops.backup.set_ids import InvalidSetId, check_set_id
+
+    def parse(name: str, raw: Any) -> str:
+        if raw in (None, ""):
+            if required:
+                raise OptionError(f"{flag_name(name)}: a set id is required (see backup.list)")
+            return ""
+        try:
+            return check_set_id(str(raw))
+        except InvalidSetId as exc:
+            raise OptionError(f"{flag_name(name)}: {exc}") from None
+
+    return parse
+
+
+def names() -> Parser:
+    """A repeatable option of names taken as data (tenants): any text but control characters."""
+
+    def parse(name: str, raw: Any) -> tuple[str, ...]:
+        values = [] if raw in (None, "") else [raw] if isinstance(raw, str) else list(raw)
+        for value in values:
+            text_value = str(value)
+            if not text_value or any(ord(char) < 32 for char in text_value):
+                raise OptionError(
+                    f"{flag_name(name)}: {text_value!r} is empty or has control characters"
+                )
+        return tuple(dict.fromkeys(str(v) for v in values))
+
+    return parse

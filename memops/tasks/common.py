@@ -35,7 +35,7 @@ def memops_task(*, help: dict[str, str] | None = None, **kwargs: Any) -> Callabl
     def decorate(func: Callable[..., Any]) -> Any:
         parameters = list(inspect.signature(func).parameters)[1:]  # after the Context
         texts = {name: COMMON_HELP[name] for name in parameters if name in COMMON_HELP}
-        texts.update(help or {})
+        texts.update({k: v for k, v in (help or {}).items() if k in parameters})
         missing = [name for name in parameters if name not in texts]
         if missing:
             raise TypeError(f"task {func.__name__}: no help text for {', '.join(missing)}")

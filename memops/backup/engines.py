@@ -1,0 +1,75 @@
+"""One backup engine per tier, built from what the deploy recorded in targets.json.
+
+Every engine offers the same three calls, so the set-level procedures
+(create, restore, drill) never care which store they talk to:
+``backup(staging, tenants=)`` -> TierArtifact, ``restore(staging, artifact,
+tenants=)`` -> report, ``tenant_summaries(tenants)`` -> counts and checksums
+of the live data, computed the way the backup computes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from memops.backup.artifacts import TIERS, BackupError, TenantSummary, TierArtifact
+from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets
+
+
+class TierEngine(Protocol):
+    def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact: ...
+
+    def restore(
+        self, staging: Path, artifact: TierArtifact, *, tenants: Sequence[str] | None = None
+    ) -> dict[str, Any]: ...
+
+    def tenant_summaries(
+        self, tenants: Sequence[str] | None = None
+    ) -> dict[str, TenantSummary]: ...
+
+    def close(self) -> None: ...
+
+
+def tier_target(targets: Targets, tier: str) -> Any:
+    """The deployed component of ``tier``; BackupError when the deploy recorded none."""
+    kinds = {"redis": RedisTarget, "postgresql": PostgresTarget, "qdrant": QdrantTarget}
+    found = [t for t in targets.components.values() if isinstance(t, kinds[tier])]
+    if not found:
+        raise BackupError(f"no {tier} is deployed for inventory {targets.inventory!r}")
+    if len(found) > 1:
+        raise BackupError(f"{len(found)} {tier} components deployed: back up one at a time")
+    return found[0]
+
+
+def open_engine(tier: str, targets: Targets) -> TierEngine:
+    target = tier_target(targets, tier)
+    settings = dict(targets.deployment.get(tier) or {})
+    if tier == "qdrant":
+        from memops.backup.qdrant_tier import QdrantTier
+
+        return QdrantTier(target)
+    if tier == "redis":
+        from memops.backup.redis_tier import RedisTier
+
+        return RedisTier.from_deployment(target, settings)
+    if tier == "postgresql":
+        from memops.backup.postgres_tier import PostgresTier
+
+        return PostgresTier.from_deployment(target, settings)
+    raise BackupError(f"unknown tier {tier!r}: expected one of {', '.join(TIERS)}")
+
+
+@contextlib.contextmanager
+def engines(targets: Targets, tiers: Sequence[str]) -> Iterator[dict[str, TierEngine]]:
+    """The engines of ``tiers``, closed again when the block ends."""
+    opened: dict[str, TierEngine] = {}
+    try:
+        for tier in tiers:
+            opened[tier] = open_engine(tier, targets)
+        yield opened
+    finally:
+        for engine in opened.values():
+            with contextlib.suppress(Exception):
+                engine.close()

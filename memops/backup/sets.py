@@ -1,0 +1,217 @@
+"""Set-level procedures: take a set of every tier, restore one, prune a store.
+
+Each procedure works on engines (``memops.backup.engines``) and a store; none
+prints. A set exists only once its manifest is written, and ``create_set``
+verifies what it wrote before it reports success. ``restore_set`` verifies the
+set (every file's size and sha256, the tier checkers) into a private working
+directory first: nothing live is touched unless verification passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.crypto import BackupKey
+from memops.backup.engines import TierEngine
+from memops.backup.manifest import Manifest
+from memops.backup.retention import Decision, Policy, plan_retention, set_infos
+from memops.backup.set_ids import check_set_id, new_set_id
+from memops.backup.store import BackupStore
+from memops.backup.verify import VerifyReport, discard_kept, verify_set
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def work_dir(base: Path | None, label: str) -> Iterator[Path]:
+    """A private scratch directory (next to the state directory when given), always removed."""
+    if base is not None:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"memops-{label}-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the command-line tools a set depends on (those installed here)."""
+    found: dict[str, str] = {}
+    for tool, argv in {
+        "zstd": ["zstd", "--version"],
+        "pg_dump": ["pg_dump", "--version"],
+        "redis-check-rdb": ["redis-server", "--version"],
+    }.items():
+        if shutil.which(argv[0]) is None:
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            run = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            found[tool] = (run.stdout or run.stderr).strip().splitlines()[0][:120]
+    return found
+
+
+@dataclass(frozen=True)
+class CreatedSet:
+    manifest: Manifest
+    verify: VerifyReport
+    seconds: float
+    tier_sizes: dict[str, int]
+
+
+def create_set(
+    store: BackupStore,
+    engines: Mapping[str, TierEngine],
+    *,
+    tenants: Sequence[str] = (),
+    key: BackupKey | None = None,
+    scratch_base: Path | None = None,
+    progress: Progress = _quiet,
+) -> CreatedSet:
+    """Back up every tier of ``engines`` into one new set; verify it; return it.
+
+    A failure part way leaves no manifest (the set does not exist); the partial
+    files are removed here, or by the next prune when even that fails.
+    """
+    started = time.monotonic()
+    store.check()
+    set_id = new_set_id()
+    writer = store.begin_set(set_id, key=key)
+    try:
+        with work_dir(scratch_base, "backup") as work:
+            for tier, engine in engines.items():
+                progress(f"{tier}: backing up")
+                stage = work / tier
+                stage.mkdir(mode=0o700)
+                artifact = engine.backup(stage, tenants=list(tenants) or None)
+                progress(f"{tier}: storing {len(artifact.files)} file(s) in {store.description}")
+                writer.add_tier(artifact, stage)
+                shutil.rmtree(stage, ignore_errors=True)
+        manifest = writer.finish(namespaces=tuple(tenants), tool_versions=tool_versions())
+    except BaseException:
+        if not writer.finished:
+            with contextlib.suppress(Exception):
+                store.delete_set(set_id)
+        raise
+    progress(f"verifying set {set_id}")
+    report = verify_set(store, set_id, key=key)
+    sizes = {tier: sum(r.size for r in manifest.files_of(tier)) for tier in manifest.tiers}
+    return CreatedSet(manifest, report, time.monotonic() - started, sizes)
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    manifest: Manifest
+    tiers: tuple[str, ...]
+    tenants: tuple[str, ...]
+
+    def describe(self) -> list[str]:
+        lines = []
+        for tier in self.tiers:
+            artifact = self.manifest.artifacts[tier]
+            chosen = self.tenants or tuple(artifact.tenants)
+            count = sum(artifact.tenants[t].count for t in chosen if t in artifact.tenants)
+            scope = f"{len(self.tenants)} namespace(s)" if self.tenants else "whole tier"
+            lines.append(f"{tier}: {scope}, {count} item(s) from set {self.manifest.set_id}")
+        return lines
+
+
+def plan_restore(
+    store: BackupStore, set_id: str, tiers: Sequence[str], tenants: Sequence[str]
+) -> RestorePlan:
+    """Check a restore request against the set's manifest; RestoreRefused when it cannot be."""
+    manifest = store.read_manifest(check_set_id(set_id))
+    chosen = tuple(tiers) or manifest.tiers
+    missing = [tier for tier in chosen if tier not in manifest.tiers]
+    if missing:
+        raise RestoreRefused(
+            f"set {set_id} has no {', '.join(missing)} tier (it holds {', '.join(manifest.tiers)})"
+        )
+    if not tenants and manifest.namespaces:
+        raise RestoreRefused(
+            f"set {set_id} holds only namespaces {', '.join(map(repr, manifest.namespaces))}: "
+            "name them with --namespace"
+        )
+    for tenant in tenants:  # a name the set does not hold is a typo, not an empty restore
+        if not any(tenant in manifest.artifacts[tier].tenants for tier in chosen):
+            raise RestoreRefused(
+                f"set {set_id}: namespace {tenant!r} is not in its {', '.join(chosen)} tier(s)"
+            )
+    return RestorePlan(manifest, chosen, tuple(tenants))
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    plan: RestorePlan
+    reports: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def restore_set(
+    store: BackupStore,
+    plan: RestorePlan,
+    engines: Mapping[str, TierEngine],
+    *,
+    key: BackupKey | None = None,
+    scratch_base: Path | None = None,
+    progress: Progress = _quiet,
+) -> RestoreResult:
+    """Verify the planned set's files into a private directory, then restore each tier."""
+    started = time.monotonic()
+    set_id = plan.manifest.set_id
+    with work_dir(scratch_base, "restore") as work:
+        kept = work / "set"
+        kept.mkdir(mode=0o700)
+        progress(f"verifying set {set_id}")
+        report = verify_set(store, set_id, key=key, keep_dir=kept, tiers=plan.tiers)
+        if not report.ok:
+            raise RestoreRefused(f"{report.problem}: nothing was restored")
+        reports: dict[str, Any] = {}
+        for tier in plan.tiers:
+            progress(f"{tier}: restoring")
+            reports[tier] = engines[tier].restore(
+                kept / tier, plan.manifest.artifacts[tier], tenants=list(plan.tenants) or None
+            )
+        discard_kept(kept)
+    return RestoreResult(plan, reports, time.monotonic() - started)
+
+
+def plan_prune(
+    store: BackupStore, policy: Policy, *, key: BackupKey | None = None
+) -> list[Decision]:
+    """What prune keeps and removes; the newest set that verifies is always kept."""
+    listing = store.list_sets()
+    verified: list[str] = []
+    for manifest in sorted(listing.sets, key=lambda m: m.started_at, reverse=True):
+        if verify_set(store, manifest.set_id, key=key).ok:
+            verified.append(manifest.set_id)
+            break
+    return plan_retention(set_infos(listing, verified), policy)
+
+
+def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
+    removed = []
+    for decision in decisions:
+        if not decision.keep:
+            store.delete_set(decision.set_id)
+            removed.append(decision.set_id)
+    return removed
+
+
+def latest_set(store: BackupStore) -> Manifest:
+    listing = store.list_sets()
+    if not listing.sets:
+        raise BackupError(f"no backup set in {store.description}: run `invoke backup.create`")
+    return listing.sets[-1]

@@ -1,0 +1,81 @@
+"""Where backups go and how they are kept: the ``backup_*`` variables of an inventory.
+
+The backup tasks read the plain values of the inventory's ``group_vars`` (a
+templated value, ``{{ … }}``, is Ansible's to resolve and is ignored here);
+S3 credentials and the encryption key may instead come from the environment
+(``memops.backup.store.S3_VARS``, ``memops.backup.crypto.KEY_ENV``), never from argv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memops.backup.artifacts import BackupError
+from memops.backup.crypto import BackupKey, load_key
+from memops.backup.retention import Policy
+from memops.backup.store import BackupStore, LocalStore, S3Settings, S3Store
+from memops.inventory import Inventory, InventoryLoader
+
+TARGET_KINDS = ("local", "s3")
+BACKUP_DIR_NAME = "backups"
+
+
+def inventory_vars(inventory: Inventory) -> dict[str, Any]:
+    """The literal ``group_vars/all`` values of an inventory (templated ones left out)."""
+    if inventory.path.is_file():
+        return {}
+    base = inventory.path / "group_vars"
+    files = [base / "all.yml", base / "all.yaml", *sorted((base / "all").glob("*.y*ml"))]
+    found: dict[str, Any] = {}
+    for file in files:
+        if not file.is_file():
+            continue
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=InventoryLoader) or {}
+        if isinstance(data, dict):
+            found.update((k, v) for k, v in data.items() if not (isinstance(v, str) and "{{" in v))
+    return found
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    variables: Mapping[str, Any]
+    state_dir: Path
+
+    @classmethod
+    def of(cls, inventory: Inventory) -> BackupSettings:
+        return cls(inventory_vars(inventory), inventory.state_dir)
+
+    @property
+    def default_target(self) -> str:
+        return str(self.variables.get("backup_target") or "local")
+
+    @property
+    def local_dir(self) -> Path:
+        given = self.variables.get("backup_local_dir")
+        return Path(str(given)).expanduser() if given else self.state_dir / BACKUP_DIR_NAME
+
+    @property
+    def policy(self) -> Policy:
+        try:
+            return Policy(
+                daily=int(self.variables.get("backup_retention_daily", 30)),
+                weekly=int(self.variables.get("backup_retention_weekly", 12)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise BackupError(f"backup_retention_daily/weekly: {exc}") from None
+
+    def store(self, target: str | None = None) -> BackupStore:
+        kind = target or self.default_target
+        if kind == "s3":
+            return S3Store(S3Settings.from_settings(self.variables))
+        if kind == "local":
+            return LocalStore(self.local_dir)
+        raise BackupError(f"backup_target {kind!r}: expected one of {', '.join(TARGET_KINDS)}")
+
+    def key(self) -> BackupKey | None:
+        return load_key(self.variables)

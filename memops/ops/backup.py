@@ -1,0 +1,329 @@
+"""The `backup.*` operations: create, list, verify, restore, prune.
+
+Each resolves the backup settings of the inventory (``memops.backup.settings``),
+calls one set-level procedure (``memops.backup.sets``) and turns what happened
+into an Outcome: a BackupError is a failure (exit 1), a refusal before anything
+was touched (unknown set, namespace or tier, wrong key, corrupt set, not
+confirmed) is exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from memops.backup.artifacts import TIERS, BackupError, RestoreRefused
+from memops.backup.engines import engines
+from memops.backup.metrics import record_backup
+from memops.backup.sets import create_set, plan_prune, plan_restore, prune, restore_set
+from memops.backup.settings import TARGET_KINDS, BackupSettings
+from memops.backup.verify import verify_set
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.inventory import Inventory
+from memops.ops import options
+from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.health import deployed_targets, health_cycle
+from memops.ops.runner import Context, Operation, Outcome
+from memops.targets import Targets, TargetsError
+
+
+def _progress(context: Context):
+    def show(message: str) -> None:
+        if context.echo:
+            print(f"  … {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _textfile_dir(targets: Targets) -> Path | None:
+    value = targets.deployment.get("textfile_dir")
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def deployed_tiers(targets: Targets) -> tuple[str, ...]:
+    kinds = {getattr(t, "kind", None) for t in targets.components.values()}
+    return tuple(tier for tier in TIERS if tier in kinds)
+
+
+def _failed(message: str, *, code: int = EXIT_FAILED, **document: Any) -> Outcome:
+    return Outcome(
+        code,
+        {"ok": False, "error": message, **document},
+        error=message,
+        result="refused" if code == EXIT_BAD_INPUT else "failed",
+    )
+
+
+def _probe_line(targets: Targets, inventory: Inventory) -> tuple[dict[str, Any], str]:
+    snapshot, _notes = health_cycle(targets, inventory.state_dir)
+    return snapshot.to_dict(), f"health: {snapshot.state}"
+
+
+# -- backup.create ---------------------------------------------------------------------
+
+
+def create(
+    context: Context, *, tier: Sequence[str], namespace: Sequence[str], target: str
+) -> Outcome:
+    inventory = context.require_inventory()
+    settings = BackupSettings.of(inventory)
+    try:
+        targets = deployed_targets(inventory)
+        tiers = tuple(tier) or deployed_tiers(targets)
+        store = settings.store(target or None)
+        key = settings.key()
+    except (BackupError, TargetsError) as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT)
+    textfile = _textfile_dir(targets)
+    try:
+        with engines(targets, tiers) as opened:
+            made = create_set(
+                store,
+                opened,
+                tenants=namespace,
+                key=key,
+                scratch_base=inventory.state_dir / "tmp",
+                progress=_progress(context),
+            )
+    except BackupError as exc:
+        record_backup(inventory.state_dir, textfile, tiers={t: False for t in tiers}, sizes={})
+        return _failed(str(exc), tiers=list(tiers))
+    verified = made.verify.ok
+    record_backup(
+        inventory.state_dir, textfile, tiers={t: verified for t in tiers}, sizes=made.tier_sizes
+    )
+    manifest = made.manifest
+    health, health_line = _probe_line(targets, inventory)
+    counts = {
+        t: sum(s.count for s in manifest.artifacts[t].tenants.values()) for t in manifest.tiers
+    }
+    document = {
+        "ok": verified,
+        "set_id": manifest.set_id,
+        "store": store.description,
+        "tiers": list(manifest.tiers),
+        "namespaces": list(manifest.namespaces),
+        "counts": counts,
+        "size_bytes": made.tier_sizes,
+        "seconds": round(made.seconds, 3),
+        "encrypted": manifest.encryption is not None,
+        "verify": made.verify.to_dict(),
+        "health": health,
+    }
+    lines = [f"backup set {manifest.set_id} in {store.description}"]
+    lines += [
+        f"  {t:<10} {counts[t]:>9} item(s) {made.tier_sizes[t]:>12} bytes" for t in manifest.tiers
+    ]
+    lines += [f"  verified: {'yes' if verified else made.verify.problem}", health_line]
+    return Outcome(
+        EXIT_OK if verified else EXIT_FAILED,
+        document,
+        lines=lines,
+        error="" if verified else made.verify.problem,
+        audit={"set_id": manifest.set_id, "tiers": list(manifest.tiers)},
+    )
+
+
+# -- backup.list / backup.verify ---------------------------------------------------------
+
+
+def list_sets(context: Context, *, target: str) -> Outcome:
+    settings = BackupSettings.of(context.require_inventory())
+    try:
+        store = settings.store(target or None)
+        listing = store.list_sets()
+    except BackupError as exc:
+        return _failed(str(exc))
+    sets = [
+        {
+            "set_id": m.set_id,
+            "started_at": m.started_at.isoformat(),
+            "tiers": list(m.tiers),
+            "namespaces": list(m.namespaces),
+            "size_bytes": m.total_size,
+            "encrypted": m.encryption is not None,
+        }
+        for m in listing.sets
+    ]
+    lines = [f"{len(sets)} set(s) in {store.description}"] + [
+        f"  {s['set_id']}  {','.join(s['tiers']):<26} {s['size_bytes']:>12} bytes"
+        + (f"  namespaces: {len(s['namespaces'])}" if s["namespaces"] else "")
+        for s in sets
+    ]
+    if listing.incomplete:
+        lines.append(f"  ({len(listing.incomplete)} incomplete, not backups; prune removes them)")
+    document = {
+        "ok": True,
+        "store": store.description,
+        "sets": sets,
+        "incomplete": [i.set_id for i in listing.incomplete],
+    }
+    return Outcome(EXIT_OK, document, lines=lines)
+
+
+def verify(context: Context, *, set_id: str, target: str) -> Outcome:
+    settings = BackupSettings.of(context.require_inventory())
+    try:
+        store = settings.store(target or None)
+        report = verify_set(store, set_id, key=settings.key())
+    except RestoreRefused as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT)
+    except BackupError as exc:
+        return _failed(str(exc))
+    if report.manifest is None and "no backup set" in report.problem:
+        return _failed(report.problem, code=EXIT_BAD_INPUT)
+    lines = [f"set {set_id}: {'verified' if report.ok else 'FAILED'} ({len(report.files)} files)"]
+    lines += [f"  {v.name}: {v.problem}" for v in report.files if not v.ok]
+    if not report.content_checked:
+        lines.append("  encrypted and no key given: only the stored bytes were checked")
+    return Outcome(
+        EXIT_OK if report.ok else EXIT_FAILED,
+        report.to_dict() | {"ok": report.ok},
+        lines=lines,
+        error=report.problem,
+        audit={"set_id": set_id},
+    )
+
+
+# -- backup.restore --------------------------------------------------------------------
+
+
+def restore(
+    context: Context,
+    *,
+    set_id: str,
+    tier: Sequence[str],
+    namespace: Sequence[str],
+    target: str,
+    dry_run: bool,
+    yes: bool,
+) -> Outcome:
+    inventory = context.require_inventory()
+    settings = BackupSettings.of(inventory)
+    try:
+        targets = deployed_targets(inventory)
+        store = settings.store(target or None)
+        key = settings.key()
+        plan = plan_restore(store, set_id, tier, namespace)
+    except (RestoreRefused, TargetsError) as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT)
+    except BackupError as exc:
+        code = EXIT_BAD_INPUT if "no backup set" in str(exc) or "manifest" in str(exc) else 1
+        return _failed(str(exc), code=code)
+    planned = plan.describe()
+    document: dict[str, Any] = {
+        "set_id": set_id,
+        "tiers": list(plan.tiers),
+        "namespaces": list(plan.tenants),
+        "plan": planned,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        lines = [f"dry run: would restore from set {set_id} (nothing changed)"]
+        return Outcome(EXIT_OK, {"ok": True, **document}, lines=lines + planned, result="dry-run")
+    try:
+        what = "namespace(s) " + ", ".join(map(repr, plan.tenants)) if plan.tenants else "all data"
+        confirm(f"restore {what} of {', '.join(plan.tiers)} from set {set_id}", yes=yes)
+        with engines(targets, plan.tiers) as opened:
+            result = restore_set(
+                store,
+                plan,
+                opened,
+                key=key,
+                scratch_base=inventory.state_dir / "tmp",
+                progress=_progress(context),
+            )
+    except NotConfirmed as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
+    except RestoreRefused as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
+    except BackupError as exc:
+        return _failed(str(exc), **document)
+    health, health_line = _probe_line(targets, inventory)
+    healthy = health.get("state") != "failing"
+    document |= {
+        "ok": healthy,
+        "reports": result.reports,
+        "seconds": round(result.seconds, 3),
+        "health": health,
+    }
+    lines = [f"restored from set {set_id} in {result.seconds:.1f} s", *planned, health_line]
+    return Outcome(
+        EXIT_OK if healthy else EXIT_FAILED,
+        document,
+        lines=lines,
+        audit={"set_id": set_id, "tiers": list(plan.tiers), "namespaces": list(plan.tenants)},
+    )
+
+
+# -- backup.prune ----------------------------------------------------------------------
+
+
+def prune_sets(context: Context, *, target: str, dry_run: bool, yes: bool) -> Outcome:
+    settings = BackupSettings.of(context.require_inventory())
+    try:
+        store = settings.store(target or None)
+        decisions = plan_prune(store, settings.policy, key=settings.key())
+        doomed = [d for d in decisions if not d.keep]
+        if not dry_run and doomed:
+            confirm(f"remove {len(doomed)} backup set(s) from {store.description}", yes=yes)
+        removed = [] if dry_run else prune(store, decisions)
+    except NotConfirmed as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT)
+    except BackupError as exc:
+        return _failed(str(exc))
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb} {len(doomed)} of {len(decisions)} set(s) in {store.description}"]
+    lines += [f"  {'keep' if d.keep else 'drop'}  {d.set_id}  {d.reason}" for d in decisions]
+    document = {
+        "ok": True,
+        "dry_run": dry_run,
+        "store": store.description,
+        "decisions": [d.to_dict() for d in decisions],
+        "removed": removed,
+    }
+    return Outcome(
+        EXIT_OK,
+        document,
+        lines=lines,
+        result="dry-run" if dry_run else "ok",
+        audit={"removed": removed},
+    )
+
+
+def _targets() -> list[str]:
+    return list(TARGET_KINDS)
+
+
+_TIER = options.choices(lambda: TIERS, many=True)
+_TARGET = options.choices(_targets)
+
+CREATE = Operation(
+    "backup.create",
+    create,
+    options={"tier": _TIER, "namespace": options.names(), "target": _TARGET},
+    locks=True,
+)
+LIST = Operation("backup.list", list_sets, options={"target": _TARGET})
+VERIFY = Operation("backup.verify", verify, options={"set_id": options.set_id(), "target": _TARGET})
+RESTORE = Operation(
+    "backup.restore",
+    restore,
+    options={
+        "set_id": options.set_id(),
+        "tier": _TIER,
+        "namespace": options.names(),
+        "target": _TARGET,
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+)
+PRUNE = Operation(
+    "backup.prune",
+    prune_sets,
+    options={"target": _TARGET, "dry_run": options.flag(), "yes": options.flag()},
+    locks=True,
+)

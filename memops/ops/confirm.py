@@ -1,0 +1,25 @@
+"""Asking before a destructive step: `--yes`, or a person at a terminal who says yes."""
+
+from __future__ import annotations
+
+import sys
+
+
+class NotConfirmed(Exception):
+    """The operator did not confirm (or could not be asked): nothing was done."""
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Return when the step may go ahead; NotConfirmed otherwise.
+
+    Without a terminal (cron, CI) only ``--yes`` confirms: a scheduled job must
+    never hang on a prompt, nor go ahead because nobody answered.
+    """
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise NotConfirmed(f"{question}: not interactive, pass --yes to confirm")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in {"y", "yes"}:
+        raise NotConfirmed(f"{question}: not confirmed, nothing done")

@@ -1,0 +1,66 @@
+"""`invoke backup.*`: take, list, verify, restore and prune backup sets of the stack."""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
+from memops.tasks.common import memops_task, run
+
+_HELP = {
+    "tier": "only these tiers, comma-separated: redis, postgresql, qdrant (default: all deployed)",
+    "namespace": "only this tenant (repeat the option for more)",
+    "target": "local or s3 (default: the inventory's backup_target, else local)",
+    "set_id": "the set, as backup.list shows it",
+}
+
+
+@memops_task(help=_HELP, iterable=["namespace"])
+def create(c: Context, inventory=None, tier=None, namespace=None, target=None, json=False):
+    """Back up every tier (or the tiers and namespaces given) into one verified set."""
+    run(c, CREATE, inventory=inventory, json=json, tier=tier, namespace=namespace, target=target)
+
+
+@memops_task(help=_HELP, name="list")
+def list_(c: Context, inventory=None, target=None, json=False):
+    """List the complete backup sets, oldest first."""
+    run(c, LIST, inventory=inventory, json=json, target=target)
+
+
+@memops_task(help=_HELP)
+def verify(c: Context, set_id, inventory=None, target=None, json=False):
+    """Check every file of a set against its manifest, and each tier's own checker."""
+    run(c, VERIFY, inventory=inventory, json=json, set_id=set_id, target=target)
+
+
+@memops_task(help=_HELP, iterable=["namespace"])
+def restore(
+    c: Context,
+    set_id,
+    inventory=None,
+    tier=None,
+    namespace=None,
+    target=None,
+    dry_run=False,
+    yes=False,
+    json=False,
+):
+    """Verify a set, then restore it (all of it, some tiers, or some namespaces)."""
+    run(
+        c,
+        RESTORE,
+        inventory=inventory,
+        json=json,
+        set_id=set_id,
+        tier=tier,
+        namespace=namespace,
+        target=target,
+        dry_run=dry_run,
+        yes=yes,
+    )
+
+
+@memops_task(help=_HELP)
+def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, json=False):
+    """Remove the sets the retention policy does not keep (never the newest verified one)."""
+    run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
