@@ -1,0 +1,233 @@
+"""The backup.* operations end to end through the runner, on a Qdrant stand-in.
+
+The stand-in is a real server process (the one `invoke up` deploys offline);
+the inventory and its targets.json are written here, so these tests need no
+deployed stack. What they prove: a set is created and verified, listed, a
+flipped byte is refused by verify and by restore with the live data unchanged,
+a namespace restore touches only that tenant, and bad input (set ids, tiers,
+namespaces, a missing --yes, a busy lock) is one line, exit 2, nothing touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import QdrantClient, models
+from standin_server import RunningStandin, running_standin
+
+from memops import workload as wl
+from memops.audit import AUDIT_FILE
+from memops.clients import qdrant_client
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.locking import action_lock
+from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
+from memops.ops.runner import Operation, run_operation
+from memops.targets_file import merge_targets
+
+pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+
+COLLECTIONS = ("memory_chat", "memory_document")
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStandin]:
+    with running_standin(tmp_path_factory.mktemp("qdrant")) as server:
+        yield server
+
+
+@pytest.fixture
+def client(standin: RunningStandin) -> Iterator[QdrantClient]:
+    qdrant = qdrant_client(standin.target)
+    for collection in qdrant.get_collections().collections:
+        qdrant.delete_collection(collection.name)
+    yield qdrant
+    qdrant.close()
+
+
+@pytest.fixture
+def load(client: QdrantClient) -> wl.Workload:
+    data = wl.generate(seed=4242, tenants=3, items_per_tenant=8)
+    for name in COLLECTIONS:
+        wl.write_qdrant(client, data, name, kind=name.removeprefix("memory_"))
+    return data
+
+
+@pytest.fixture
+def inventory(tmp_path: Path, standin: RunningStandin, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An inventory directory whose state directory records only the stand-in."""
+    root = tmp_path / "inv"
+    (root / "group_vars").mkdir(parents=True)
+    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (root / "group_vars" / "all.yml").write_text(
+        f"backup_local_dir: {tmp_path / 'sets'}\nbackup_retention_daily: 2\n"
+        "backup_retention_weekly: 1\n"
+    )
+    state = tmp_path / "state"
+    monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
+    component = {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key}
+    merge_targets(state, "inv", {"qdrant": component}, {})
+    return root
+
+
+def call(
+    operation: Operation, inventory: Path, capsys: pytest.CaptureFixture[str], **raw: Any
+) -> tuple[int, dict[str, Any], str]:
+    capsys.readouterr()
+    code = run_operation(operation, raw, inventory_spec=str(inventory), as_json=True)
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err.strip()
+
+
+def everything(client: QdrantClient, load: wl.Workload) -> dict[str, Any]:
+    return {name: wl.read_qdrant(client, name, load.tenants) for name in COLLECTIONS}
+
+
+CREATE_RAW = {"tier": None, "namespace": None, "target": None}
+
+
+def restore_raw(set_id: str, **given: Any) -> dict[str, Any]:
+    return {
+        "set_id": set_id,
+        "tier": None,
+        "namespace": None,
+        "target": None,
+        "dry_run": False,
+        "yes": True,
+    } | given
+
+
+def test_create_list_verify_and_restore_a_whole_set(
+    inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = everything(client, load)
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    assert code == EXIT_OK, made
+    assert made["verify"]["ok"] is True
+    assert made["counts"]["qdrant"] == sum(len(points) for points in before.values()) > 0
+    set_id = made["set_id"]
+
+    code, listed, _ = call(LIST, inventory, capsys, target=None)
+    assert [s["set_id"] for s in listed["sets"]] == [set_id]
+
+    for name in COLLECTIONS:
+        client.delete_collection(name)
+    code, restored, err = call(RESTORE, inventory, capsys, **restore_raw(set_id))
+    assert code == EXIT_OK, (restored, err)
+    assert everything(client, load) == before
+
+    audit = (Path(inventory.parent / "state") / AUDIT_FILE).read_text().splitlines()
+    actions = [json.loads(line)["action"] for line in audit]
+    assert actions == ["backup.create", "backup.list", "backup.restore"]
+
+
+def test_a_flipped_byte_is_refused_and_nothing_is_restored(
+    inventory: Path,
+    client: QdrantClient,
+    load: wl.Workload,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    set_id = made["set_id"]
+    victim = next((tmp_path / "sets" / set_id).rglob("*.jsonl.gz"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    name = str(victim.relative_to(tmp_path / "sets" / set_id))
+
+    code, report, err = call(VERIFY, inventory, capsys, set_id=set_id, target=None)
+    assert code == EXIT_FAILED
+    assert name in report["problem"] and name in err
+
+    wl.write_qdrant(client, wl.generate(seed=1, tenants=1, items_per_tenant=2), COLLECTIONS[0])
+    live = everything(client, load)
+    code, _, err = call(RESTORE, inventory, capsys, **restore_raw(set_id))
+    assert code == EXIT_BAD_INPUT
+    assert name in err and "nothing was restored" in err
+    assert everything(client, load) == live
+
+
+def test_a_namespace_restore_touches_only_that_tenant(
+    inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    assert code == EXIT_OK
+    chosen, *others = load.tenants
+    original = wl.read_qdrant(client, COLLECTIONS[1], [chosen])
+    for name in COLLECTIONS:  # damage every tenant; only `chosen` comes back
+        client.delete(name, points_selector=models.FilterSelector(filter=models.Filter()))
+    wl.write_qdrant(client, load, COLLECTIONS[0], kind="chat")
+    damaged = {t: wl.read_qdrant(client, COLLECTIONS[1], [t]) for t in others}
+
+    code, _restored, err = call(
+        RESTORE, inventory, capsys, **restore_raw(made["set_id"], namespace=[chosen])
+    )
+    assert code == EXIT_OK, err
+    assert original and wl.read_qdrant(client, COLLECTIONS[1], [chosen]) == original
+    assert {t: wl.read_qdrant(client, COLLECTIONS[1], [t]) for t in others} == damaged
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"set_id": "../etc"}, "invalid backup set id"),
+        ({"set_id": "20990101T000000Z-abcd"}, "no backup set"),
+        ({"tier": "redis,bogus"}, "--tier: unknown 'bogus'"),
+        ({"namespace": ["nobody-has-this"]}, "namespace 'nobody-has-this' is not in"),
+        ({"yes": False}, "pass --yes"),
+    ],
+)
+def test_bad_restore_requests_touch_nothing(
+    inventory: Path,
+    client: QdrantClient,
+    load: wl.Workload,
+    capsys: pytest.CaptureFixture[str],
+    raw: dict[str, Any],
+    fragment: str,
+) -> None:
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    client.delete_collection(COLLECTIONS[0])
+    live = {c.name for c in client.get_collections().collections}
+    request = restore_raw(made["set_id"]) | raw
+    code, document, err = call(RESTORE, inventory, capsys, **request)
+    assert code == EXIT_BAD_INPUT
+    assert fragment in err and len(err.splitlines()) == 1
+    assert document["ok"] is False
+    assert {c.name for c in client.get_collections().collections} == live
+
+
+def test_a_second_destructive_task_is_refused_by_the_lock(
+    inventory: Path, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = inventory.parent / "state"
+    with action_lock(state, "backup.restore"):
+        code, _document, err = call(CREATE, inventory, capsys, **CREATE_RAW)
+    assert code == EXIT_BAD_INPUT
+    assert "backup.restore" in err  # names the holder
+    assert not (inventory.parent / "sets").exists() or not any(
+        (inventory.parent / "sets").iterdir()
+    )
+
+
+def test_prune_dry_run_lists_and_prune_removes_what_policy_drops(
+    inventory: Path, load: wl.Workload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = [call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"] for _ in range(2)]
+    (tmp_path / "sets" / "20200101T000000Z-dead").mkdir()  # incomplete: no manifest
+    code, plan, _ = call(PRUNE, inventory, capsys, target=None, dry_run=True, yes=False)
+    assert code == EXIT_OK
+    drop = {d["set_id"] for d in plan["decisions"] if not d["keep"]}
+    # Both sets are from today: daily keeps the newest, weekly the same one.
+    assert drop == {made[0], "20200101T000000Z-dead"}
+    assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == sorted(
+        [*made, "20200101T000000Z-dead"]
+    )
+    code, _, err = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=False)
+    assert code == EXIT_BAD_INPUT and "--yes" in err
+    code, pruned, _ = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=True)
+    assert code == EXIT_OK and set(pruned["removed"]) == drop
+    assert [p.name for p in (tmp_path / "sets").iterdir()] == [made[1]]
