@@ -10,8 +10,11 @@ namespaces, a missing --yes, a busy lock) is one line, exit 2, nothing touched.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ from standin_server import RunningStandin, running_standin
 
 from memops import workload as wl
 from memops.audit import AUDIT_FILE
+from memops.backup.manifest import MANIFEST_NAME, parse_manifest
 from memops.clients import qdrant_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
+from memops.ops.drill import DRILL
 from memops.ops.runner import Operation, run_operation
 from memops.targets_file import merge_targets
 
@@ -231,3 +236,54 @@ def test_prune_dry_run_lists_and_prune_removes_what_policy_drops(
     code, pruned, _ = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=True)
     assert code == EXIT_OK and set(pruned["removed"]) == drop
     assert [p.name for p in (tmp_path / "sets").iterdir()] == [made[1]]
+
+
+def test_the_drill_passes_on_a_good_set(
+    inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    live = {c.name for c in client.get_collections().collections}
+    code, report, err = call(DRILL, inventory, capsys, set_id=None, target=None)
+    assert code == EXIT_OK, err
+    assert report["ok"] is True and report["set_id"] == made["set_id"]
+    assert report["tiers"]["qdrant"]["items"] == made["counts"]["qdrant"]
+    assert report["rto_seconds"] > 0 and report["rpo_seconds"] >= 0
+    # the scratch collections are gone again; the live ones untouched
+    assert {c.name for c in client.get_collections().collections} == live
+    last = inventory.parent / "state" / "drills" / "last.json"
+    assert json.loads(last.read_text())["set_id"] == made["set_id"]
+
+
+def test_the_drill_fails_naming_the_tier_when_the_export_is_empty(
+    inventory: Path,
+    client: QdrantClient,
+    load: wl.Workload,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A set that is internally consistent (checksums match) but holds no points."""
+    code, made, _ = call(CREATE, inventory, capsys, **CREATE_RAW)
+    folder = tmp_path / "sets" / made["set_id"]
+    manifest = parse_manifest((folder / MANIFEST_NAME).read_bytes())
+    files = []
+    for record in manifest.files:
+        path = folder / record.name
+        if record.name.endswith(".snapshot"):  # leave only the logical export to restore
+            path.unlink()
+            continue
+        header = gzip.decompress(path.read_bytes()).splitlines()[0] + b"\n"
+        path.write_bytes(gzip.compress(header))
+        data = path.read_bytes()
+        files.append(replace(record, size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    artifact = manifest.artifacts["qdrant"]
+    exports = tuple(name for name in artifact.files if not name.endswith(".snapshot"))
+    artifacts = {"qdrant": replace(artifact, files=exports)}
+    tampered = replace(manifest, files=tuple(files), artifacts=artifacts)
+    (folder / MANIFEST_NAME).write_bytes(tampered.to_bytes())
+    verified = call(VERIFY, inventory, capsys, set_id=made["set_id"], target=None)
+    assert verified[0] == EXIT_OK, verified
+
+    code, report, err = call(DRILL, inventory, capsys, set_id=made["set_id"], target=None)
+    assert code == EXIT_FAILED
+    assert report["failed_tier"] == "qdrant"
+    assert err.startswith("memops backup.drill: qdrant:") and "differ" in err

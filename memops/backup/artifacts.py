@@ -11,6 +11,7 @@ manifest) and the verified files.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,21 @@ class TierArtifact:
             extra=dict(data.get("extra", {})),
             kinds=dict(data.get("kinds", {})),
         )
+
+
+@dataclass
+class ScratchCopy:
+    """One tier restored somewhere private: what it holds, and handles for cross-checks."""
+
+    summaries: dict[str, TenantSummary]
+    seconds: float
+    points: list[tuple[str, str]] | None = None  # qdrant: (id, tenant)
+    connection: Any = None  # postgresql: a connection to the scratch database
+
+
+def scratch_name(base: str) -> str:
+    """A name for a scratch copy of ``base`` that no live object has."""
+    return f"{base}__drill_{secrets.token_hex(3)}"
 
 
 class BackupError(Exception):

@@ -14,7 +14,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from memops.backup.artifacts import TIERS, BackupError, TenantSummary, TierArtifact
+from memops.backup.artifacts import (
+    TIERS,
+    BackupError,
+    ScratchCopy,
+    TenantSummary,
+    TierArtifact,
+)
 from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets
 
 
@@ -28,6 +34,12 @@ class TierEngine(Protocol):
     def tenant_summaries(
         self, tenants: Sequence[str] | None = None
     ) -> dict[str, TenantSummary]: ...
+
+    def scratch_restore(
+        self, staging: Path, artifact: TierArtifact
+    ) -> contextlib.AbstractContextManager[ScratchCopy]:
+        """Restore into a private copy (the drill), removed when the block ends."""
+        ...
 
     def close(self) -> None: ...
 

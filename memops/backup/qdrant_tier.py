@@ -14,6 +14,7 @@ JSON line per point, sorted by id.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -28,7 +29,14 @@ from urllib.parse import quote
 
 import httpx
 
-from memops.backup.artifacts import BackupError, RestoreRefused, TenantSummary, TierArtifact
+from memops.backup.artifacts import (
+    BackupError,
+    RestoreRefused,
+    ScratchCopy,
+    TenantSummary,
+    TierArtifact,
+    scratch_name,
+)
 from memops.clients import qdrant_client, qdrant_http
 from memops.targets import QdrantTarget
 
@@ -321,6 +329,27 @@ class QdrantTier:
             self._upsert(dest, (p for p in points if p["payload"].get(TENANT_FIELD) in chosen))
             report["collections"][dest] = "export (tenants)"
         return report
+
+    @contextlib.contextmanager
+    def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
+        """The set's collections restored under scratch names (the drill); dropped afterwards."""
+        originals = sorted(artifact.extra.get("collections", {}).values())
+        rename = {name: scratch_name(name) for name in originals}
+        try:
+            started = time.monotonic()
+            self.restore(staging, artifact, rename=rename)
+            seconds = time.monotonic() - started
+            scratch = [rename[name] for name in originals]
+            points = [
+                (str(p["id"]), str(p["payload"].get(TENANT_FIELD, "")))
+                for name in scratch
+                for p in self.scroll(name)
+            ]
+            yield ScratchCopy(self.tenant_summaries(collections=scratch), seconds, points=points)
+        finally:
+            for name in rename.values():
+                with contextlib.suppress(Exception):
+                    self.client.delete_collection(name)
 
     def _upload_snapshot(self, collection: str, snapshot: Path, sha256: str | None) -> None:
         # priority=snapshot: Qdrant's default priority can leave a recovered collection empty.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import Context
 
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
+from memops.ops.drill import DRILL
 from memops.tasks.common import memops_task, run
 
 _HELP = {
@@ -64,3 +65,9 @@ def restore(
 def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, json=False):
     """Remove the sets the retention policy does not keep (never the newest verified one)."""
     run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
+
+
+@memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest)"})
+def drill(c: Context, inventory=None, set_id=None, target=None, json=False):
+    """Restore a set into scratch copies, compare with its manifest, measure RTO and RPO."""
+    run(c, DRILL, inventory=inventory, json=json, set_id=set_id, target=target)

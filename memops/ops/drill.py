@@ -1,0 +1,95 @@
+"""`invoke backup.drill`: restore the newest set into scratch copies and check it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memops.backup.artifacts import BackupError
+from memops.backup.drill import DrillReport, run_drill
+from memops.backup.engines import engines
+from memops.backup.metrics import record_drill
+from memops.backup.sets import latest_set
+from memops.backup.settings import BackupSettings
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.files import write_private_atomic
+from memops.inventory import Inventory
+from memops.ops import options
+from memops.ops.backup import _TARGET, _progress, _textfile_dir, deployed_tiers
+from memops.ops.health import deployed_targets
+from memops.ops.runner import Context, Operation, Outcome
+from memops.targets import TargetsError
+
+REPORT_DIR = "drills"
+LAST_REPORT = "last.json"
+
+
+def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target: str) -> Outcome:
+    settings = BackupSettings.of(inventory)
+    try:
+        targets = deployed_targets(inventory)
+        store = settings.store(target or None)
+        key = settings.key()
+        manifest = store.read_manifest(set_id) if set_id else latest_set(store)
+    except TargetsError as exc:
+        return Outcome.refused(str(exc))
+    except BackupError as exc:
+        return Outcome.refused(str(exc), code=EXIT_BAD_INPUT if set_id else EXIT_FAILED)
+    tiers = [t for t in manifest.tiers if t in deployed_tiers(targets)]
+    try:
+        with engines(targets, tiers) as opened:
+            report = run_drill(
+                store,
+                manifest,
+                opened,
+                key=key,
+                scratch_base=inventory.state_dir / "tmp",
+                progress=_progress(context),
+            )
+    except BackupError as exc:
+        report = DrillReport(manifest.set_id, manifest.finished_at, problem=str(exc))
+    record_drill(
+        _textfile_dir(targets),
+        ok=report.ok,
+        duration_s=report.duration_s,
+        rto_s=report.rto_s,
+        rpo_s=report.rpo_s,
+    )
+    document = report.to_dict()
+    _keep_report(inventory.state_dir, document)
+    lines = [f"drill of set {report.set_id}: {'passed' if report.ok else 'FAILED'}"]
+    for tier, result in report.tiers.items():
+        lines.append(
+            f"  {tier:<10} {result['items']:>9} item(s) in {result['seconds']:.2f} s  "
+            + ("match" if result["ok"] else f"{result['mismatch_count']} tenant(s) differ")
+        )
+    if report.cross_tier is not None:
+        lines.append(f"  cross-tier: {report.cross_tier.summary()}")
+    lines.append(f"  RTO {report.rto_s} s, RPO {report.rpo_s} s")
+    return Outcome(
+        EXIT_OK if report.ok else EXIT_FAILED,
+        document,
+        lines=lines,
+        error=report.problem,
+        audit={"set_id": report.set_id, "failed_tier": report.failed_tier},
+    )
+
+
+def _keep_report(state_dir: Path, document: dict) -> None:
+    folder = state_dir / REPORT_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    write_private_atomic(folder / f"{document['set_id']}.json", text)
+    write_private_atomic(folder / LAST_REPORT, text)
+
+
+def drill(context: Context, *, set_id: str, target: str) -> Outcome:
+    return drill_outcome(context.require_inventory(), context, set_id=set_id, target=target)
+
+
+DRILL = Operation(
+    "backup.drill",
+    drill,
+    options={"set_id": options.set_id(required=False), "target": _TARGET},
+    locks=True,
+)
