@@ -29,7 +29,7 @@ from memops.ops.runner import Context, Operation, Outcome
 from memops.targets import Targets, TargetsError
 
 
-def _progress(context: Context):
+def progress_printer(context: Context):
     def show(message: str) -> None:
         if context.echo:
             print(f"  … {message}", file=sys.stderr, flush=True)
@@ -37,7 +37,16 @@ def _progress(context: Context):
     return show
 
 
-def _textfile_dir(targets: Targets) -> Path | None:
+def procedure_options(inventory: Inventory, context: Context, key: Any) -> dict[str, Any]:
+    """What every set procedure takes besides its subject: the key, a scratch place, progress."""
+    return {
+        "key": key,
+        "scratch_base": inventory.state_dir / "tmp",
+        "progress": progress_printer(context),
+    }
+
+
+def textfile_dir(targets: Targets) -> Path | None:
     value = targets.deployment.get("textfile_dir")
     return Path(value) if isinstance(value, str) and value else None
 
@@ -76,16 +85,14 @@ def create(
         key = settings.key()
     except (BackupError, TargetsError) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)
-    textfile = _textfile_dir(targets)
+    textfile = textfile_dir(targets)
     try:
         with engines(targets, tiers) as opened:
             made = create_set(
                 store,
                 opened,
                 tenants=namespace,
-                key=key,
-                scratch_base=inventory.state_dir / "tmp",
-                progress=_progress(context),
+                **procedure_options(inventory, context, key),
             )
     except BackupError as exc:
         record_backup(inventory.state_dir, textfile, tiers={t: False for t in tiers}, sizes={})
@@ -231,9 +238,7 @@ def restore(
                 store,
                 plan,
                 opened,
-                key=key,
-                scratch_base=inventory.state_dir / "tmp",
-                progress=_progress(context),
+                **procedure_options(inventory, context, key),
             )
     except NotConfirmed as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
@@ -298,16 +303,18 @@ def _targets() -> list[str]:
 
 
 _TIER = options.choices(lambda: TIERS, many=True)
-_TARGET = options.choices(_targets)
+TARGET_OPTION = options.choices(_targets)
 
 CREATE = Operation(
     "backup.create",
     create,
-    options={"tier": _TIER, "namespace": options.names(), "target": _TARGET},
+    options={"tier": _TIER, "namespace": options.names(), "target": TARGET_OPTION},
     locks=True,
 )
-LIST = Operation("backup.list", list_sets, options={"target": _TARGET})
-VERIFY = Operation("backup.verify", verify, options={"set_id": options.set_id(), "target": _TARGET})
+LIST = Operation("backup.list", list_sets, options={"target": TARGET_OPTION})
+VERIFY = Operation(
+    "backup.verify", verify, options={"set_id": options.set_id(), "target": TARGET_OPTION}
+)
 RESTORE = Operation(
     "backup.restore",
     restore,
@@ -315,7 +322,7 @@ RESTORE = Operation(
         "set_id": options.set_id(),
         "tier": _TIER,
         "namespace": options.names(),
-        "target": _TARGET,
+        "target": TARGET_OPTION,
         "dry_run": options.flag(),
         "yes": options.flag(),
     },
@@ -324,6 +331,6 @@ RESTORE = Operation(
 PRUNE = Operation(
     "backup.prune",
     prune_sets,
-    options={"target": _TARGET, "dry_run": options.flag(), "yes": options.flag()},
+    options={"target": TARGET_OPTION, "dry_run": options.flag(), "yes": options.flag()},
     locks=True,
 )

@@ -15,7 +15,12 @@ from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
 from memops.inventory import Inventory
 from memops.ops import options
-from memops.ops.backup import _TARGET, _progress, _textfile_dir, deployed_tiers
+from memops.ops.backup import (
+    TARGET_OPTION,
+    deployed_tiers,
+    procedure_options,
+    textfile_dir,
+)
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.targets import TargetsError
@@ -42,14 +47,12 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
                 store,
                 manifest,
                 opened,
-                key=key,
-                scratch_base=inventory.state_dir / "tmp",
-                progress=_progress(context),
+                **procedure_options(inventory, context, key),
             )
     except BackupError as exc:
         report = DrillReport(manifest.set_id, manifest.finished_at, problem=str(exc))
     record_drill(
-        _textfile_dir(targets),
+        textfile_dir(targets),
         ok=report.ok,
         duration_s=report.duration_s,
         rto_s=report.rto_s,
@@ -90,6 +93,6 @@ def drill(context: Context, *, set_id: str, target: str) -> Outcome:
 DRILL = Operation(
     "backup.drill",
     drill,
-    options={"set_id": options.set_id(required=False), "target": _TARGET},
+    options={"set_id": options.set_id(required=False), "target": TARGET_OPTION},
     locks=True,
 )
