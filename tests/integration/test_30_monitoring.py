@@ -97,7 +97,10 @@ def test_the_postgres_exporter_role_is_pg_monitor_only(deployed_stack: DeployedS
         user=POSTGRES_MONITOR_USER,
         password=secret(deployed_stack.state_dir, "postgresql_monitor_password"),
     )
-    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+    # pg_hba.conf lets it reach only the database postgres; CONNECT on the app database is
+    # also revoked from PUBLIC: either refusal keeps it out.
+    refused = r"no pg_hba\.conf entry for .*memops_monitor|permission denied for database"
+    with pytest.raises(psycopg.OperationalError, match=refused):
         postgres_connect(monitor, timeout_s=5).close()
     with postgres_connect(dataclasses.replace(monitor, dbname="postgres"), timeout_s=5) as conn:
         memberships = conn.execute(
