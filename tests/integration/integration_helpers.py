@@ -7,6 +7,7 @@ same commands users type, through subprocess, and read their JSON output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memops.clients import StackClients
+from memops.clients import StackClients, redis_client
 from memops.paths import PROJECT_DIR
-from memops.targets import Targets, load_targets
+from memops.targets import RedisTarget, Targets, load_targets
 
 INVENTORIES = PROJECT_DIR / "tests" / "inventories"
 TEST_INVENTORY = str(INVENTORIES / "test")
@@ -81,3 +82,46 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+# The monitoring logins the roles create (defaults of redis_monitor_user and
+# postgresql_monitor_user); their passwords are generated into the state directory.
+REDIS_MONITOR_USER = "memops-monitor"
+POSTGRES_MONITOR_USER = "memops_monitor"
+
+
+def secret(state_dir: Path, name: str) -> str:
+    """A password the inventory generated into ``state_dir/secrets`` (Ansible's password lookup)."""
+    return (state_dir / "secrets" / name).read_text(encoding="utf-8").split()[0]
+
+
+def assert_redis_monitor_is_least_privilege(target: RedisTarget, state_dir: Path) -> None:
+    """The exporter's ACL user reads server statistics and nothing else: no keys, no CONFIG."""
+    import redis
+
+    admin = redis_client(target, timeout_s=5)
+    admin.set("memops-acl-probe:key", b"secret value", ex=60)
+    monitor = redis_client(
+        dataclasses.replace(
+            target,
+            username=REDIS_MONITOR_USER,
+            password=secret(state_dir, "redis_monitor_password"),
+        ),
+        timeout_s=5,
+    )
+    assert monitor.ping() is True
+    assert "redis_version" in monitor.info("server")
+    denied = {
+        "GET": lambda: monitor.get("memops-acl-probe:key"),
+        "SET": lambda: monitor.set("memops-acl-probe:key", b"overwritten"),
+        "FLUSHALL": monitor.flushall,
+        "CONFIG GET": lambda: monitor.config_get("requirepass"),
+        "KEYS": lambda: monitor.keys("*"),
+    }
+    for command, call in denied.items():
+        try:
+            call()
+        except redis.exceptions.NoPermissionError:
+            continue
+        raise AssertionError(f"{REDIS_MONITOR_USER} may run {command}")
+    assert admin.get("memops-acl-probe:key") == b"secret value"

@@ -6,6 +6,7 @@ this host as instance memops-test, with 2 s scrape and evaluation intervals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,9 +14,19 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import yaml
-from integration_helpers import PROJECT_DIR, DeployedStack
+from integration_helpers import (
+    POSTGRES_MONITOR_USER,
+    PROJECT_DIR,
+    DeployedStack,
+    assert_redis_monitor_is_least_privilege,
+    secret,
+)
+
+from memops.clients import postgres_connect
+from memops.targets import PostgresTarget, RedisTarget
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +80,47 @@ def test_exporters_reach_their_tiers(deployed_stack: DeployedStack) -> None:
     assert _poll_until("redis_up", {"redis": "1"}) == {"redis": "1"}
     assert _poll_until("pg_up", {"postgresql": "1"}) == {"postgresql": "1"}
     assert _poll_until("pg_exporter_last_scrape_error", {"postgresql": "0"}) == {"postgresql": "0"}
+
+
+def test_the_redis_exporter_user_reads_statistics_only(deployed_stack: DeployedStack) -> None:
+    target = deployed_stack.targets.components["redis"]
+    assert isinstance(target, RedisTarget)
+    assert_redis_monitor_is_least_privilege(target, deployed_stack.state_dir)
+    assert _poll_until("redis_up", {"redis": "1"}) == {"redis": "1"}
+
+
+def test_the_postgres_exporter_role_is_pg_monitor_only(deployed_stack: DeployedStack) -> None:
+    app = deployed_stack.targets.components["postgresql"]
+    assert isinstance(app, PostgresTarget)
+    monitor = dataclasses.replace(
+        app,
+        user=POSTGRES_MONITOR_USER,
+        password=secret(deployed_stack.state_dir, "postgresql_monitor_password"),
+    )
+    # pg_hba.conf lets it reach only the database postgres; CONNECT on the app database is
+    # also revoked from PUBLIC: either refusal keeps it out.
+    refused = r"no pg_hba\.conf entry for .*memops_monitor|permission denied for database"
+    with pytest.raises(psycopg.OperationalError, match=refused):
+        postgres_connect(monitor, timeout_s=5).close()
+    with postgres_connect(dataclasses.replace(monitor, dbname="postgres"), timeout_s=5) as conn:
+        memberships = conn.execute(
+            "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+            " WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        ).fetchall()
+        assert memberships == [("pg_monitor",)]
+        flags = conn.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert flags == (False, False, False, False, False)
+    with postgres_connect(app, timeout_s=5) as conn:
+        readable = conn.execute(
+            "SELECT has_table_privilege(%s, 'memory_items', 'SELECT'),"
+            " has_database_privilege(%s, current_database(), 'CONNECT')",
+            (POSTGRES_MONITOR_USER, POSTGRES_MONITOR_USER),
+        ).fetchone()
+        assert readable == (False, False)
+    assert _poll_until("pg_up", {"postgresql": "1"}) == {"postgresql": "1"}
 
 
 def test_scrape_and_evaluation_intervals_are_the_test_profile(
