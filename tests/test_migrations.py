@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
-import os
-import pwd
-import secrets
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from memops import migrate as runner
 from memops.cli import migrate as cli
 from memops.migrate import MigrationError, current_version, discover, migrate
+from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
-PG_VERSION = "15"
 CLUSTER = "memops-mig-test"
 PORT = 35432
 APP_ROLE = "memops_mig"
@@ -43,44 +35,7 @@ FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
 
 # ------------------------------------------------------------------- the cluster
 
-
-@dataclass
-class PgCluster:
-    socket_dir: Path
-    password: str
-    _databases: itertools.count[int]
-
-    def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
-        """Superuser connection over the socket (local trust, this cluster only)."""
-        return psycopg.connect(
-            host=str(self.socket_dir), port=PORT, user="postgres", dbname=dbname, autocommit=True
-        )
-
-    def new_database(self) -> str:
-        """Create an empty database owned by the app role; return its name."""
-        name = f"mig_{next(self._databases)}"
-        with self.admin() as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(APP_ROLE)
-                )
-            )
-        return name
-
-    def app_params(self, dbname: str) -> dict[str, Any]:
-        return {
-            "host": "127.0.0.1",
-            "port": PORT,
-            "dbname": dbname,
-            "user": APP_ROLE,
-            "password": self.password,
-            "sslmode": "disable",
-        }
-
-    def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(**self.app_params(dbname), **kwargs)
-
-
+PgCluster = ScratchCluster
 _active: PgCluster | None = None
 
 
@@ -91,69 +46,15 @@ def cluster_session() -> Iterator[PgCluster]:
     if _active is not None:
         yield _active
         return
-    if shutil.which("pg_createcluster") is None:
-        pytest.skip("PostgreSQL server tools (pg_createcluster) are not installed")
-    if os.geteuid() != 0:
-        pytest.skip("creating a PostgreSQL cluster needs root here")
-    _drop_cluster()  # left over from an interrupted run
-    tmp = Path(tempfile.mkdtemp(prefix=f"{CLUSTER}-"))
-    owner = pwd.getpwnam("postgres")
-    os.chown(tmp, owner.pw_uid, owner.pw_gid)
     try:
-        _create_cluster(tmp)
-        cluster = PgCluster(tmp / "socket", secrets.token_urlsafe(18), itertools.count(1))
-        with cluster.admin() as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(cluster.password)
-                )
-            )
-        _active = cluster
-        yield cluster
-    finally:
-        _active = None
-        _drop_cluster()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _create_cluster(tmp: Path) -> None:
-    command = [
-        "pg_createcluster",
-        PG_VERSION,
-        CLUSTER,
-        "--port",
-        str(PORT),
-        "--datadir",
-        str(tmp / "data"),
-        "--socketdir",
-        str(tmp / "socket"),
-        "--logfile",
-        str(tmp / "postgresql.log"),
-        "--locale",
-        "C.UTF-8",
-        "--start-conf",
-        "manual",
-        "-o",
-        "listen_addresses=localhost",
-        "-o",
-        "fsync=off",
-        "--",
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-    ]
-    _run(command)
-    _run(["pg_ctlcluster", PG_VERSION, CLUSTER, "start"])
-
-
-def _drop_cluster() -> None:
-    if Path("/etc/postgresql", PG_VERSION, CLUSTER).exists():
-        _run(["pg_dropcluster", "--stop", PG_VERSION, CLUSTER])
-
-
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()}")
+        with scratch_cluster(CLUSTER, PORT, app_role=APP_ROLE, db_prefix="mig") as cluster:
+            _active = cluster
+            try:
+                yield cluster
+            finally:
+                _active = None
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,174 @@
+"""A throwaway PostgreSQL 15 cluster (``pg_createcluster``) in a temporary directory.
+
+Tests and benchmarks start one per suite on a port of their own, so concurrent
+runs do not clash; it is dropped (data and configuration) when the context
+ends, and one left over from an interrupted run is dropped before starting.
+The superuser ``postgres`` reaches it over the socket (local trust, this
+cluster only); an unprivileged application role logs in with a password over
+TCP, as in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from memops.targets import PostgresTarget
+
+PG_VERSION = "15"
+
+
+class ClusterUnavailable(Exception):
+    """This machine cannot run a throwaway cluster (no server tools, not root)."""
+
+
+@dataclass
+class ScratchCluster:
+    name: str
+    port: int
+    socket_dir: Path
+    password: str = field(repr=False)
+    app_role: str
+    db_prefix: str
+    _databases: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """Superuser connection over the socket (local trust, this cluster only)."""
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user="postgres",
+            dbname=dbname,
+            autocommit=True,
+        )
+
+    def admin_target(self, dbname: str = "postgres") -> PostgresTarget:
+        return PostgresTarget(
+            name=f"{self.name}-admin",
+            host=str(self.socket_dir),
+            port=self.port,
+            dbname=dbname,
+            user="postgres",
+        )
+
+    def new_database(self) -> str:
+        """Create an empty database owned by the app role; return its name."""
+        name = f"{self.db_prefix}_{next(self._databases)}"
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(self.app_role)
+                )
+            )
+        return name
+
+    def app_params(self, dbname: str) -> dict[str, Any]:
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "dbname": dbname,
+            "user": self.app_role,
+            "password": self.password,
+            "sslmode": "disable",
+        }
+
+    def app_target(self, dbname: str) -> PostgresTarget:
+        return PostgresTarget(name=self.name, **self.app_params(dbname))
+
+    def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(**self.app_params(dbname), **kwargs)
+
+    def stop(self, mode: str = "immediate") -> None:
+        _run(["pg_ctlcluster", PG_VERSION, self.name, "stop", "-m", mode])
+
+    def start(self) -> None:
+        _run(["pg_ctlcluster", PG_VERSION, self.name, "start"])
+
+
+@contextlib.contextmanager
+def scratch_cluster(
+    name: str,
+    port: int,
+    *,
+    app_role: str,
+    db_prefix: str,
+    settings: Sequence[str] = ("fsync=off",),
+) -> Iterator[ScratchCluster]:
+    """Create and start the cluster; drop it (and its directory) when the block ends.
+
+    ``settings`` are extra ``name=value`` lines for postgresql.conf.
+    """
+    if shutil.which("pg_createcluster") is None:
+        raise ClusterUnavailable("PostgreSQL server tools (pg_createcluster) are not installed")
+    if os.geteuid() != 0:
+        raise ClusterUnavailable("creating a PostgreSQL cluster needs root here")
+    _drop(name)  # left over from an interrupted run
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    owner = pwd.getpwnam("postgres")
+    os.chown(tmp, owner.pw_uid, owner.pw_gid)
+    try:
+        _create(name, port, tmp, settings)
+        cluster = ScratchCluster(
+            name, port, tmp / "socket", secrets.token_urlsafe(18), app_role, db_prefix
+        )
+        with cluster.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(app_role), sql.Literal(cluster.password)
+                )
+            )
+        yield cluster
+    finally:
+        _drop(name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _create(name: str, port: int, tmp: Path, settings: Sequence[str]) -> None:
+    command = [
+        "pg_createcluster",
+        PG_VERSION,
+        name,
+        "--port",
+        str(port),
+        "--datadir",
+        str(tmp / "data"),
+        "--socketdir",
+        str(tmp / "socket"),
+        "--logfile",
+        str(tmp / "postgresql.log"),
+        "--locale",
+        "C.UTF-8",
+        "--start-conf",
+        "manual",
+        "-o",
+        "listen_addresses=localhost",
+    ]
+    for setting in settings:
+        command += ["-o", setting]
+    command += ["--", "--auth-local=trust", "--auth-host=scram-sha-256"]
+    _run(command)
+    _run(["pg_ctlcluster", PG_VERSION, name, "start"])
+
+
+def _drop(name: str) -> None:
+    if Path("/etc/postgresql", PG_VERSION, name).exists():
+        _run(["pg_dropcluster", "--stop", PG_VERSION, name])
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()}")
