@@ -24,7 +24,7 @@ from memops.pgcluster import scratch_cluster
 
 FILL = """
 INSERT INTO memory_items (tenant_id, source_kind, content, embedding, created_at)
-SELECT 'tenant-' || (g % 100), 'chat', repeat(md5(g::text), 25),
+SELECT 'tenant-' || (g %% 100), 'chat', repeat(md5(g::text), 25),
        ARRAY(SELECT random()::real FROM generate_series(1, 64)), now() - g * interval '1 s'
 FROM generate_series(1, %s) g
 """
