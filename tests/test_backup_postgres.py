@@ -90,3 +90,41 @@ def test_corrupted_dump_is_refused(tier: PostgresTier, tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(BackupError):
         check_pgdump(path, record)
+
+
+def test_killed_whole_restore_leaves_live_db_intact(
+    tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path
+) -> None:
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with tier._connect() as conn:
+        conn.execute(
+            "INSERT INTO memory_items (tenant_id, source_kind, content) "
+            "SELECT 'bulk', 'chat', repeat(md5(g::text), 40) FROM generate_series(1, 200000) g"
+        )
+    before = tier.tenant_summaries()
+    artifact = tier.backup(tmp_path)
+    (tmp_path / "args.pkl").write_bytes(pickle.dumps((tier, artifact)))
+    script = (
+        "import pickle,sys; from pathlib import Path; p=Path(sys.argv[1]);"
+        "t,a=pickle.loads((p/'args.pkl').read_bytes()); t.restore(p,a)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    with cluster.admin() as conn:
+        for _ in range(600):
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s",
+                (tier.target.dbname + "_restore_%",),
+            ).fetchone()[0]
+            if busy or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    assert proc.poll() is None, "the restore ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert tier.tenant_summaries() == before
