@@ -21,7 +21,7 @@ from typing import Any
 
 from memops.backup.artifacts import BackupError, ScratchCopy, TenantSummary
 from memops.backup.cross_tier import CrossTierReport, check_cross_tier
-from memops.backup.engines import TierEngine
+from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
 from memops.backup.sets import Progress, _quiet, work_dir
 from memops.backup.store import BackupStore
@@ -99,8 +99,9 @@ def run_drill(
                 progress(f"{tier}: restoring into a scratch copy")
                 artifact = manifest.artifacts[tier]
                 try:
-                    scratch = engines[tier].scratch_restore(kept / tier, artifact)
-                    copy = copies.enter_context(scratch)
+                    with tier_errors(tier):
+                        scratch = engines[tier].scratch_restore(kept / tier, artifact)
+                        copy = copies.enter_context(scratch)
                 except BackupError as exc:
                     raise _TierFailed(tier, str(exc)) from None
                 restored[tier] = copy

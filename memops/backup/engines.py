@@ -85,3 +85,19 @@ def engines(targets: Targets, tiers: Sequence[str]) -> Iterator[dict[str, TierEn
         for engine in opened.values():
             with contextlib.suppress(Exception):
                 engine.close()
+
+
+@contextlib.contextmanager
+def tier_errors(tier: str) -> Iterator[None]:
+    """A client library's or the OS's error inside a tier step, as one BackupError line."""
+    import httpx
+    import psycopg
+    import redis
+
+    try:
+        yield
+    except BackupError:
+        raise
+    except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackupError(f"{tier}: {first}") from None

@@ -14,13 +14,14 @@ audit rows (the log is append-only), then records its own audit event.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ from memops.backup import pg_tools
 from memops.backup.artifacts import (
     BackupError,
     RestoreRefused,
+    ScratchCopy,
     TenantSummary,
     TierArtifact,
+    scratch_name,
     tenant_token,
 )
 from memops.backup.manifest import FileRecord
@@ -87,6 +90,45 @@ class PostgresTier:
     def __init__(self, target: PostgresTarget, *, admin: PostgresTarget | None = None) -> None:
         self.target = target
         self.admin = admin or target
+
+    @classmethod
+    def from_deployment(cls, target: PostgresTarget, deployment: dict[str, Any]) -> PostgresTier:
+        """The tier of a deployed cluster: its superuser over the local socket (peer auth)."""
+        socket_dir = deployment.get("socket_dir")
+        if not socket_dir:
+            return cls(target)
+        admin = replace(
+            target,
+            host=str(socket_dir),
+            port=int(deployment.get("port") or target.port),
+            user=str(deployment.get("admin_user") or "postgres"),
+            password=None,
+            sslmode="disable",
+        )
+        return cls(target, admin=admin)
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""
+
+    @contextlib.contextmanager
+    def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
+        """The set's dump loaded into a scratch database (the drill), dropped afterwards."""
+        name = scratch_name(self.target.dbname)[-63:]
+        started = time.monotonic()
+        try:
+            self.restore(staging, artifact, into=name)
+            seconds = time.monotonic() - started
+            with self._connect(name, admin=True) as conn:
+                names = self._tenants(conn)
+                summaries = {
+                    t: _summary(self._tenant_lines(conn, "memory_items", t)) for t in names
+                }
+                yield ScratchCopy(summaries, seconds, connection=conn)
+        finally:
+            with self._connect("postgres", admin=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
 
     def _connect(self, dbname: str | None = None, *, admin: bool = False, **kw: Any) -> Any:
         base = self.admin if admin else self.target
@@ -222,6 +264,8 @@ class PostgresTier:
         dump = staging / TIER / f"{artifact.extra['dbname']}.dump.zst"
         if not dump.is_file():
             raise RestoreRefused(f"postgresql: the set has no whole-database dump ({dump.name})")
+        if into == db:
+            raise RestoreRefused(f"postgresql: {db!r} is the live database, not a scratch one")
         new = into or f"{db}_restore_{int(time.time())}"
         started = time.monotonic()
         with self._connect("postgres", admin=True) as conn:
@@ -308,7 +352,7 @@ class PostgresTier:
             )
 
     def _check_loaded(self, dbname: str, artifact: TierArtifact) -> None:
-        with self._connect(dbname) as conn:
+        with self._connect(dbname, admin=True) as conn:
             for table, expected in artifact.extra.get("row_counts", {}).items():
                 got = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))

@@ -21,7 +21,7 @@ from typing import Any
 
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.crypto import BackupKey
-from memops.backup.engines import TierEngine
+from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
 from memops.backup.retention import Decision, Policy, plan_retention, set_infos
 from memops.backup.set_ids import check_set_id, new_set_id
@@ -95,7 +95,8 @@ def create_set(
                 progress(f"{tier}: backing up")
                 stage = work / tier
                 stage.mkdir(mode=0o700)
-                artifact = engine.backup(stage, tenants=list(tenants) or None)
+                with tier_errors(tier):
+                    artifact = engine.backup(stage, tenants=list(tenants) or None)
                 progress(f"{tier}: storing {len(artifact.files)} file(s) in {store.description}")
                 writer.add_tier(artifact, stage)
                 shutil.rmtree(stage, ignore_errors=True)
@@ -181,9 +182,10 @@ def restore_set(
         reports: dict[str, Any] = {}
         for tier in plan.tiers:
             progress(f"{tier}: restoring")
-            reports[tier] = engines[tier].restore(
-                kept / tier, plan.manifest.artifacts[tier], tenants=list(plan.tenants) or None
-            )
+            with tier_errors(tier):
+                reports[tier] = engines[tier].restore(
+                    kept / tier, plan.manifest.artifacts[tier], tenants=list(plan.tenants) or None
+                )
         discard_kept(kept)
     return RestoreResult(plan, reports, time.monotonic() - started)
 
