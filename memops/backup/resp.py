@@ -37,11 +37,14 @@ class RawPipe:
     def send(self, data: bytes, replies: int) -> None:
         """Write a batch, then read the replies of the batch before it."""
         self._sock.sendall(data)
-        outstanding, self._pending = self._pending, replies
-        self._read(outstanding)
+        # A recv may already hold replies of this batch: they count against it.
+        self._pending = replies - self._read(self._pending)
+        if self._pending < 0:
+            raise ConnectionError("more replies than commands: the stream is out of step")
 
     def finish(self) -> None:
-        self._read(self._pending)
+        if self._read(self._pending):
+            raise ConnectionError("more replies than commands: the stream is out of step")
         self._pending = 0
         self._pool.release(self._conn)
 
@@ -49,7 +52,8 @@ class RawPipe:
         self._conn.disconnect()
         self._pool.release(self._conn)
 
-    def _read(self, replies: int) -> None:
+    def _read(self, replies: int) -> int:
+        """Read until ``replies`` reply lines have come; how many more lines came with them."""
         while replies > 0:
             chunk = self._sock.recv(1 << 20)
             if not chunk:
@@ -62,5 +66,4 @@ class RawPipe:
                         self.errors += 1
                         self.first_error = self.first_error or line.decode("utf-8", "replace")
             self._tail = chunk[-1:]
-        if replies < 0:
-            raise ConnectionError("more replies than commands: the stream is out of step")
+        return -replies
