@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.artifacts import BackupError, RestoreRefused, TierArtifact
 from memops.backup.crypto import BackupKey
 from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
@@ -146,11 +146,16 @@ def plan_restore(
             "name them with --namespace"
         )
     for tenant in tenants:  # a name the set does not hold is a typo, not an empty restore
-        if not any(tenant in manifest.artifacts[tier].tenants for tier in chosen):
+        if not any(_may_hold(manifest.artifacts[tier], tenant) for tier in chosen):
             raise RestoreRefused(
                 f"set {set_id}: namespace {tenant!r} is not in its {', '.join(chosen)} tier(s)"
             )
     return RestorePlan(manifest, chosen, tuple(tenants))
+
+
+def _may_hold(artifact: TierArtifact, tenant: str) -> bool:
+    """Whether a tier's artifact has the tenant (a whole-tier file counts no tenants apart)."""
+    return tenant in artifact.tenants or set(artifact.tenants) == {""}
 
 
 @dataclass(frozen=True)
