@@ -164,7 +164,8 @@ def test_metric_prefix_and_jobs_come_from_the_inputs():
 # Debian prometheus-redis-exporter 1.45, prometheus-postgres-exporter 0.11 and
 # prometheus-node-exporter 1.5, and Qdrant's /metrics (the stand-in exposes the same names;
 # rest_responses_duration_seconds is a histogram since Qdrant 1.8). memops_health_* are
-# written by `invoke health` to node_exporter's textfile directory.
+# written by `invoke health` to node_exporter's textfile directory, memops_backup_* and
+# memops_restore_drill_* by the backup tasks and the drill.
 EXPORTER_METRICS = {
     "redis": {
         "redis_blocked_clients",
@@ -226,6 +227,15 @@ EXPORTER_METRICS = {
         "memops_health_failure_streak",
         "memops_health_queue_depth",
         "memops_health_state",
+    },
+    # written by the backup tasks and the drill (memops.backup.metrics)
+    "backup": {
+        "memops_backup_last_run_success",
+        "memops_backup_last_success_timestamp_seconds",
+        "memops_backup_size_bytes",
+        "memops_restore_drill_duration_seconds",
+        "memops_restore_drill_last_run_timestamp_seconds",
+        "memops_restore_drill_last_success",
     },
     "prometheus": {"up"},
 }

@@ -44,7 +44,9 @@ TEST_EVALUATION_INTERVAL = "1m"
 TEST_SERIES_INTERVAL = "1m"
 # memops_health_* come from `invoke health` through node_exporter's textfile collector and are
 # scraped live; other memops_* and prefixed metrics must be listed in external_metrics.
-LIVE_TEXTFILE_PREFIXES = ("memops_health_",)
+# Published live through node_exporter's textfile collector by memops itself: `invoke
+# health` (memops_health_*), the backup tasks and the restore drill.
+LIVE_TEXTFILE_PREFIXES = ("memops_health_", "memops_backup_", "memops_restore_drill_")
 
 _SERIES = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
 _LABEL_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
