@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from backup_sets import write_set
 
+from memops.backup import verify
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.crypto import BackupKey, DecryptingReader, EncryptingReader, load_key
 from memops.backup.manifest import MANIFEST_NAME, ManifestError, canonical_json, parse_manifest
@@ -23,6 +24,13 @@ from memops.backup.verify import register_checker, registered_checkers, verify_s
 
 KEY = BackupKey(bytes(range(32)), "test")
 OTHER_KEY = BackupKey(bytes(range(1, 33)), "test")
+
+
+@pytest.fixture(autouse=True)
+def _no_tier_checkers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sets here hold stand-in bytes, not real RDBs or dumps: the tier engines'
+    checkers (registered when their modules are imported) do not apply to them."""
+    monkeypatch.setattr(verify, "_CHECKERS", {})
 
 
 # -- set ids ---------------------------------------------------------------------------
