@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qdrant_client import QdrantClient
+from standin_server import RunningStandin, running_standin
+
+from memops.clients import qdrant_client
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -27,3 +32,20 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def amtool() -> str:
     return checker_tool("amtool")
+
+
+# A Qdrant stand-in process per test module, and a client to it that starts from no
+# collections (the backup tests of the Qdrant tier and of the backup tasks share them).
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStandin]:
+    with running_standin(tmp_path_factory.mktemp("qdrant")) as server:
+        yield server
+
+
+@pytest.fixture
+def client(standin: RunningStandin) -> Iterator[QdrantClient]:
+    qdrant = qdrant_client(standin.target)
+    for collection in qdrant.get_collections().collections:
+        qdrant.delete_collection(collection.name)
+    yield qdrant
+    qdrant.close()

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from qdrant_client import QdrantClient, models
-from standin_server import RunningStandin, running_standin
+from standin_server import RunningStandin
 
 from memops import workload as wl
 from memops.backup.artifacts import BackupError, TierArtifact
 from memops.backup.qdrant_tier import QdrantTier, collection_stem, read_export
-from memops.clients import qdrant_client
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 
 KINDS = ("chat", "document")
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStandin]:
-    with running_standin(tmp_path_factory.mktemp("qdrant")) as server:
-        yield server
-
-
 @pytest.fixture
 def load() -> wl.Workload:
     return wl.generate(seed=909, tenants=2, items_per_tenant=6)
-
-
-@pytest.fixture
-def client(standin: RunningStandin) -> Iterator[QdrantClient]:
-    qdrant = qdrant_client(standin.target)
-    for collection in qdrant.get_collections().collections:
-        qdrant.delete_collection(collection.name)
-    yield qdrant
-    qdrant.close()
 
 
 def _fill(client: QdrantClient, load: wl.Workload) -> None:

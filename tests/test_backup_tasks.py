@@ -13,19 +13,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from qdrant_client import QdrantClient, models
-from standin_server import RunningStandin, running_standin
+from standin_server import RunningStandin
 
 from memops import workload as wl
 from memops.audit import AUDIT_FILE
 from memops.backup.manifest import MANIFEST_NAME, parse_manifest
-from memops.clients import qdrant_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
@@ -36,21 +34,6 @@ from memops.targets_file import merge_targets
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 
 COLLECTIONS = ("memory_chat", "memory_document")
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStandin]:
-    with running_standin(tmp_path_factory.mktemp("qdrant")) as server:
-        yield server
-
-
-@pytest.fixture
-def client(standin: RunningStandin) -> Iterator[QdrantClient]:
-    qdrant = qdrant_client(standin.target)
-    for collection in qdrant.get_collections().collections:
-        qdrant.delete_collection(collection.name)
-    yield qdrant
-    qdrant.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from memops.backup.artifacts import BackupError
@@ -50,7 +51,7 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
                 **procedure_options(inventory, context, key),
             )
     except BackupError as exc:
-        report = DrillReport(manifest.set_id, manifest.finished_at, problem=str(exc))
+        report = DrillReport(manifest.set_id, datetime.now(UTC), problem=str(exc))
     record_drill(
         textfile_dir(targets),
         ok=report.ok,
