@@ -12,18 +12,27 @@ import json
 import os
 import sys
 
-# module name -> it registers one or more subcommands
-_COMMAND_MODULES = (
-    "memops.cli.probe",
-    "memops.cli.migrate",
-    "memops.cli.schema",
-    "memops.cli.standin",
-    "memops.cli.targets",
-    "memops.cli.render",
-)
+# subcommand -> the module that registers it. Only the module of the command being run
+# is imported (a playbook runs a probe per service: importing every client library for
+# each one cost most of a second); --help and unknown commands import them all.
+_COMMAND_MODULES = {
+    "probe": "memops.cli.probe",
+    "migrate": "memops.cli.migrate",
+    "schema-version": "memops.cli.schema",
+    "standin-archive": "memops.cli.standin",
+    "targets-write": "memops.cli.targets",
+    "render-profile": "memops.cli.render",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: list[str]) -> list[str]:
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command in _COMMAND_MODULES:
+        return [_COMMAND_MODULES[command]]
+    return list(dict.fromkeys(_COMMAND_MODULES.values()))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m memops")
     parser.add_argument(
         "--env-from-stdin",
@@ -32,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Ansible's `environment:` puts values on a shell command line that `ps` shows)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in _COMMAND_MODULES:
+    for module_name in _modules_for(sys.argv[1:] if argv is None else argv):
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     if args.env_from_stdin:
         try:
             variables = json.loads(sys.stdin.read())

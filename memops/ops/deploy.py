@@ -12,10 +12,24 @@ from memops.playbook_tags import known_tags
 
 
 def deploy(
-    context: Context, *, limit: str, tags: tuple[str, ...], check: bool, diff: bool
+    context: Context,
+    *,
+    limit: str,
+    tags: tuple[str, ...],
+    check: bool,
+    diff: bool,
+    full: bool = False,
 ) -> Outcome:
+    """Run the deploy playbook.
+
+    A component whose deploy fingerprint matches its last healthy deploy (same settings, same
+    memops code, its files as left) is only probed; ``full`` runs every task regardless.
+    """
     inventory = context.require_inventory()
-    playbook_options = PlaybookOptions(limit=limit, tags=",".join(tags), check=check, diff=diff)
+    extra_vars = {"memops_service_fingerprint_enabled": False} if full else {}
+    playbook_options = PlaybookOptions(
+        limit=limit, tags=",".join(tags), check=check, diff=diff, extra_vars=extra_vars
+    )
     result = run_playbook("deploy", inventory, playbook_options, echo=context.echo)
     return deploy_outcome(inventory.name, result, check=check)
 
@@ -46,6 +60,7 @@ DEPLOY = Operation(
         "tags": options.choices(lambda: known_tags("deploy"), many=True),
         "check": options.flag(),
         "diff": options.flag(),
+        "full": options.flag(),
     },
     locks=True,
 )

@@ -7,25 +7,44 @@ as a ``ProbeResult``. Retrying is the caller's choice, through
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
-from memops.probes.http import probe_http
-from memops.probes.postgresql import probe_postgresql
-from memops.probes.qdrant import probe_qdrant
-from memops.probes.redis import probe_redis
 from memops.probes.result import RETRY_ATTEMPTED, UNEXPECTED_ERROR, ProbeResult, State, failure
 from memops.targets import Target
 
 ProbeFunc = Callable[[Any, float], ProbeResult]
 
-PROBES: dict[str, ProbeFunc] = {
-    "redis": probe_redis,
-    "postgresql": probe_postgresql,
-    "qdrant": probe_qdrant,
-    "http": probe_http,
-}
+
+class _LazyProbes(Mapping[str, ProbeFunc]):
+    """kind -> probe, importing a probe's client library only when that probe is asked for.
+
+    A deploy runs `python -m memops probe KIND` once per service; importing redis,
+    psycopg and httpx for each of them was most of its time.
+    """
+
+    _WHERE: ClassVar[dict[str, tuple[str, str]]] = {
+        "redis": ("memops.probes.redis", "probe_redis"),
+        "postgresql": ("memops.probes.postgresql", "probe_postgresql"),
+        "qdrant": ("memops.probes.qdrant", "probe_qdrant"),
+        "http": ("memops.probes.http", "probe_http"),
+    }
+
+    def __getitem__(self, kind: str) -> ProbeFunc:
+        module_name, attribute = self._WHERE[kind]
+        probe: ProbeFunc = getattr(importlib.import_module(module_name), attribute)
+        return probe
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._WHERE)
+
+    def __len__(self) -> int:
+        return len(self._WHERE)
+
+
+PROBES: Mapping[str, ProbeFunc] = _LazyProbes()
 
 __all__ = [
     "PROBES",

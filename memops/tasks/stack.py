@@ -24,11 +24,31 @@ def up(c: Context, inventory=None, json=False):
         "tags": "only these tags, comma-separated: redis, postgresql, qdrant, monitoring, …",
         "check": "dry run: report what would change, change nothing",
         "diff": "show file differences",
+        "full": "run every task, also for components unchanged since their last healthy deploy",
     }
 )
-def deploy(c: Context, inventory=None, limit=None, tags=None, check=False, diff=False, json=False):
+def deploy(
+    c: Context,
+    inventory=None,
+    limit=None,
+    tags=None,
+    check=False,
+    diff=False,
+    full=False,
+    json=False,
+):
     """Deploy Redis, PostgreSQL, Qdrant and their monitoring; every role ends with its probe."""
-    run(c, DEPLOY, inventory=inventory, json=json, limit=limit, tags=tags, check=check, diff=diff)
+    run(
+        c,
+        DEPLOY,
+        inventory=inventory,
+        json=json,
+        limit=limit,
+        tags=tags,
+        check=check,
+        diff=diff,
+        full=full,
+    )
 
 
 @memops_task(

@@ -19,7 +19,7 @@ from typing import Any
 
 from memops.clients import StackClients, redis_client
 from memops.paths import PROJECT_DIR
-from memops.targets import RedisTarget, Targets, load_targets
+from memops.targets import PostgresTarget, RedisTarget, Targets, load_targets
 
 INVENTORIES = PROJECT_DIR / "tests" / "inventories"
 TEST_INVENTORY = str(INVENTORIES / "test")
@@ -125,3 +125,22 @@ def assert_redis_monitor_is_least_privilege(target: RedisTarget, state_dir: Path
             continue
         raise AssertionError(f"{REDIS_MONITOR_USER} may run {command}")
     assert admin.get("memops-acl-probe:key") == b"secret value"
+
+
+def migrate_cli(target: PostgresTarget, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m memops migrate ARGS…` against ``target``, as the postgresql role does."""
+    env = {
+        **os.environ,
+        "MEMOPS_PG_HOST": target.host,
+        "MEMOPS_PG_PORT": str(target.port),
+        "MEMOPS_PG_DBNAME": target.dbname,
+        "MEMOPS_PG_USER": target.user,
+        "MEMOPS_PG_PASSWORD": target.password or "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "memops", "migrate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )

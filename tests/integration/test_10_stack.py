@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import psycopg
 import pytest
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
+from integration_helpers import TEST_INVENTORY, DeployedStack, invoke, migrate_cli
 
 from memops import workload
 from memops.migrate import current_version, latest_version
@@ -85,23 +84,9 @@ def test_audit_log_refuses_delete_and_update(deployed_stack: DeployedStack) -> N
 def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
     target = deployed_stack.targets.components["postgresql"]
     assert isinstance(target, PostgresTarget)
-    env = {
-        **os.environ,
-        "MEMOPS_PG_HOST": target.host,
-        "MEMOPS_PG_PORT": str(target.port),
-        "MEMOPS_PG_DBNAME": target.dbname,
-        "MEMOPS_PG_USER": target.user,
-        "MEMOPS_PG_PASSWORD": target.password or "",
-    }
 
     def migrate(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "memops", "migrate", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return migrate_cli(target, *args)
 
     # 0003 only adds a trigger, so going down one step loses no data.
     down = migrate("--to", str(latest_version() - 1))

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+"""Ansible module: has a component been deployed with these inputs, and are its files as left?
+
+A re-deploy with nothing to change used to run every task of every role (about 230, a
+third of a first deploy's time). After a role ends with a healthy probe it records a
+fingerprint on the host: a digest of its inputs (settings and the memops code that
+deploys them) and of the files it manages as they were then (content, mode, owner).
+On the next run ``state: check`` says whether both still match; the role then only
+probes. A changed setting, a new memops version, or a managed file edited, removed
+or re-permissioned by hand does not match, and the role runs in full, repairing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: memops_fingerprint
+short_description: Check or record a deployed component's fingerprint
+description:
+  - C(state=check) reports C(matched) when the fingerprint recorded at O(path) has the
+    same O(inputs) and the O(watch) paths look as they did when it was recorded.
+  - C(state=record) writes the fingerprint (mode 0600) when it differs.
+options:
+  path:
+    description: Where the fingerprint is kept on the host.
+    type: path
+    required: true
+  inputs:
+    description: Digest of everything the deploy of the component depends on.
+    type: str
+    required: true
+  watch:
+    description: Files and directories the component's role manages.
+    type: list
+    elements: path
+    default: []
+  published:
+    description:
+      - Facts the role publishes that cannot be recomputed without its full run (e.g. which
+        Qdrant release it installed); stored by C(state=record), returned by C(state=check).
+    type: dict
+    default: {}
+  state:
+    description: Check or record.
+    type: str
+    choices: [check, record]
+    default: check
+"""
+
+RETURN = r"""
+matched:
+  description: The recorded fingerprint matches (state=check).
+  type: bool
+  returned: always
+why:
+  description: Why it does not match, for the log.
+  type: str
+  returned: always
+published:
+  description: What O(published) was when the fingerprint was recorded ({} when none is).
+  type: dict
+  returned: always
+"""
+
+
+def _observe(path: str) -> list[object]:
+    """What a path looks like: absent, or its type, mode, owner and (for a file) content digest."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return [path, "absent"]
+    seen: list[object] = [path, stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode)]
+    seen += [info.st_uid, info.st_gid]
+    if stat.S_ISREG(info.st_mode):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        seen.append(digest.hexdigest())
+    elif stat.S_ISLNK(info.st_mode):
+        seen.append(os.readlink(path))
+    return seen
+
+
+def _fingerprint(inputs: str, watch: list[str]) -> dict[str, str]:
+    observed = json.dumps([_observe(path) for path in sorted(set(watch))])
+    return {"inputs": inputs, "files": hashlib.sha256(observed.encode()).hexdigest()}
+
+
+def _recorded(path: str) -> dict[str, str] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _write_private(path: str, content: str) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".fingerprint-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(content)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "inputs": {"type": "str", "required": True, "no_log": True},
+            "watch": {"type": "list", "elements": "path", "default": []},
+            "published": {"type": "dict", "default": {}},
+            "state": {"type": "str", "choices": ["check", "record"], "default": "check"},
+        },
+        supports_check_mode=True,
+    )
+    path, state = module.params["path"], module.params["state"]
+    current = _fingerprint(module.params["inputs"], module.params["watch"])
+    recorded = _recorded(path)
+    if recorded is None:
+        why = "no fingerprint recorded"
+    elif recorded.get("inputs") != current["inputs"]:
+        why = "settings or memops code changed"
+    elif recorded.get("files") != current["files"]:
+        why = "a managed file changed"
+    else:
+        why = ""
+    matched = not why
+    published = (recorded or {}).get("published") or {}
+    if state == "record":
+        matched = matched and published == module.params["published"]
+        if not matched and not module.check_mode:
+            _write_private(path, json.dumps({**current, "published": module.params["published"]}))
+    module.exit_json(
+        changed=state == "record" and not matched, matched=matched, why=why, published=published
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The deploy fingerprint: the module that checks and records it, and the lookups that feed it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from memops.paths import PROJECT_DIR
+
+MODULE = PROJECT_DIR / "roles" / "memops_service" / "library" / "memops_fingerprint.py"
+LOOKUPS = PROJECT_DIR / "plugins" / "lookup"
+
+
+def _fingerprint(tmp_path: Path, **params: Any) -> dict[str, Any]:
+    """Run the module as Ansible does (arguments in a JSON file) and return its result."""
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    done = subprocess.run(
+        [sys.executable, str(MODULE), str(args)], capture_output=True, text=True, check=False
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert "failed" not in result, result
+    return result
+
+
+def _lookup(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, LOOKUPS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_record_then_check_matches_and_records_nothing_twice(tmp_path: Path) -> None:
+    config = tmp_path / "app.conf"
+    config.write_text("port 1\n")
+    store = tmp_path / "deployed" / "app.json"
+    params = {"path": str(store), "inputs": "digest-1", "watch": [str(config)]}
+
+    assert _fingerprint(tmp_path, **params)["matched"] is False
+    first = _fingerprint(tmp_path, **params, state="record", published={"release": "abc"})
+    again = _fingerprint(tmp_path, **params, state="record", published={"release": "abc"})
+    checked = _fingerprint(tmp_path, **params)
+
+    assert first["changed"] is True and again["changed"] is False
+    assert checked["matched"] is True and checked["published"] == {"release": "abc"}
+    assert store.stat().st_mode & 0o777 == 0o600
+
+
+def test_changed_inputs_content_mode_or_absence_do_not_match(tmp_path: Path) -> None:
+    config = tmp_path / "app.conf"
+    config.write_text("port 1\n")
+    store = tmp_path / "app.json"
+    params = {"path": str(store), "inputs": "digest-1", "watch": [str(config)]}
+    _fingerprint(tmp_path, **params, state="record")
+
+    assert _fingerprint(tmp_path, **{**params, "inputs": "digest-2"})["why"] == (
+        "settings or memops code changed"
+    )
+    config.write_text("port 2\n")
+    assert _fingerprint(tmp_path, **params)["why"] == "a managed file changed"
+    config.write_text("port 1\n")
+    assert _fingerprint(tmp_path, **params)["matched"] is True
+    os.chmod(config, 0o666)
+    assert _fingerprint(tmp_path, **params)["matched"] is False
+    config.unlink()
+    assert _fingerprint(tmp_path, **params)["matched"] is False
+
+
+def test_check_mode_record_writes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "app.json"
+    result = _fingerprint(
+        tmp_path, path=str(store), inputs="d", state="record", _ansible_check_mode=True
+    )
+    assert result["changed"] is True and not store.exists()
+
+
+def test_role_options_are_the_union_of_the_entry_points() -> None:
+    options = _lookup("memops_role_options").role_options("memops_service")
+    assert "memops_service_command" in options  # main
+    assert "memops_service_probe_kind" in options  # probe
+    assert options == sorted(options)
+
+
+def test_project_digest_follows_the_deployed_code(tmp_path: Path) -> None:
+    digest = _lookup("memops_project_digest").project_digest
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
+    tasks = tmp_path / "roles" / "r" / "tasks" / "main.yml"
+    tasks.write_text("---\n")
+    before = digest(tmp_path)
+    (tmp_path / "roles" / "r" / "__pycache__").mkdir()
+    (tmp_path / "roles" / "r" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert digest(tmp_path) == before  # bytecode caches do not count
+    tasks.write_text("---\n- name: more\n")
+    assert digest(tmp_path) != before
