@@ -1,18 +1,21 @@
 """Benchmark: deploy times, idempotent re-deploy, probe latency. Prints one JSON object.
 
-    .venv/bin/python benchmarks/deploy.py [--probe-runs 50] [--keep]
+    .venv/bin/python benchmarks/deploy.py [--probe-runs 50] [--strategies mitogen,linear] [--keep]
 
-Deploys its own instance (memops-bench, ports 28379/28432/28333) from nothing,
-deploys it again, probes the whole stack repeatedly, stops Redis and times a
-probe of the stopped service, then tears the instance down (unless --keep).
-Goals from issue #2: re-deploy/first deploy <= 0.25, probe median <= 250 ms,
-a probe of a stopped service bounded by its timeout.
+For each strategy (mitogen's, the default, and Ansible's own linear one) it deploys its
+own instance (memops-bench, ports 28379/28432/28333) from nothing, deploys it again
+(the fast path: every component only probed), and once more with --full (every task).
+Then it probes the whole stack repeatedly, stops Redis and times a probe of the stopped
+service, and tears the instance down (unless --keep).
+Goals (issues #2 and #8): re-deploy/first deploy <= 0.25 in the default configuration,
+probe median <= 250 ms, a probe of a stopped service bounded by its timeout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -60,16 +63,40 @@ def teardown() -> None:
         f"/var/lib/memops/textfile/{INSTANCE}",
     ):
         shutil.rmtree(directory, ignore_errors=True)
+    for fingerprint in Path("/var/lib/memops/deployed").glob(f"*{INSTANCE}*"):
+        fingerprint.unlink()
 
 
-def timed_deploy() -> tuple[float, int]:
+def timed_deploy(*, full: bool = False) -> tuple[float, int]:
     started = time.perf_counter()
     context = Context(inventory=resolve_inventory(INVENTORY), echo=False)
-    outcome = deploy(context, limit="", tags=(), check=False, diff=False)
+    outcome = deploy(context, limit="", tags=(), check=False, diff=False, full=full)
     elapsed = time.perf_counter() - started
     if not outcome.ok:
         raise SystemExit(f"benchmark deploy failed: {outcome.error}")
     return elapsed, int(outcome.document.get("changed", -1))
+
+
+def deploy_cycle(strategy: str) -> dict[str, float | int | str]:
+    """From nothing: first deploy, re-deploy (fast path), re-deploy with --full."""
+    if strategy not in ("mitogen", "linear"):
+        raise SystemExit(f"benchmark: unknown strategy {strategy!r} (mitogen or linear)")
+    os.environ["MEMOPS_MITOGEN"] = "1" if strategy == "mitogen" else "0"
+    teardown()
+    first_s, first_changed = timed_deploy()
+    second_s, second_changed = timed_deploy()
+    full_s, full_changed = timed_deploy(full=True)
+    return {
+        "strategy": strategy,
+        "first_deploy_s": round(first_s, 2),
+        "first_deploy_changed": first_changed,
+        "redeploy_s": round(second_s, 2),
+        "redeploy_changed": second_changed,
+        "redeploy_ratio": round(second_s / first_s, 3),
+        "full_redeploy_s": round(full_s, 2),
+        "full_redeploy_changed": full_changed,
+        "full_redeploy_ratio": round(full_s / first_s, 3),
+    }
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -83,11 +110,15 @@ def main() -> int:
     parser.add_argument("--probe-runs", type=int, default=50)
     parser.add_argument("--probe-timeout", type=float, default=2.0)
     parser.add_argument("--keep", action="store_true", help="leave the bench instance running")
+    parser.add_argument(
+        "--strategies",
+        default="linear,mitogen",
+        help="comma-separated, from mitogen (the default strategy) and linear; the last one "
+        "leaves the instance for the probe figures",
+    )
     args = parser.parse_args()
 
-    teardown()
-    first_s, first_changed = timed_deploy()
-    second_s, second_changed = timed_deploy()
+    deploys = {strategy: deploy_cycle(strategy) for strategy in args.strategies.split(",")}
 
     targets = load_targets(resolve_inventory(INVENTORY).state_dir)
     stack_ms = []
@@ -109,15 +140,13 @@ def main() -> int:
 
     if not args.keep:
         teardown()
+    default = deploys.get("mitogen") or next(iter(deploys.values()))
     print(
         json.dumps(
             {
-                "first_deploy_s": round(first_s, 2),
-                "first_deploy_changed": first_changed,
-                "redeploy_s": round(second_s, 2),
-                "redeploy_changed": second_changed,
-                "redeploy_ratio": round(second_s / first_s, 3),
+                **default,
                 "redeploy_ratio_goal": 0.25,
+                "strategies": deploys,
                 "probe_runs": args.probe_runs,
                 "stack_probe_median_ms": round(statistics.median(stack_ms), 1),
                 "stack_probe_p95_ms": round(percentile(stack_ms, 0.95), 1),
