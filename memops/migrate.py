@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 
 MIGRATIONS_PACKAGE = "memops.migrations"
 # Fixed advisory-lock key ("memops migrate" as a bigint). Locks are per database.
@@ -37,6 +37,13 @@ CREATE TABLE schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+
+_GUARD_RE = re.compile(r"^-- memops: refuse-if-rows ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+class _DataLossRefused(Exception):
+    """A down migration would drop rows and data loss was not allowed."""
 
 
 class MigrationError(Exception):
@@ -58,6 +65,15 @@ class Migration:
     @property
     def label(self) -> str:
         return f"{self.version:04d}_{self.name}"
+
+    @property
+    def guarded_tables(self) -> tuple[str, ...]:
+        """Tables the down file drops that must be empty unless data loss is allowed.
+
+        A down file names them in ``-- memops: refuse-if-rows TABLE`` lines; the
+        runner checks them (``_refuse_data_loss``), so no file repeats the check.
+        """
+        return tuple(match.group(1) for match in _GUARD_RE.finditer(self.down_sql))
 
 
 @dataclass(frozen=True)
@@ -182,10 +198,11 @@ def migrate(
         for migration in steps:
             try:
                 _run_step(conn, migration, up=up, allow_data_loss=allow_data_loss)
-            except psycopg.Error as exc:
+            except (psycopg.Error, _DataLossRefused) as exc:
                 verb = "applying" if up else "reverting"
+                why = _describe(exc) if isinstance(exc, psycopg.Error) else str(exc)
                 raise MigrationError(
-                    f"{verb} {migration.label} failed: {_describe(exc)}"
+                    f"{verb} {migration.label} failed: {why}"
                     f" (already {'applied' if up else 'reverted'}: {done or 'none'})"
                 ) from exc
             done.append(migration.version)
@@ -211,8 +228,8 @@ def _run_step(
     conn: psycopg.Connection[Any], migration: Migration, *, up: bool, allow_data_loss: bool
 ) -> None:
     with conn.transaction():
-        if allow_data_loss:
-            conn.execute("SET LOCAL memops.allow_data_loss = 'on'")
+        if not up and not allow_data_loss:
+            _refuse_data_loss(conn, migration.guarded_tables)
         # No parameters: psycopg sends the file as one simple query, so a file
         # may hold several statements (and DO blocks).
         conn.execute(cast(LiteralString, migration.up_sql if up else migration.down_sql))
@@ -223,6 +240,17 @@ def _run_step(
             )
         else:
             conn.execute("DELETE FROM schema_migrations WHERE version = %s", (migration.version,))
+
+
+def _refuse_data_loss(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
+    for table in tables:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        if row and row[0]:
+            raise _DataLossRefused(
+                f"refusing to drop {table}: it still holds rows "
+                "(rerun with --allow-data-loss if destroying this data is intended)"
+            )
 
 
 def _check_applied(applied: dict[int, tuple[str, str]], known: Sequence[Migration]) -> int:

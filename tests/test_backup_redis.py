@@ -16,6 +16,8 @@ from memops.backup.redis_ns_export import export_namespace
 from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
+from memops.backup.redis_whole import restore_whole
+from memops.backup.scratch import scratch_redis
 from memops.clients import redis_client
 
 pytestmark = pytest.mark.integration
@@ -42,6 +44,13 @@ def snapshot(client, prefix: str, tenant: str) -> dict[bytes, tuple[bytes, int]]
         if wl.key_in_namespace(k.decode(), prefix, tenant)
     ]
     return {k: (client.dump(k), client.execute_command("PEXPIRETIME", k)) for k in keys}
+
+
+def dump_all(client) -> dict[bytes, tuple[bytes, int]]:
+    """key -> (DUMP payload, absolute expiry in ms) for every key of database 0."""
+    return {
+        k: (client.dump(k), client.execute_command("PEXPIRETIME", k)) for k in client.scan_iter()
+    }
 
 
 def same(before: dict, after: dict) -> None:
@@ -109,3 +118,63 @@ def test_older_target_is_refused_before_anything(server: ScratchRedis, tmp_path:
             client, path, {"redis": "99.0.0", "rdb_format": "99"}, prefix=work.prefix, tenant=tenant
         )
     assert client.dbsize() == 0
+
+
+def test_whole_restore_with_aof_on_survives_a_restart(tmp_path: Path) -> None:
+    """The trap: with AOF on, Redis loads the AOF at start-up, never dump.rdb.
+
+    The set is taken, the live data then changes (a key deleted, one rewritten, one
+    added); the whole restore goes through the server, so after a restart (which
+    loads the AOF) the data is what the set held, TTLs included.
+    """
+    live = ScratchRedis(next(_PORTS), tmp_path / "live", password="test-secret")
+    live.config = ("appendonly yes", "appendfsync always")
+    live.start()
+    try:
+        client = redis_client(live.target)
+        work = wl.generate(5, 3)
+        wl.write_redis(client, work)
+        client.set("plain:no-ttl", "kept")
+        expiring = f"{work.prefix}:memory:acme:session:soon"
+        client.set(expiring, "gone by restore time", px=1200)
+        artifact = backup_full(client, tmp_path / "stage")
+        held = dump_all(client)
+        held.pop(expiring.encode())
+        first = next(iter(work.redis)).key
+        client.delete(first)
+        client.set("plain:no-ttl", "rewritten after the set")
+        client.set("late:key", "not in the set")
+        time.sleep(1.3)  # the short-lived key's absolute expiry passes
+
+        rdb = tmp_path / "stage" / "redis-full.rdb"
+        with scratch_redis(rdb) as scratch, redis_client(scratch) as scratch_client:
+            done = restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)
+
+        assert done.restored == len(held)
+        assert done.deleted == 1  # late:key
+        assert "AOF on" in done.persisted
+        live.stop()
+        live.start()  # loads the AOF, as a real restart would
+        client = redis_client(live.target)
+        after = dump_all(client)
+        same(held, after)
+    finally:
+        live.stop()
+
+
+def test_whole_restore_refuses_a_set_with_other_databases(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    client = redis_client(server.target)
+    client.set("db0:key", "x")
+    client.execute_command("MOVE", "db0:key", "3")
+    artifact = backup_full(client, tmp_path / "stage")
+    client.set("live:key", "untouched")
+    rdb = tmp_path / "stage" / "redis-full.rdb"
+    with (
+        scratch_redis(rdb) as scratch,
+        redis_client(scratch) as scratch_client,
+        pytest.raises(RestoreRefused, match="db3"),
+    ):
+        restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)
+    assert client.get("live:key") == b"untouched"

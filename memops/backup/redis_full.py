@@ -102,7 +102,7 @@ def backup_full(
         client.execute_command("BGSAVE")
         after = wait_for(
             "BGSAVE to finish",
-            lambda: _finished_save(client, lastsave),
+            lambda: finished_save(client, lastsave),
             timeout_s=timeout_s,
             interval_s=0.02,
         )
@@ -149,7 +149,8 @@ def _idle_persistence(client: redis.Redis, timeout_s: float) -> dict[str, str]:
     return wait_for("a running BGSAVE to finish", idle, timeout_s=timeout_s)
 
 
-def _finished_save(client: redis.Redis, lastsave: int) -> dict[str, str] | None:
+def finished_save(client: redis.Redis, lastsave: int) -> dict[str, str] | None:
+    """INFO persistence once a BGSAVE begun after ``lastsave`` has finished, else None."""
     fields = info(client, "persistence")
     if fields.get("rdb_bgsave_in_progress") != "0":
         return None

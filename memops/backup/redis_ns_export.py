@@ -54,15 +54,29 @@ for _, key in ipairs(step[2]) do
 end
 return {step[1], table.concat(out)}
 """
+# The whole keyspace (database 0), for a whole restore: every key, no namespace check.
+_WHOLE_SCRIPT = """
+local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local out, n = {}, 0
+for _, key in ipairs(step[2]) do
+  local payload = redis.call('DUMP', key)
+  if payload then
+    n = n + 1
+    local head = struct.pack('>I4i8I4', #key, redis.call('PEXPIRETIME', key), #payload)
+    out[n] = head .. key .. payload
+  end
+end
+return {step[1], table.concat(out)}
+"""
 _KEY_LEN = struct.Struct(">I")
 
 
 @dataclass
 class NamespaceDigest:
-    """Count, checksum and dedup state of one namespace while it is read."""
+    """Count, checksum and dedup state of one namespace (``tenant`` None: every key) as read."""
 
     prefix: str
-    tenant: str
+    tenant: str | None
     count: int = 0
     duplicates: int = 0
     foreign: int = 0
@@ -84,8 +98,11 @@ class NamespaceDigest:
             key_at = offset + head
             end = key_at + key_len + payload_len
             key = blob[key_at : key_at + key_len]
-            fresh = key not in seen and key_in_namespace(
-                key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant
+            fresh = key not in seen and (
+                self.tenant is None
+                or key_in_namespace(
+                    key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant
+                )
             )
             if fresh:
                 seen.add(key)
@@ -107,6 +124,17 @@ class NamespaceDigest:
                 self.rdb_format = str(int.from_bytes(blob[size - FOOTER : size - 8], "little"))
         return keep
 
+    def _belongs(self, key: bytes) -> bool:
+        if self.tenant is None:
+            return True
+        return key_in_namespace(key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant)
+
+    def add(self, key: bytes, payload: bytes) -> None:
+        """Count one key known to be new and of this namespace (a record being restored)."""
+        digest = hashlib.sha256(_KEY_LEN.pack(len(key)) + key + payload[:-FOOTER]).digest()
+        self._sum += int.from_bytes(digest, "big")
+        self.count += 1
+
     @property
     def checksum(self) -> str:
         return (self._sum % (1 << 256)).to_bytes(32, "big").hex()
@@ -119,12 +147,22 @@ def scan_namespace(
     client: redis.Redis, prefix: str, tenant: str, *, count: int = SCAN_COUNT
 ) -> Iterator[bytes]:
     """Encoded records of the namespace, one blob per SCAN step (may repeat keys)."""
-    sha = client.script_load(_SCRIPT)
     args = (
         tenant_pattern(prefix, tenant).encode("utf-8"),
         f"{prefix}:memory:{tenant}:".encode(),
         str(count).encode(),
     )
+    return _scan(client, _SCRIPT, args)
+
+
+def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[bytes]:
+    """Encoded records of every key of database 0, one blob per SCAN step (may repeat keys)."""
+    return _scan(client, _WHOLE_SCRIPT, (str(count).encode(),))
+
+
+def _scan(client: redis.Redis, script: str, args: tuple[bytes, ...]) -> Iterator[bytes]:
+    """Run ``script`` once per SCAN step, the next call sent before this reply is read."""
+    sha = client.script_load(script)
     conn = client.connection_pool.get_connection()
     try:
         conn.send_command("EVALSHA", sha, 0, b"0", *args)
@@ -162,12 +200,36 @@ def export_namespace(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[NamespaceDigest, int]:
     """Write one namespace to ``path`` (renamed into place when complete): digest, bytes."""
+    return _export(
+        scan_namespace(client, prefix, tenant, count=count),
+        NamespaceDigest(prefix, tenant),
+        path,
+        {**meta, "prefix": prefix, "tenant": tenant},
+        progress,
+    )
+
+
+def export_keyspace(
+    client: redis.Redis, path: Path, *, meta: dict[str, object]
+) -> tuple[NamespaceDigest, int]:
+    """Write every key of database 0 to ``path`` (tenant None in its header): digest, bytes."""
+    return _export(
+        scan_keyspace(client), NamespaceDigest("", None), path, {**meta, "tenant": None}, None
+    )
+
+
+def _export(
+    blobs: Iterator[bytes],
+    digest: NamespaceDigest,
+    path: Path,
+    meta: dict[str, object],
+    progress: Callable[[int], None] | None,
+) -> tuple[NamespaceDigest, int]:
     import redis as redis_lib
 
-    digest = NamespaceDigest(prefix, tenant)
-    writer = NamespaceWriter(path, {**meta, "prefix": prefix, "tenant": tenant})
+    writer = NamespaceWriter(path, meta)
     try:
-        for blob in scan_namespace(client, prefix, tenant, count=count):
+        for blob in blobs:
             for part in digest.absorb(blob):
                 writer.write(part)
             if progress is not None:
@@ -175,7 +237,8 @@ def export_namespace(
         writer.close(digest.count)
     except redis_lib.RedisError as exc:
         writer.abort(exc)
-        raise BackupError(f"redis namespace export of {tenant!r} failed: {exc}") from None
+        what = "of the keyspace" if digest.tenant is None else f"of {digest.tenant!r}"
+        raise BackupError(f"redis namespace export {what} failed: {exc}") from None
     except BaseException as exc:
         writer.abort(exc)
         raise

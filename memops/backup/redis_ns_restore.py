@@ -10,12 +10,13 @@ the set; without it, keys the set does not hold are left alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memops.backup.artifacts import BackupError
-from memops.backup.redis_ns_export import now_ms
+from memops.backup.redis_ns_export import NamespaceDigest, now_ms
 from memops.backup.redis_nsfile import Record, read_batches, verify
 from memops.backup.redis_server import refuse_older_server, server_version
 from memops.backup.resp import RawPipe
@@ -39,6 +40,14 @@ class NamespaceRestore:
     deleted: int  # keys of the namespace not in the set, removed by replace_namespace
 
 
+@dataclass
+class RecordsRestored:
+    restored: int
+    expired_skipped: int
+    keys: set[bytes] = field(repr=False)  # the keys restored
+    digest: NamespaceDigest = field(repr=False)  # their count and content checksum
+
+
 def restore_namespace(
     client: redis.Redis,
     path: Path,
@@ -52,30 +61,49 @@ def restore_namespace(
     meta, _ = verify(path)
     if meta.get("tenant") != tenant or meta.get("prefix") != prefix:
         raise BackupError(f"{path.name}: holds namespace {meta.get('tenant')!r}, not {tenant!r}")
-    deleted = _delete_others(client, path, prefix, tenant) if replace_namespace else 0
+    deleted = 0
+    if replace_namespace:
+        wanted = {key for batch in read_batches(path) for key, _, _ in batch}
+        deleted = unlink_unwanted(
+            client,
+            wanted,
+            match=tenant_pattern(prefix, tenant),
+            belongs=lambda key: key_in_namespace(key, prefix, tenant),
+        )
+    done = restore_records(client, path, what=repr(tenant))
+    return NamespaceRestore(tenant, done.restored, done.expired_skipped, deleted)
+
+
+def restore_records(client: redis.Redis, path: Path, *, what: str) -> RecordsRestored:
+    """RESTORE … ABSTTL REPLACE every record of a verified dump that has not expired."""
     pipe = RawPipe(client)
-    restored = skipped = 0
+    done = RecordsRestored(0, 0, set(), NamespaceDigest("", None))
     try:
         for batch in read_batches(path):
-            data, sent, dropped = _commands(batch, now_ms())
+            now = now_ms()
+            data, sent, dropped = _commands(batch, now)
             pipe.send(data, sent)
-            restored += sent
-            skipped += dropped
+            for key, expire_ms, payload in batch:
+                if expire_ms < 0 or expire_ms > now:
+                    done.keys.add(key)
+                    done.digest.add(key, payload)
+            done.restored += sent
+            done.expired_skipped += dropped
         pipe.finish()
     except (OSError, ConnectionError) as exc:
         pipe.abandon()
         raise BackupError(
-            f"redis restore of {tenant!r} broke off after {restored} keys: {exc}"
+            f"redis restore of {what} broke off after {done.restored} keys: {exc}"
         ) from None
     except BaseException:
         pipe.abandon()
         raise
     if pipe.errors:
         raise BackupError(
-            f"redis restore of {tenant!r}: {pipe.errors} of {restored} keys failed: "
+            f"redis restore of {what}: {pipe.errors} of {done.restored} keys failed: "
             f"{pipe.first_error}"
         )
-    return NamespaceRestore(tenant, restored, skipped, deleted)
+    return done
 
 
 def _commands(batch: list[Record], now: int) -> tuple[bytes, int, int]:
@@ -92,14 +120,19 @@ def _commands(batch: list[Record], now: int) -> tuple[bytes, int, int]:
     return b"".join(parts), len(parts), skipped
 
 
-def _delete_others(client: redis.Redis, path: Path, prefix: str, tenant: str) -> int:
-    """UNLINK the namespace's live keys that the set does not hold."""
-    wanted = {key for batch in read_batches(path) for key, _, _ in batch}
+def unlink_unwanted(
+    client: redis.Redis,
+    wanted: set[bytes],
+    *,
+    match: str | None,
+    belongs: Callable[[str], bool] | None,
+) -> int:
+    """UNLINK the live keys (matching ``match`` and ``belongs``) that are not ``wanted``."""
     stale: list[bytes] = []
     deleted = 0
-    for key in client.scan_iter(match=tenant_pattern(prefix, tenant), count=1000):
-        if key not in wanted and key_in_namespace(
-            key.decode("utf-8", "surrogateescape"), prefix, tenant
+    for key in client.scan_iter(match=match, count=1000):
+        if key not in wanted and (
+            belongs is None or belongs(key.decode("utf-8", "surrogateescape"))
         ):
             stale.append(key)
         if len(stale) >= 500:

@@ -8,11 +8,11 @@ RDB into a private scratch server and exports the namespace from there; it is
 restored with RESTORE … ABSTTL REPLACE, and the namespace's keys that the set
 does not hold are removed.
 
-A whole restore into the live server is refused for now: with AOF on, as the
-role deploys Redis, replacing dump.rdb restores nothing (Redis loads the AOF),
-and restoring it online needs a whole-keyspace copy that is not built yet.
-The drill loads the RDB into a scratch server instead, which is what a whole
-restore would rely on.
+A whole restore loads the set's RDB into a scratch server and copies it into
+the live server through its own connection (``memops.backup.redis_whole``): with
+AOF on, as the role deploys Redis, replacing dump.rdb would restore nothing
+(Redis loads the AOF at start-up), so the files are never swapped. The drill
+loads the RDB into a scratch server the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 
 from memops.backup.artifacts import (
     BackupError,
-    RestoreRefused,
     ScratchCopy,
     TenantSummary,
     TierArtifact,
@@ -36,6 +35,7 @@ from memops.backup.redis_full import RDB_FILE, backup_full, check_rdb
 from memops.backup.redis_ns_export import export_namespace, summarize
 from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_server import server_version
+from memops.backup.redis_whole import restore_whole
 from memops.backup.scratch import scratch_redis
 from memops.backup.verify import register_checker
 from memops.clients import redis_client
@@ -102,12 +102,12 @@ class RedisTier:
     def restore(
         self, staging: Path, artifact: TierArtifact, *, tenants: Sequence[str] | None = None
     ) -> dict[str, Any]:
-        if tenants is None:
-            raise RestoreRefused(
-                "redis: a whole restore into the live server is not built yet "
-                "(with AOF on, replacing dump.rdb restores nothing); restore namespaces "
-                "with --namespace, or load the set's RDB with backup.drill"
-            )
+        if tenants is None and artifact.scope == "full":
+            with scratch_redis(staging / RDB_FILE) as scratch, redis_client(scratch) as client:
+                done = restore_whole(self.client, client, staging, dict(artifact.versions))
+            return {"whole": done.to_dict(), "aof": done.persisted}
+        if tenants is None:  # a namespace set: all of its namespaces
+            tenants = list(artifact.extra.get("namespace_files") or {})
         prefix = str(artifact.extra.get("prefix") or self.prefix)
         report: dict[str, Any] = {}
         with self._namespace_files(staging, artifact, tenants, prefix) as files:

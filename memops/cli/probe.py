@@ -67,31 +67,59 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        target = _target_from_env(args.kind)
-    except TargetsError as exc:
-        error_line("probe", str(exc))
-        return EXIT_BAD_INPUT
-
-    result = probe_until_healthy(target, args.timeout, args.retries, args.wait)
-    print(json.dumps({"kind": target.kind, "endpoint": target.endpoint, **result.to_dict()}))
-
-    if result.state is State.HEALTHY:
-        return EXIT_OK
-    print(_summary(target, result), file=sys.stderr)
-    if result.state is State.FAILING or args.require_healthy:
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _target_from_env(kind: str) -> Target:
     raw = os.environ.get(ENV_VAR)
     if not raw:
-        raise TargetsError(f"{ENV_VAR} is not set (it must hold the target as JSON)")
+        error_line("probe", f"{ENV_VAR} is not set (it must hold the target as JSON)")
+        return EXIT_BAD_INPUT
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise TargetsError(f"{ENV_VAR}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+        error_line("probe", f"{ENV_VAR}: invalid JSON at column {exc.colno}: {exc.msg}")
+        return EXIT_BAD_INPUT
+    code, document, message = probe_outcome(
+        args.kind,
+        data,
+        timeout_s=args.timeout,
+        retries=args.retries,
+        wait_s=args.wait,
+        require_healthy=args.require_healthy,
+    )
+    if code == EXIT_BAD_INPUT:
+        error_line("probe", message)
+        return code
+    print(json.dumps(document))
+    if message:
+        print(message, file=sys.stderr)
+    return code
+
+
+def probe_outcome(
+    kind: str,
+    data: Any,
+    *,
+    timeout_s: float,
+    retries: int,
+    wait_s: float,
+    require_healthy: bool,
+) -> tuple[int, dict[str, Any], str]:
+    """Probe the target described by ``data``: exit code, result document, one-line message.
+
+    What `python -m memops probe` prints, and what the deploy's in-process probe
+    (plugins/action/memops_probe.py) returns.
+    """
+    try:
+        target = _parse(kind, data)
+    except TargetsError as exc:
+        return EXIT_BAD_INPUT, {}, str(exc)
+    result = probe_until_healthy(target, timeout_s, retries, wait_s)
+    document = {"kind": target.kind, "endpoint": target.endpoint, **result.to_dict()}
+    if result.state is State.HEALTHY:
+        return EXIT_OK, document, ""
+    failed = result.state is State.FAILING or require_healthy
+    return (EXIT_FAILED if failed else EXIT_OK), document, _summary(target, result)
+
+
+def _parse(kind: str, data: Any) -> Target:
     target = parse_target(kind, data, ENV_VAR, default_kind=kind)
     if target.kind != kind:
         raise TargetsError(f"{ENV_VAR}.kind is {target.kind!r} but the command probes {kind!r}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
+from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, pidfile_daemon
 from qdrant_client import models
 
 from memops import workload as wl
@@ -65,9 +65,13 @@ def snapshot(stack: DeployedStack, load: wl.Workload, tenants: Any = None) -> di
 
 
 def same(before: dict[str, Any], after: dict[str, Any]) -> None:
-    assert after["redis"] == before["redis"]
     assert after["postgresql"] == before["postgresql"]
     assert after["qdrant"] == before["qdrant"]
+    same_redis(before, after)
+
+
+def same_redis(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert after["redis"] == before["redis"]
     assert after["ttl"].keys() == before["ttl"].keys()
     for key, expiry in before["ttl"].items():
         assert abs(after["ttl"][key] - expiry) <= TTL_SLACK_MS, key
@@ -99,6 +103,22 @@ def create_set(*args: str) -> str:
     return str(document["set_id"])
 
 
+def restore(set_id: str, *args: str) -> dict[str, Any]:
+    run = invoke(
+        "backup.restore",
+        set_id,
+        "--inventory",
+        TEST_INVENTORY,
+        "--yes",
+        "--json",
+        *args,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr
+    document: dict[str, Any] = run.json()
+    return document
+
+
 def test_whole_round_trip_of_postgresql_and_qdrant(
     deployed_stack: DeployedStack, load: wl.Workload
 ) -> None:
@@ -107,35 +127,39 @@ def test_whole_round_trip_of_postgresql_and_qdrant(
     damage(deployed_stack, load, list(load.tenants))
     redis_after_damage = snapshot(deployed_stack, load)["redis"]
 
-    run = invoke(
-        "backup.restore",
-        set_id,
-        "--inventory",
-        TEST_INVENTORY,
-        "--tier",
-        "postgresql,qdrant",
-        "--yes",
-        "--json",
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr
+    document = restore(set_id, "--tier", "postgresql,qdrant")
     after = snapshot(deployed_stack, load)
     assert after["postgresql"] == before["postgresql"]
     assert after["qdrant"] == before["qdrant"]
     assert after["redis"] == redis_after_damage  # --tier left Redis alone
-    assert run.json()["reports"]["postgresql"]["old_database"]
+    assert document["reports"]["postgresql"]["old_database"]
 
 
-def test_a_whole_live_redis_restore_is_refused_and_touches_nothing(
+def test_a_whole_live_redis_restore_with_aof_on_survives_a_restart(
     deployed_stack: DeployedStack, load: wl.Workload
 ) -> None:
+    """The role runs Redis with AOF on: the restored data must be what a restart loads."""
+    redis = deployed_stack.clients.redis()
+    wl.write_redis(redis, load)  # the round trip above left Redis damaged
+    before = snapshot(deployed_stack, load)
+    assert before["redis"]
     set_id = create_set()
-    deployed_stack.clients.redis().set(f"{load.prefix}:memory:late:session:x", "after the set")
-    live = snapshot(deployed_stack, load)
-    run = invoke("backup.restore", set_id, "--inventory", TEST_INVENTORY, "--yes")
-    assert run.returncode == 2
-    assert "whole restore into the live server is not built" in run.stderr
-    assert snapshot(deployed_stack, load) == live
+    lost = list(redis.scan_iter(match=wl.tenant_pattern(load.prefix, load.tenants[0])))
+    redis.delete(*lost)
+    late = f"{load.prefix}:memory:late:session:{time.time_ns()}"  # in no earlier set
+    redis.set(late, "written after the set")
+
+    document = restore(set_id, "--tier", "redis")
+    report = document["reports"]["redis"]
+    assert report["whole"]["deleted"] == 1 and "AOF on" in report["aof"]
+    same_redis(before, snapshot(deployed_stack, load))
+    assert deployed_stack.clients.redis().exists(late) == 0
+
+    pidfile_daemon("stop", REDIS_PIDFILE)
+    restarted = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "redis", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    same_redis(before, snapshot(deployed_stack, load))  # loaded from the AOF at start-up
+    assert deployed_stack.clients.redis().exists(late) == 0
 
 
 def test_namespace_restore_touches_only_that_tenant(
@@ -149,17 +173,7 @@ def test_namespace_restore_touches_only_that_tenant(
     damage(deployed_stack, load, [chosen, *others[:3], "acme:eu"])
     untouched = snapshot(deployed_stack, load, others)
 
-    run = invoke(
-        "backup.restore",
-        set_id,
-        "--inventory",
-        TEST_INVENTORY,
-        "--namespace",
-        chosen,
-        "--yes",
-        "--json",
-    )
-    assert run.returncode == 0, run.stderr
+    restore(set_id, "--namespace", chosen)
     same(before, snapshot(deployed_stack, load, [chosen]))
     same(untouched, snapshot(deployed_stack, load, others))
 

@@ -5,9 +5,11 @@ A re-deploy with nothing to change used to run every task of every role (about 2
 third of a first deploy's time). After a role ends with a healthy probe it records a
 fingerprint on the host: a digest of its inputs (settings and the memops code that
 deploys them) and of the files it manages as they were then (content, mode, owner).
-On the next run ``state: check`` says whether both still match; the role then only
-probes. A changed setting, a new memops version, or a managed file edited, removed
-or re-permissioned by hand does not match, and the role runs in full, repairing it.
+On the next run ``state: status`` asks whether the daemon runs and, if it does,
+whether both still match (one task per component: it sets memops_service_status);
+the role then only probes. A changed setting, a new memops version, or a managed
+file edited, removed or re-permissioned by hand does not match, and the role runs
+in full, repairing it.
 """
 
 from __future__ import annotations
@@ -27,15 +29,32 @@ description:
   - C(state=check) reports C(matched) when the fingerprint recorded at O(path) has the
     same O(inputs) and the O(watch) paths look as they did when it was recorded.
   - C(state=record) writes the fingerprint (mode 0600) when it differs.
+  - C(state=status) runs O(status_argv) (exit 0 means the daemon runs), checks the fingerprint
+    when it runs and O(inputs) is set, and sets the fact memops_service_status: O(known) with
+    O(name) set to {manager, was_running, unchanged, published}.
 options:
   path:
     description: Where the fingerprint is kept on the host.
     type: path
     required: true
   inputs:
-    description: Digest of everything the deploy of the component depends on.
+    description: Digest of everything the deploy of the component depends on ('' = none).
     type: str
-    required: true
+    default: ''
+  name:
+    description: Service name (state=status).
+    type: str
+  manager:
+    description: Service manager, recorded as given (state=status).
+    type: str
+  status_argv:
+    description: Command that exits 0 when the daemon runs (state=status).
+    type: list
+    elements: str
+  known:
+    description: memops_service_status so far (state=status).
+    type: dict
+    default: {}
   watch:
     description: Files and directories the component's role manages.
     type: list
@@ -50,7 +69,7 @@ options:
   state:
     description: Check or record.
     type: str
-    choices: [check, record]
+    choices: [check, record, status]
     default: check
 """
 
@@ -117,17 +136,50 @@ def _write_private(path: str, content: str) -> None:
         raise
 
 
+def _status(module: AnsibleModule) -> None:
+    """Exit with memops_service_status updated for one service (read-only, so check mode too)."""
+    params = module.params
+    try:
+        rc, _, _ = module.run_command(params["status_argv"])
+    except OSError:  # the service manager's tool is not installed yet: nothing runs
+        rc = 127
+    running = rc == 0
+    matched, published = False, {}
+    if running and params["inputs"]:
+        recorded = _recorded(params["path"])
+        current = _fingerprint(params["inputs"], params["watch"])
+        matched = recorded is not None and all(
+            recorded.get(key) == current[key] for key in ("inputs", "files")
+        )
+        published = (recorded or {}).get("published") or {} if matched else {}
+    state = {"manager": params["manager"], "was_running": running, "unchanged": matched}
+    state["published"] = published
+    facts = {"memops_service_status": {**params["known"], params["name"]: state}}
+    module.exit_json(changed=False, ansible_facts=facts, was_running=running, unchanged=matched)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
-            "inputs": {"type": "str", "required": True, "no_log": True},
+            "inputs": {"type": "str", "default": "", "no_log": True},
+            "name": {"type": "str"},
+            "manager": {"type": "str"},
+            "status_argv": {"type": "list", "elements": "str"},
+            "known": {"type": "dict", "default": {}},
             "watch": {"type": "list", "elements": "path", "default": []},
             "published": {"type": "dict", "default": {}},
-            "state": {"type": "str", "choices": ["check", "record"], "default": "check"},
+            "state": {
+                "type": "str",
+                "choices": ["check", "record", "status"],
+                "default": "check",
+            },
         },
+        required_if=[("state", "status", ("name", "manager", "status_argv"))],
         supports_check_mode=True,
     )
+    if module.params["state"] == "status":
+        _status(module)
     path, state = module.params["path"], module.params["state"]
     current = _fingerprint(module.params["inputs"], module.params["watch"])
     recorded = _recorded(path)
