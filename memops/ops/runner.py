@@ -155,12 +155,15 @@ def emit_json(document: Mapping[str, Any]) -> None:
 
 
 def _print(command: str, outcome: Outcome, as_json: bool) -> None:
-    if as_json:
-        emit_json(outcome.document)
-    else:
-        for line in outcome.lines:
-            print(line)
-        sys.stdout.flush()
+    try:
+        if as_json:
+            emit_json(outcome.document)
+        else:
+            for line in outcome.lines:
+                print(line)
+            sys.stdout.flush()
+    except BrokenPipeError:  # `… | head`: the reader left; the exit code still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     for note in outcome.notes:
         error_line(command, note)
     if outcome.error:
