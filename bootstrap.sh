@@ -25,6 +25,11 @@ if ! command -v zstd >/dev/null 2>&1; then
     echo "bootstrap: installing zstd"
     apt_install zstd
 fi
+# openssl: the S3 backup test makes the certificate of its moto endpoint with it.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "bootstrap: installing openssl"
+    apt_install openssl
+fi
 # Ansible's service and daemon helpers used by the roles.
 if ! command -v start-stop-daemon >/dev/null 2>&1 || ! command -v setfacl >/dev/null 2>&1; then
     echo "bootstrap: installing dpkg and acl tools"
