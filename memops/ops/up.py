@@ -1,7 +1,8 @@
-"""`invoke up`: render, deploy the stack and its monitoring, probe it, print what runs where.
+"""`invoke up`: render, deploy the stack and its monitoring, probe it, back it up, drill it.
 
-It composes the render, deploy and health operations on one resolved inventory
-(one lock, one audit line) instead of re-implementing them.
+It composes the render, deploy, health, backup.create and backup.drill operations on
+one resolved inventory (one lock, one audit line) instead of re-implementing them: a
+stack is up when it is healthy and its data demonstrably comes back.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.ops.backup import create as create_backup
 from memops.ops.deploy import deploy
+from memops.ops.drill import drill_outcome
 from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.render import render_files
 from memops.ops.runner import Context, Operation, Outcome
@@ -91,13 +94,41 @@ def up(context: Context) -> Outcome:
         f"stack: {snapshot.state}; secrets and targets.json are in {inventory.state_dir} "
         "(mode 0600)"
     )
-    error = (
-        ""
-        if snapshot.exit_code == EXIT_OK
-        else f"stack is {snapshot.state} after deploy; run `invoke health` for details"
-    )
     audit = {"changed": document["changed"], "health": str(snapshot.state)}
-    return Outcome(snapshot.exit_code, document, lines=lines, error=error, notes=notes, audit=audit)
+    if snapshot.exit_code != EXIT_OK:
+        error = f"stack is {snapshot.state} after deploy; run `invoke health` for details"
+        return Outcome(
+            snapshot.exit_code, document, lines=lines, error=error, notes=notes, audit=audit
+        )
+    # A stack is up when its data can come back: take a set, then drill it.
+    backup = create_backup(context, tier=(), namespace=(), target="")
+    document["backup"] = dict(backup.document)
+    audit["backup"] = backup.document.get("set_id", "")
+    if not backup.ok:
+        lines.append(f"backup: FAILED: {backup.error}")
+        return Outcome(
+            EXIT_FAILED,
+            document | {"ok": False},
+            lines=lines,
+            error=f"backup: {backup.error}",
+            notes=notes,
+            audit=audit,
+        )
+    drill = drill_outcome(inventory, context, set_id=str(backup.document["set_id"]), target="")
+    document["drill"] = dict(drill.document)
+    lines.append(f"backup: set {backup.document['set_id']} taken and verified")
+    lines.append(
+        f"drill: {'passed' if drill.ok else 'FAILED'}, RTO {drill.document.get('rto_seconds')} s"
+    )
+    document["ok"] = drill.ok
+    return Outcome(
+        EXIT_OK if drill.ok else EXIT_FAILED,
+        document,
+        lines=lines,
+        error="" if drill.ok else f"drill: {drill.error}",
+        notes=notes,
+        audit=audit,
+    )
 
 
 def _stopped(stage: str, outcome: Outcome) -> Outcome:

@@ -107,12 +107,29 @@ def test_second_deploy_changes_nothing(deployed_stack: DeployedStack) -> None:
     assert document["changed"] == 0, document["changed_tasks"]
 
 
-def test_up_deploys_probes_and_names_the_standin(deployed_stack: DeployedStack) -> None:
+def test_up_deploys_probes_backs_up_drills_and_names_the_standin(
+    deployed_stack: DeployedStack,
+) -> None:
+    # The drill checks the tiers against each other: start from tiers that agree (other
+    # tests write rows and points apart, and a stack reused between runs keeps them).
+    clients = deployed_stack.clients
+    load = workload.generate(seed=20261202, tenants=2, items_per_tenant=5)
+    with clients.postgresql() as conn:
+        conn.execute("DELETE FROM memory_items")
+        workload.write_postgres(conn, load)
+    qdrant = clients.qdrant()
+    for collection in qdrant.get_collections().collections:
+        qdrant.delete_collection(collection.name)
+    workload.write_qdrant(qdrant, load, "up_test")
+
     run = invoke("up", "--inventory", TEST_INVENTORY, "--json")
 
     assert run.returncode == 0, run.stderr
     summary = run.json()
     assert summary["ok"] is True and summary["changed"] == 0
+    assert summary["backup"]["verify"]["ok"] is True
+    assert summary["drill"]["ok"] is True, summary["drill"]
+    assert summary["drill"]["set_id"] == summary["backup"]["set_id"]
     assert summary["health"]["state"] == "healthy"
     rows = {row["component"]: row for row in summary["components"]}
     assert rows["redis"]["endpoint"] == "127.0.0.1:26379"
