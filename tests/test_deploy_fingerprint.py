@@ -99,3 +99,11 @@ def test_project_digest_follows_the_deployed_code(tmp_path: Path) -> None:
     assert digest(tmp_path) == before  # bytecode caches do not count
     tasks.write_text("---\n- name: more\n")
     assert digest(tmp_path) != before
+
+
+def test_role_templates_are_listed_without_a_templates_directory_too() -> None:
+    lookup = _lookup("memops_role_templates").LookupModule()
+    redis = lookup.run(["redis"])
+    assert [Path(p).name for p in redis] == sorted(Path(p).name for p in redis)
+    assert any(p.endswith("/roles/redis/templates/redis.conf.j2") for p in redis)
+    assert lookup.run(["node_exporter"]) == []  # it has no templates directory

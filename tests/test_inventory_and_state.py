@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,22 @@ def test_second_action_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
         pass
     with action_lock(tmp_path, "deploy"):  # released again
         pass
+
+
+def test_an_action_that_died_holding_the_lock_is_named_by_the_next(tmp_path: Path) -> None:
+    script = (
+        "import os, sys; from pathlib import Path; from memops.locking import action_lock\n"
+        "with action_lock(Path(sys.argv[1]), 'backup.restore'):\n"
+        "    os._exit(9)  # dies holding it: no cleanup runs\n"
+    )
+    died = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=False)
+    assert died.returncode == 9
+
+    with action_lock(tmp_path, "backup.create") as held:
+        assert held.previous_unfinished is not None
+        assert held.previous_unfinished.startswith("backup.restore pid ")
+    with action_lock(tmp_path, "deploy") as held:
+        assert held.previous_unfinished is None  # backup.create finished
 
 
 def test_health_metrics_textfile_is_parseable_and_atomic(tmp_path: Path) -> None:

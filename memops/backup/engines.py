@@ -28,8 +28,17 @@ class TierEngine(Protocol):
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact: ...
 
     def restore(
-        self, staging: Path, artifact: TierArtifact, *, tenants: Sequence[str] | None = None
+        self,
+        staging: Path,
+        artifact: TierArtifact,
+        *,
+        tenants: Sequence[str] | None = None,
+        **options: Any,
     ) -> dict[str, Any]: ...
+
+    def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
+        """Clean up what waited for the next verified set (reported: {"lines": [...]})."""
+        ...
 
     def tenant_summaries(
         self, tenants: Sequence[str] | None = None

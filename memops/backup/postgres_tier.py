@@ -110,6 +110,30 @@ class PostgresTier:
     def close(self) -> None:
         """Nothing stays open between calls."""
 
+    def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
+        """After a verified whole-database set: drop the databases earlier restores replaced.
+
+        A whole restore keeps the database it replaced as ``<db>_pre_<set>`` until a newer
+        verified set holds the live data; leftovers of a restore that died before its swap
+        (``<db>_restore_<time>``, never live) go too. Namespace sets drop nothing.
+        """
+        if artifact.scope != "full":
+            return {}
+        db = self.target.dbname
+        with self._connect("postgres", admin=True) as conn:
+            found = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
+                    (_like_prefix(f"{db}_pre_"), _like_prefix(f"{db}_restore_")),
+                ).fetchall()
+            ]
+            for name in found:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        if not found:
+            return {}
+        return {"dropped": found, "lines": [f"dropped {name}" for name in sorted(found)]}
+
     @contextlib.contextmanager
     def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
         """The set's dump loaded into a scratch database (the drill), dropped afterwards."""
@@ -414,3 +438,8 @@ class PostgresTier:
                 ),
             )
         return {"rows_deleted": deleted, "rows_restored": restored, "audit_rows_added": added}
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern for names starting with ``prefix`` (its own % and _ taken literally)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

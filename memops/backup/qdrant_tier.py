@@ -330,6 +330,10 @@ class QdrantTier:
             report["collections"][dest] = "export (tenants)"
         return report
 
+    def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
+        """Nothing of an earlier restore waits for the next set."""
+        return {}
+
     @contextlib.contextmanager
     def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
         """The set's collections restored under scratch names (the drill); dropped afterwards."""

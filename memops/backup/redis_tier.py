@@ -144,6 +144,10 @@ class RedisTier:
                 files[tenant] = path
             yield files
 
+    def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
+        """A whole Redis restore keeps nothing aside: nothing waits for the next set."""
+        return {}
+
     # -------------------------------------------------------------- reading/drill
 
     def tenant_summaries(self, tenants: Sequence[str] | None = None) -> dict[str, TenantSummary]:

@@ -69,6 +69,7 @@ class CreatedSet:
     verify: VerifyReport
     seconds: float
     tier_sizes: dict[str, int]
+    housekeeping: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def create_set(
@@ -109,7 +110,14 @@ def create_set(
     progress(f"verifying set {set_id}")
     report = verify_set(store, set_id, key=key)
     sizes = {tier: sum(r.size for r in manifest.files_of(tier)) for tier in manifest.tiers}
-    return CreatedSet(manifest, report, time.monotonic() - started, sizes)
+    housekeeping: dict[str, dict[str, Any]] = {}
+    if report.ok:  # what earlier restores kept "until the next verified backup" can go now
+        for tier, engine in engines.items():
+            with tier_errors(tier):
+                done = engine.after_verified_set(manifest.artifacts[tier])
+            if done:
+                housekeeping[tier] = done
+    return CreatedSet(manifest, report, time.monotonic() - started, sizes, housekeeping)
 
 
 @dataclass(frozen=True)
@@ -173,8 +181,13 @@ def restore_set(
     key: BackupKey | None = None,
     scratch_base: Path | None = None,
     progress: Progress = _quiet,
+    tier_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RestoreResult:
-    """Verify the planned set's files into a private directory, then restore each tier."""
+    """Verify the planned set's files into a private directory, then restore each tier.
+
+    ``tier_options`` are keyword arguments for one tier's restore only (e.g. PostgreSQL's
+    ``drop_old``), for tiers that have them.
+    """
     started = time.monotonic()
     set_id = plan.manifest.set_id
     with work_dir(scratch_base, "restore") as work:
@@ -189,7 +202,10 @@ def restore_set(
             progress(f"{tier}: restoring")
             with tier_errors(tier):
                 reports[tier] = engines[tier].restore(
-                    kept / tier, plan.manifest.artifacts[tier], tenants=list(plan.tenants) or None
+                    kept / tier,
+                    plan.manifest.artifacts[tier],
+                    tenants=list(plan.tenants) or None,
+                    **(tier_options or {}).get(tier, {}),
                 )
         discard_kept(kept)
     return RestoreResult(plan, reports, time.monotonic() - started)

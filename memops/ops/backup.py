@@ -124,6 +124,9 @@ def create(
         f"  {t:<10} {counts[t]:>9} item(s) {made.tier_sizes[t]:>12} bytes" for t in manifest.tiers
     ]
     lines += [f"  verified: {'yes' if verified else made.verify.problem}", health_line]
+    for tier, done in made.housekeeping.items():
+        lines += [f"  {tier}: {line}" for line in done.get("lines", [])]
+    document["housekeeping"] = made.housekeeping
     return Outcome(
         EXIT_OK if verified else EXIT_FAILED,
         document,
@@ -206,6 +209,7 @@ def restore(
     target: str,
     dry_run: bool,
     yes: bool,
+    drop_old: bool = False,
 ) -> Outcome:
     inventory = context.require_inventory()
     settings = BackupSettings.of(inventory)
@@ -238,6 +242,7 @@ def restore(
                 store,
                 plan,
                 opened,
+                tier_options={"postgresql": {"drop_old": drop_old, "set_id": set_id}},
                 **procedure_options(inventory, context, key),
             )
     except NotConfirmed as exc:
@@ -325,6 +330,7 @@ RESTORE = Operation(
         "target": TARGET_OPTION,
         "dry_run": options.flag(),
         "yes": options.flag(),
+        "drop_old": options.flag(),
     },
     locks=True,
 )

@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -139,8 +139,15 @@ def _act(operation: Operation, context: Context, options: dict[str, Any]) -> Out
         if not operation.locks:
             return operation.body(context, **options)
         state_dir = context.require_inventory().state_dir
-        with action_lock(state_dir, operation.name):
-            return operation.body(context, **options)
+        with action_lock(state_dir, operation.name) as held:
+            outcome = operation.body(context, **options)
+        if held.previous_unfinished:
+            note = (
+                f"the previous action ({held.previous_unfinished}) did not finish: it was "
+                "killed or its machine went down; check what it was doing"
+            )
+            outcome = replace(outcome, notes=(*outcome.notes, note))
+        return outcome
     except LockBusyError as exc:
         return Outcome.refused(str(exc), result="lock-busy")
     except Exception as exc:  # a bug: still one line, one audit record, exit 1

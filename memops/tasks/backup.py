@@ -13,6 +13,8 @@ _HELP = {
     "namespace": "only this tenant (repeat the option for more)",
     "target": "local or s3 (default: the inventory's backup_target, else local)",
     "set_id": "the set, as backup.list shows it",
+    "drop_old": "PostgreSQL whole restore: drop the replaced database (default: keep it as "
+    "<db>_pre_<set> until the next verified backup)",
 }
 
 
@@ -44,6 +46,7 @@ def restore(
     target=None,
     dry_run=False,
     yes=False,
+    drop_old=False,
     json=False,
 ):
     """Verify a set, then restore it (all of it, some tiers, or some namespaces)."""
@@ -58,6 +61,7 @@ def restore(
         target=target,
         dry_run=dry_run,
         yes=yes,
+        drop_old=drop_old,
     )
 
 
