@@ -1,6 +1,6 @@
 """Faults during backups and restores of the deployed test stack: nothing half-done is left live.
 
-- A Redis server that stops answering in the middle of a backup fails it in one line,
+- A Redis or PostgreSQL server killed in the middle of a backup fails it in one line,
   leaves no set, and earlier sets still verify.
 - A whole PostgreSQL restore killed while it loads leaves the live database as it was;
   the next action says the killed one did not finish, and the next verified whole set
@@ -77,6 +77,43 @@ def test_redis_killed_during_a_backup_fails_it_and_leaves_no_set(
     assert run.stderr.strip().startswith("memops backup.create: redis"), run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert _set_ids() == before
+    verified = _backup("verify", earlier.json()["set_id"])
+    assert verified.returncode == 0, verified.stdout
+
+
+@pytest.fixture
+def postgresql_restarted_after(deployed_stack: DeployedStack) -> Iterator[None]:
+    yield
+    redeployed = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "postgresql", "--json")
+    assert redeployed.returncode == 0, redeployed.stderr
+
+
+def test_postgresql_killed_during_a_backup_fails_it_and_leaves_no_set(
+    deployed_stack: DeployedStack, postgresql_restarted_after: None
+) -> None:
+    earlier = _backup("create", "--tier", "postgresql")
+    assert earlier.returncode == 0, earlier.stderr
+    before = _set_ids()
+    cluster = deployed_stack.targets.deployment["postgresql"]["cluster"]
+
+    # The backup waits for a lock this session holds; the server is killed meanwhile.
+    blocker = deployed_stack.clients.postgresql()
+    blocker.execute("BEGIN")
+    blocker.execute("LOCK TABLE memory_items IN ACCESS EXCLUSIVE MODE")
+    stop = ["pg_ctlcluster", "15", cluster, "stop", "-m", "immediate"]
+    killer = threading.Timer(2.0, subprocess.run, (stop,), {"check": True})
+    killer.start()
+    try:
+        run = _backup("create", "--tier", "postgresql")
+    finally:
+        killer.join()
+        blocker.close()
+
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.strip().startswith("memops backup.create: postgresql"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert _set_ids() == before
+    subprocess.run(["pg_ctlcluster", "15", cluster, "start"], check=True)
     verified = _backup("verify", earlier.json()["set_id"])
     assert verified.returncode == 0, verified.stdout
 
