@@ -101,5 +101,9 @@ class BackupError(Exception):
     """A backup or restore step failed; the message is one line for the operator."""
 
 
+class SetNotFound(BackupError):
+    """The named set (or any set, for "the newest") is not in the store: bad input, exit 2."""
+
+
 class RestoreRefused(BackupError):
     """A restore was refused before anything was touched (version, checksum, key...)."""

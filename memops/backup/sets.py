@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memops.backup.artifacts import BackupError, RestoreRefused, TierArtifact
+from memops.backup.artifacts import RestoreRefused, SetNotFound, TierArtifact
 from memops.backup.crypto import BackupKey
 from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
@@ -236,5 +236,5 @@ def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
 def latest_set(store: BackupStore) -> Manifest:
     listing = store.list_sets()
     if not listing.sets:
-        raise BackupError(f"no backup set in {store.description}: run `invoke backup.create`")
+        raise SetNotFound(f"no backup set in {store.description}: run `invoke backup.create`")
     return listing.sets[-1]

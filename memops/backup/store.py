@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import memops
-from memops.backup.artifacts import TIERS, BackupError, TierArtifact
+from memops.backup.artifacts import TIERS, BackupError, SetNotFound, TierArtifact
 from memops.backup.crypto import (
     DEFAULT_CHUNK,
     BackupKey,
@@ -200,7 +200,7 @@ class BackupStore(ABC):
         data = self._read_small(check_set_id(set_id), MANIFEST_NAME)
         if data is None:
             if set_id not in self._set_names():
-                raise BackupError(f"no backup set {set_id} in {self.description}")
+                raise SetNotFound(f"no backup set {set_id} in {self.description}")
             raise ManifestError(f"set {set_id} has no manifest: it is incomplete, not a backup")
         return parse_manifest(data, set_id=set_id)
 
@@ -269,7 +269,7 @@ class BackupStore(ABC):
     def delete_set(self, set_id: str) -> None:
         check_set_id(set_id)
         if set_id not in self._set_names():
-            raise BackupError(f"no backup set {set_id} in {self.description}")
+            raise SetNotFound(f"no backup set {set_id} in {self.description}")
         self._delete(set_id)
 
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memops.backup.artifacts import TIERS, BackupError, RestoreRefused
+from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines
+from memops.backup.manifest import ManifestError
 from memops.backup.metrics import record_backup
 from memops.backup.sets import create_set, plan_prune, plan_restore, prune, restore_set
 from memops.backup.settings import TARGET_KINDS, BackupSettings
@@ -178,12 +179,10 @@ def verify(context: Context, *, set_id: str, target: str) -> Outcome:
     try:
         store = settings.store(target or None)
         report = verify_set(store, set_id, key=settings.key())
-    except RestoreRefused as exc:
+    except (RestoreRefused, SetNotFound) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)
     except BackupError as exc:
         return _failed(str(exc))
-    if report.manifest is None and "no backup set" in report.problem:
-        return _failed(report.problem, code=EXIT_BAD_INPUT)
     lines = [f"set {set_id}: {'verified' if report.ok else 'FAILED'} ({len(report.files)} files)"]
     lines += [f"  {v.name}: {v.problem}" for v in report.files if not v.ok]
     if not report.content_checked:
@@ -218,11 +217,10 @@ def restore(
         store = settings.store(target or None)
         key = settings.key()
         plan = plan_restore(store, set_id, tier, namespace)
-    except (RestoreRefused, TargetsError) as exc:
+    except (RestoreRefused, SetNotFound, ManifestError, TargetsError) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)
     except BackupError as exc:
-        code = EXIT_BAD_INPUT if "no backup set" in str(exc) or "manifest" in str(exc) else 1
-        return _failed(str(exc), code=code)
+        return _failed(str(exc))
     planned = plan.describe()
     document: dict[str, Any] = {
         "set_id": set_id,
