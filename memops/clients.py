@@ -86,12 +86,7 @@ def postgres_connect(
         else None
     )
     return psycopg.connect(
-        host=target.host,
-        port=target.port,
-        dbname=target.dbname,
-        user=target.user,
-        password=target.password,
-        sslmode=target.sslmode,
+        **target.libpq_params(),
         connect_timeout=math.ceil(timeout_s),
         tcp_user_timeout=timeout_ms,
         application_name=application_name,

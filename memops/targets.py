@@ -62,6 +62,21 @@ class PostgresTarget(_PasswordServer):
     expected_schema_version: int = 0
     max_replication_lag_seconds: float = 30
 
+    def libpq_params(self, dbname: str | None = None) -> dict[str, str | int | None]:
+        """Where and as whom to connect, in libpq's parameter names (``dbname`` overrides).
+
+        The one mapping from a target to libpq: psycopg takes these as keywords, the
+        client tools (pg_dump, pg_restore) as PG* environment variables.
+        """
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": dbname or self.dbname,
+            "user": self.user,
+            "password": self.password,
+            "sslmode": self.sslmode,
+        }
+
 
 @dataclass(frozen=True)
 class QdrantTarget:

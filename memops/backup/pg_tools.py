@@ -25,20 +25,24 @@ from memops.targets import PostgresTarget
 _PR_SET_PDEATHSIG = 1
 
 
+# libpq parameter -> the environment variable the client tools read for it
+_LIBPQ_ENV = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "sslmode": "PGSSLMODE",
+}
+
+
 def libpq_env(target: PostgresTarget, dbname: str | None = None) -> dict[str, str]:
     """The environment for a client tool connecting to ``target`` (or its ``dbname``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(
-        PGHOST=target.host,
-        PGPORT=str(target.port),
-        PGUSER=target.user,
-        PGDATABASE=dbname or target.dbname,
-        PGSSLMODE=target.sslmode,
-        PGAPPNAME="memops-backup",
-        PGCONNECT_TIMEOUT="10",
-    )
-    if target.password:
-        env["PGPASSWORD"] = target.password
+    for name, value in target.libpq_params(dbname).items():
+        if value:
+            env[_LIBPQ_ENV[name]] = str(value)
+    env.update(PGAPPNAME="memops-backup", PGCONNECT_TIMEOUT="10")
     return env
 
 
