@@ -299,6 +299,13 @@ class PostgresTier:
                     sql.Identifier(new), sql.Identifier(self.target.user)
                 )
             )
+            # As the postgresql role leaves the live one: only the application role connects
+            # (a new database lets PUBLIC connect).
+            conn.execute(
+                sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                    sql.Identifier(new)
+                )
+            )
         try:
             self._load(dump, new)
             self._check_loaded(new, artifact)

@@ -133,6 +133,9 @@ def test_whole_round_trip_of_postgresql_and_qdrant(
     assert after["qdrant"] == before["qdrant"]
     assert after["redis"] == redis_after_damage  # --tier left Redis alone
     assert document["reports"]["postgresql"]["old_database"]
+    with deployed_stack.clients.postgresql() as conn:  # as locked down as the role leaves it
+        query = "SELECT has_database_privilege('public', current_database(), 'CONNECT')"
+        assert conn.execute(query).fetchone()[0] is False
 
 
 def test_a_whole_live_redis_restore_with_aof_on_survives_a_restart(
