@@ -1,8 +1,11 @@
-"""Redis tier backups against real redis-server processes (ports 36401-36420, temp dirs)."""
+"""Redis tier backups against real redis-server processes (free ports, temp dirs).
+
+Not fixed ports: those in the ephemeral range can be taken by any client connection's
+local end at that moment.
+"""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +20,15 @@ from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
 from memops.backup.redis_whole import restore_whole
-from memops.backup.scratch import scratch_redis
+from memops.backup.scratch import free_port, scratch_redis
 from memops.clients import redis_client
 
 pytestmark = pytest.mark.integration
-_PORTS = itertools.count(36401)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ScratchRedis]:
-    scratch = ScratchRedis(next(_PORTS), tmp_path / "data", password="test-secret")
+    scratch = ScratchRedis(free_port(), tmp_path / "data", password="test-secret")
     scratch.start()
     yield scratch
     scratch.stop()
@@ -127,7 +129,7 @@ def test_whole_restore_with_aof_on_survives_a_restart(tmp_path: Path) -> None:
     added); the whole restore goes through the server, so after a restart (which
     loads the AOF) the data is what the set held, TTLs included.
     """
-    live = ScratchRedis(next(_PORTS), tmp_path / "live", password="test-secret")
+    live = ScratchRedis(free_port(), tmp_path / "live", password="test-secret")
     live.config = ("appendonly yes", "appendfsync always")
     live.start()
     try:
