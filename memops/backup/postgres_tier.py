@@ -124,8 +124,9 @@ class PostgresTier:
             found = [
                 name
                 for (name,) in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
-                    (_like_prefix(f"{db}_pre_"), _like_prefix(f"{db}_restore_")),
+                    "SELECT datname FROM pg_database "
+                    "WHERE starts_with(datname, %s) OR starts_with(datname, %s)",
+                    (f"{db}_pre_", f"{db}_restore_"),
                 ).fetchall()
             ]
             for name in found:
@@ -445,8 +446,3 @@ class PostgresTier:
                 ),
             )
         return {"rows_deleted": deleted, "rows_restored": restored, "audit_rows_added": added}
-
-
-def _like_prefix(prefix: str) -> str:
-    """A LIKE pattern for names starting with ``prefix`` (its own % and _ taken literally)."""
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -94,18 +94,7 @@ def backup_full(
     try:
         source = _rdb_path(client, data_dir, dbfilename)
         version = server_version(client)
-        before = _idle_persistence(client, timeout_s)
-        lastsave = int(before["rdb_last_save_time"])
-        while int(time.time()) <= lastsave:  # a save within this second would not move it
-            time.sleep(0.05)
-        offset = info(client, "replication").get("master_repl_offset", "0")
-        client.execute_command("BGSAVE")
-        after = wait_for(
-            "BGSAVE to finish",
-            lambda: finished_save(client, lastsave),
-            timeout_s=timeout_s,
-            interval_s=0.02,
-        )
+        offset, after = bgsave(client, timeout_s=timeout_s)
     except redis_lib.RedisError as exc:
         raise BackupError(f"redis full backup: the server failed during BGSAVE: {exc}") from None
     target = staging_dir / RDB_FILE
@@ -134,6 +123,26 @@ def backup_full(
     )
 
 
+def bgsave(client: redis.Redis, *, timeout_s: float) -> tuple[str, dict[str, str]]:
+    """BGSAVE once no other save runs, and wait for it: (replication offset, INFO persistence).
+
+    Done when LASTSAVE moved and ``rdb_last_bgsave_status:ok``; a failed save is a BackupError.
+    """
+    before = _idle_persistence(client, timeout_s)
+    lastsave = int(before["rdb_last_save_time"])
+    while int(time.time()) <= lastsave:  # a save within this second would not move it
+        time.sleep(0.05)
+    offset = info(client, "replication").get("master_repl_offset", "0")
+    client.execute_command("BGSAVE")
+    after = wait_for(
+        "BGSAVE to finish",
+        lambda: _finished_save(client, lastsave),
+        timeout_s=timeout_s,
+        interval_s=0.02,
+    )
+    return offset, after
+
+
 def _rdb_path(client: redis.Redis, data_dir: Path | None, dbfilename: str | None) -> Path:
     directory = data_dir if data_dir is not None else Path(config_get(client, "dir"))
     return directory / (dbfilename or config_get(client, "dbfilename"))
@@ -149,14 +158,14 @@ def _idle_persistence(client: redis.Redis, timeout_s: float) -> dict[str, str]:
     return wait_for("a running BGSAVE to finish", idle, timeout_s=timeout_s)
 
 
-def finished_save(client: redis.Redis, lastsave: int) -> dict[str, str] | None:
+def _finished_save(client: redis.Redis, lastsave: int) -> dict[str, str] | None:
     """INFO persistence once a BGSAVE begun after ``lastsave`` has finished, else None."""
     fields = info(client, "persistence")
     if fields.get("rdb_bgsave_in_progress") != "0":
         return None
     if fields.get("rdb_last_bgsave_status") != "ok":
         raise BackupError(
-            "redis full backup: BGSAVE failed (rdb_last_bgsave_status:"
+            "redis: BGSAVE failed (rdb_last_bgsave_status:"
             f"{fields.get('rdb_last_bgsave_status')}); see the Redis log"
         )
     return fields if int(fields.get("rdb_last_save_time", "0")) > lastsave else None

@@ -42,10 +42,11 @@ class NamespaceRestore:
 
 @dataclass
 class RecordsRestored:
-    restored: int
-    expired_skipped: int
-    keys: set[bytes] = field(repr=False)  # the keys restored
-    digest: NamespaceDigest = field(repr=False)  # their count and content checksum
+    restored: int = 0
+    expired_skipped: int = 0
+    # With ``track``: the keys restored, and their count and content checksum.
+    keys: set[bytes] = field(default_factory=set, repr=False)
+    digest: NamespaceDigest = field(default_factory=lambda: NamespaceDigest("", None), repr=False)
 
 
 def restore_namespace(
@@ -74,20 +75,25 @@ def restore_namespace(
     return NamespaceRestore(tenant, done.restored, done.expired_skipped, deleted)
 
 
-def restore_records(client: redis.Redis, path: Path, *, what: str) -> RecordsRestored:
-    """RESTORE … ABSTTL REPLACE every record of a verified dump that has not expired."""
+def restore_records(
+    client: redis.Redis, path: Path, *, what: str, track: bool = False
+) -> RecordsRestored:
+    """RESTORE … ABSTTL REPLACE every record of a verified dump that has not expired.
+
+    ``track`` also keeps the restored keys and their checksum (a whole restore compares
+    the live keyspace with them); a namespace restore does without that cost per key.
+    """
     pipe = RawPipe(client)
-    done = RecordsRestored(0, 0, set(), NamespaceDigest("", None))
+    done = RecordsRestored()
     try:
         for batch in read_batches(path):
-            now = now_ms()
-            data, sent, dropped = _commands(batch, now)
-            pipe.send(data, sent)
-            for key, expire_ms, payload in batch:
-                if expire_ms < 0 or expire_ms > now:
+            data, kept, dropped = _commands(batch, now_ms())
+            pipe.send(data, len(kept))
+            if track:
+                for key, _expire_ms, payload in kept:
                     done.keys.add(key)
                     done.digest.add(key, payload)
-            done.restored += sent
+            done.restored += len(kept)
             done.expired_skipped += dropped
         pipe.finish()
     except (OSError, ConnectionError) as exc:
@@ -106,18 +112,20 @@ def restore_records(client: redis.Redis, path: Path, *, what: str) -> RecordsRes
     return done
 
 
-def _commands(batch: list[Record], now: int) -> tuple[bytes, int, int]:
-    parts = []
-    skipped = 0
-    for key, expire_ms, payload in batch:
+def _commands(batch: list[Record], now: int) -> tuple[bytes, list[Record], int]:
+    """The RESTORE commands of the records not yet expired, those records, how many expired."""
+    parts, kept = [], []
+    for record in batch:
+        key, expire_ms, payload = record
         if expire_ms < 0:
             parts.append(_NO_TTL % (len(key), key, len(payload), payload))
         elif expire_ms > now:
             ttl = b"%d" % expire_ms
             parts.append(_WITH_TTL % (len(key), key, len(ttl), ttl, len(payload), payload))
         else:
-            skipped += 1
-    return b"".join(parts), len(parts), skipped
+            continue
+        kept.append(record)
+    return b"".join(parts), kept, len(batch) - len(kept)
 
 
 def unlink_unwanted(

@@ -16,13 +16,12 @@ writers first (the runbook says so).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import BackupError, RestoreRefused
-from memops.backup.redis_full import finished_save
+from memops.backup.redis_full import bgsave
 from memops.backup.redis_ns_export import NamespaceDigest, export_keyspace, scan_keyspace
 from memops.backup.redis_ns_restore import restore_records, unlink_unwanted
 from memops.backup.redis_server import info, refuse_older_server, server_version, wait_for
@@ -47,7 +46,6 @@ class WholeRestore:
             "expired_skipped": self.expired_skipped,
             "deleted": self.deleted,
             "checksum": self.checksum,
-            "aof": self.persisted,
         }
 
 
@@ -69,7 +67,7 @@ def restore_whole(
         )
     path = workdir / KEYSPACE_FILE
     export_keyspace(scratch, path, meta=dict(set_versions))
-    done = restore_records(live, path, what="the whole keyspace")
+    done = restore_records(live, path, what="the whole keyspace", track=True)
     deleted = unlink_unwanted(live, done.keys, match=None, belongs=None)
     after = NamespaceDigest("", None)
     for blob in scan_keyspace(live):
@@ -96,11 +94,7 @@ def _persist(client: redis.Redis, timeout_s: float) -> str:
         client.execute_command("BGREWRITEAOF")
         wait_for("BGREWRITEAOF to finish", lambda: _rewritten(client), timeout_s=timeout_s)
         return "AOF on: restored through the server (the AOF logged every key), then rewritten"
-    lastsave = int(info(client, "persistence")["rdb_last_save_time"])
-    while int(time.time()) <= lastsave:  # a save within this second would not move it
-        time.sleep(0.05)
-    client.execute_command("BGSAVE", "SCHEDULE")
-    wait_for("BGSAVE to finish", lambda: finished_save(client, lastsave), timeout_s=timeout_s)
+    bgsave(client, timeout_s=timeout_s)
     return "AOF off: restored through the server, then saved to the RDB (BGSAVE)"
 
 

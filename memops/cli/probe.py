@@ -17,7 +17,7 @@ from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.ops import options
 from memops.ops.options import argparse_type
-from memops.probes import probe_until_healthy
+from memops.probes import DEFAULT_TIMEOUT_S, probe_until_healthy
 from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
 from memops.targets import KINDS, Target, TargetsError, parse_target
 
@@ -43,9 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("kind", choices=KINDS, help="which probe to run")
     parser.add_argument(
         "--timeout",
-        type=argparse_type("timeout", options.number(default=2.0, greater_than=0)),
-        default=2.0,
-        help="seconds per attempt (default 2)",
+        type=argparse_type("timeout", options.number(default=DEFAULT_TIMEOUT_S, greater_than=0)),
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per attempt (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--retries",

@@ -10,9 +10,9 @@ from memops.health_state import HealthStateError
 from memops.inventory import Inventory
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
+from memops.probes import DEFAULT_TIMEOUT_S
 from memops.targets import TARGETS_FILE, Targets, TargetsError, load_targets
 
-DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_RETRIES = 1
 
 

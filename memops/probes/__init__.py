@@ -17,6 +17,8 @@ from memops.targets import Target
 
 ProbeFunc = Callable[[Any, float], ProbeResult]
 
+DEFAULT_TIMEOUT_S = 2.0  # seconds per probe attempt unless a task or a target says otherwise
+
 
 class _LazyProbes(Mapping[str, ProbeFunc]):
     """kind -> probe, importing a probe's client library only when that probe is asked for.
@@ -47,6 +49,7 @@ class _LazyProbes(Mapping[str, ProbeFunc]):
 PROBES: Mapping[str, ProbeFunc] = _LazyProbes()
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "PROBES",
     "ProbeFunc",
     "ProbeResult",

@@ -26,7 +26,7 @@ options:
     description: The component's health target (what targets.json records).
     required: true
   timeout:
-    description: Seconds per attempt; 0 = the probe's default (2).
+    description: Seconds per attempt; 0 = the probes' default (memops.probes.DEFAULT_TIMEOUT_S).
     default: 0
   retries:
     description: Retries of a failed probe.
@@ -43,10 +43,11 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         from memops.cli.probe import probe_outcome
+        from memops.probes import DEFAULT_TIMEOUT_S
 
         result: dict[str, Any] = super().run(tmp, task_vars)
         args = self._task.args
-        timeout = float(args.get("timeout") or 0) or 2.0
+        timeout = float(args.get("timeout") or 0) or DEFAULT_TIMEOUT_S
         code, document, message = probe_outcome(
             str(args["kind"]),
             args.get("target"),

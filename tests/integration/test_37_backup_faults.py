@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,71 +51,69 @@ def _databases(stack: DeployedStack) -> list[str]:
 
 
 @pytest.fixture
-def redis_restarted_after(deployed_stack: DeployedStack) -> Iterator[None]:
-    yield
-    redeployed = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "redis", "--json")
-    assert redeployed.returncode == 0, redeployed.stderr
+def redeploy_after() -> Iterator[list[str]]:
+    """A test adds the tags of the services it kills: they are deployed (started) again."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        redeployed = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", tag, "--json")
+        assert redeployed.returncode == 0, redeployed.stderr
+
+
+def assert_a_killed_server_fails_the_backup(
+    tier: str, hold: Callable[[], object], kill: Callable[[], object]
+) -> None:
+    """Take a set of ``tier``; then ``hold`` makes the next backup wait, and ``kill`` stops the
+    server 2 s into it: one line, exit 1, no new set, and the earlier set still verifies."""
+    earlier = _backup("create", "--tier", tier)
+    assert earlier.returncode == 0, earlier.stderr
+    before = _set_ids()
+    hold()
+    killer = threading.Timer(2.0, kill)
+    killer.start()
+    try:
+        run = _backup("create", "--tier", tier)
+    finally:
+        killer.join()
+
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.strip().startswith(f"memops backup.create: {tier}"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert _set_ids() == before
+    verified = _backup("verify", earlier.json()["set_id"])
+    assert verified.returncode == 0, verified.stdout
 
 
 def test_redis_killed_during_a_backup_fails_it_and_leaves_no_set(
-    deployed_stack: DeployedStack, redis_restarted_after: None
+    deployed_stack: DeployedStack, redeploy_after: list[str]
 ) -> None:
-    earlier = _backup("create", "--tier", "redis")
-    assert earlier.returncode == 0, earlier.stderr
-    before = _set_ids()
-
-    # Paused clients make the backup's BGSAVE wait; the server is killed meanwhile.
-    deployed_stack.clients.redis().execute_command("CLIENT", "PAUSE", "20000", "ALL")
-    killer = threading.Timer(2.0, pidfile_daemon, ("stop", REDIS_PIDFILE))
-    killer.start()
-    try:
-        run = _backup("create", "--tier", "redis")
-    finally:
-        killer.join()
-
-    assert run.returncode == 1, run.stdout
-    assert run.stderr.strip().startswith("memops backup.create: redis"), run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert _set_ids() == before
-    verified = _backup("verify", earlier.json()["set_id"])
-    assert verified.returncode == 0, verified.stdout
-
-
-@pytest.fixture
-def postgresql_restarted_after(deployed_stack: DeployedStack) -> Iterator[None]:
-    yield
-    redeployed = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "postgresql", "--json")
-    assert redeployed.returncode == 0, redeployed.stderr
+    redeploy_after.append("redis")
+    assert_a_killed_server_fails_the_backup(
+        "redis",
+        # paused clients make the backup's BGSAVE wait
+        hold=lambda: deployed_stack.clients.redis().execute_command("CLIENT", "PAUSE", "20000"),
+        kill=lambda: pidfile_daemon("stop", REDIS_PIDFILE),
+    )
 
 
 def test_postgresql_killed_during_a_backup_fails_it_and_leaves_no_set(
-    deployed_stack: DeployedStack, postgresql_restarted_after: None
+    deployed_stack: DeployedStack, redeploy_after: list[str]
 ) -> None:
-    earlier = _backup("create", "--tier", "postgresql")
-    assert earlier.returncode == 0, earlier.stderr
-    before = _set_ids()
+    redeploy_after.append("postgresql")
     cluster = deployed_stack.targets.deployment["postgresql"]["cluster"]
-
-    # The backup waits for a lock this session holds; the server is killed meanwhile.
     blocker = deployed_stack.clients.postgresql()
-    blocker.execute("BEGIN")
-    blocker.execute("LOCK TABLE memory_items IN ACCESS EXCLUSIVE MODE")
-    stop = ["pg_ctlcluster", "15", cluster, "stop", "-m", "immediate"]
-    killer = threading.Timer(2.0, subprocess.run, (stop,), {"check": True})
-    killer.start()
-    try:
-        run = _backup("create", "--tier", "postgresql")
-    finally:
-        killer.join()
-        blocker.close()
 
-    assert run.returncode == 1, run.stdout
-    assert run.stderr.strip().startswith("memops backup.create: postgresql"), run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert _set_ids() == before
-    subprocess.run(["pg_ctlcluster", "15", cluster, "start"], check=True)
-    verified = _backup("verify", earlier.json()["set_id"])
-    assert verified.returncode == 0, verified.stdout
+    def hold() -> None:  # the backup waits for the lock this session holds
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE memory_items IN ACCESS EXCLUSIVE MODE")
+
+    stop = ["pg_ctlcluster", "15", cluster, "stop", "-m", "immediate"]
+    try:
+        assert_a_killed_server_fails_the_backup(
+            "postgresql", hold=hold, kill=lambda: subprocess.run(stop, check=True)
+        )
+    finally:
+        blocker.close()
 
 
 def test_a_killed_whole_postgresql_restore_leaves_the_live_database(
