@@ -1,4 +1,4 @@
-"""The deploy fingerprint: the module that checks and records it, and the lookups that feed it."""
+"""The deploy fingerprint: the module that asks and records it, and the lookups that feed it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,22 @@ def _fingerprint(tmp_path: Path, **params: Any) -> dict[str, Any]:
     return result
 
 
+def _status(tmp_path: Path, *, running: bool = True, **params: Any) -> dict[str, Any]:
+    """state=status for service "app" whose status command exits 0 (runs) or 1: its entry."""
+    result = _fingerprint(
+        tmp_path,
+        **params,
+        state="status",
+        name="app",
+        manager="pidfile",
+        status_argv=["true" if running else "false"],
+        known={"other": {"was_running": True}},
+    )
+    status: dict[str, Any] = result["ansible_facts"]["memops_service_status"]
+    assert status["other"] == {"was_running": True}  # what was known stays
+    return {**status["app"], "why": result["why"]}
+
+
 def _lookup(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, LOOKUPS / f"{name}.py")
     assert spec and spec.loader
@@ -43,13 +59,16 @@ def test_record_then_check_matches_and_records_nothing_twice(tmp_path: Path) -> 
     store = tmp_path / "deployed" / "app.json"
     params = {"path": str(store), "inputs": "digest-1", "watch": [str(config)]}
 
-    assert _fingerprint(tmp_path, **params)["matched"] is False
+    assert _status(tmp_path, **params)["unchanged"] is False
     first = _fingerprint(tmp_path, **params, state="record", published={"release": "abc"})
     again = _fingerprint(tmp_path, **params, state="record", published={"release": "abc"})
-    checked = _fingerprint(tmp_path, **params)
+    checked = _status(tmp_path, **params)
 
     assert first["changed"] is True and again["changed"] is False
-    assert checked["matched"] is True and checked["published"] == {"release": "abc"}
+    assert checked["unchanged"] is True and checked["published"] == {"release": "abc"}
+    assert checked["was_running"] is True
+    stopped = _status(tmp_path, running=False, **params)  # a stopped daemon runs the role
+    assert stopped["unchanged"] is False and stopped["why"] == "not running"
     assert store.stat().st_mode & 0o777 == 0o600
 
 
@@ -60,17 +79,17 @@ def test_changed_inputs_content_mode_or_absence_do_not_match(tmp_path: Path) -> 
     params = {"path": str(store), "inputs": "digest-1", "watch": [str(config)]}
     _fingerprint(tmp_path, **params, state="record")
 
-    assert _fingerprint(tmp_path, **{**params, "inputs": "digest-2"})["why"] == (
+    assert _status(tmp_path, **{**params, "inputs": "digest-2"})["why"] == (
         "settings or memops code changed"
     )
     config.write_text("port 2\n")
-    assert _fingerprint(tmp_path, **params)["why"] == "a managed file changed"
+    assert _status(tmp_path, **params)["why"] == "a managed file changed"
     config.write_text("port 1\n")
-    assert _fingerprint(tmp_path, **params)["matched"] is True
+    assert _status(tmp_path, **params)["unchanged"] is True
     os.chmod(config, 0o666)
-    assert _fingerprint(tmp_path, **params)["matched"] is False
+    assert _status(tmp_path, **params)["unchanged"] is False
     config.unlink()
-    assert _fingerprint(tmp_path, **params)["matched"] is False
+    assert _status(tmp_path, **params)["unchanged"] is False
 
 
 def test_check_mode_record_writes_nothing(tmp_path: Path) -> None:

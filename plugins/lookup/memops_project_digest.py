@@ -13,6 +13,8 @@ from typing import Any
 
 from ansible.plugins.lookup import LookupBase
 
+from memops.paths import PROJECT_DIR
+
 DOCUMENTATION = r"""
 name: memops_project_digest
 short_description: sha256 over the memops files a deploy depends on
@@ -21,7 +23,6 @@ description:
     templates, alerts, dashboards, plugins, memops and qdrant_standin directories.
 """
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 DIRECTORIES = ("roles", "playbooks", "templates", "alerts", "dashboards", "plugins", "memops")
 DIRECTORIES += ("qdrant_standin",)
 SKIPPED_PARTS = frozenset({"__pycache__", ".pytest_cache"})

@@ -13,14 +13,14 @@ import yaml
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
+from memops.paths import ROLES_DIR
+
 DOCUMENTATION = r"""
 name: memops_role_options
 short_description: Option names of a memops role, from its argument specs
 description:
   - For each role name given, the sorted names of the options of all its entry points.
 """
-
-ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
 def role_options(role: str, roles_dir: Path = ROLES_DIR) -> list[str]:

@@ -7,10 +7,11 @@ templates directory.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ansible.plugins.lookup import LookupBase
+
+from memops.paths import ROLES_DIR
 
 DOCUMENTATION = r"""
 name: memops_role_templates
@@ -18,8 +19,6 @@ short_description: The templates/*.j2 files of memops roles
 description:
   - For each role name given, the sorted absolute paths of its templates/*.j2 files.
 """
-
-ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
 class LookupModule(LookupBase):

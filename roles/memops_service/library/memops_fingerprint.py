@@ -24,14 +24,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: memops_fingerprint
-short_description: Check or record a deployed component's fingerprint
+short_description: Ask whether a deployed component changed, or record its fingerprint
 description:
-  - C(state=check) reports C(matched) when the fingerprint recorded at O(path) has the
-    same O(inputs) and the O(watch) paths look as they did when it was recorded.
+  - C(state=status) runs O(status_argv) (exit 0 means the daemon runs). When it runs and O(inputs)
+    is set, the fingerprint recorded at O(path) matches if it has the same O(inputs) and the
+    O(watch) paths look as they did when it was recorded. It sets the fact memops_service_status:
+    O(known) with O(name) set to {manager, was_running, unchanged, published}.
   - C(state=record) writes the fingerprint (mode 0600) when it differs.
-  - C(state=status) runs O(status_argv) (exit 0 means the daemon runs), checks the fingerprint
-    when it runs and O(inputs) is set, and sets the fact memops_service_status: O(known) with
-    O(name) set to {manager, was_running, unchanged, published}.
 options:
   path:
     description: Where the fingerprint is kept on the host.
@@ -63,28 +62,24 @@ options:
   published:
     description:
       - Facts the role publishes that cannot be recomputed without its full run (e.g. which
-        Qdrant release it installed); stored by C(state=record), returned by C(state=check).
+        Qdrant release it installed); stored by C(state=record), returned by C(state=status).
     type: dict
     default: {}
   state:
-    description: Check or record.
+    description: Ask (status) or record.
     type: str
-    choices: [check, record, status]
-    default: check
+    choices: [status, record]
+    required: true
 """
 
 RETURN = r"""
-matched:
-  description: The recorded fingerprint matches (state=check).
+unchanged:
+  description: The daemon runs and its recorded fingerprint matches (state=status).
   type: bool
   returned: always
 why:
-  description: Why it does not match, for the log.
+  description: Why the recorded fingerprint does not match ('' when it does), for the log.
   type: str
-  returned: always
-published:
-  description: What O(published) was when the fingerprint was recorded ({} when none is).
-  type: dict
   returned: always
 """
 
@@ -136,6 +131,17 @@ def _write_private(path: str, content: str) -> None:
         raise
 
 
+def _mismatch(recorded: dict[str, str] | None, current: dict[str, str]) -> str:
+    """Why ``recorded`` is not the fingerprint ``current``; '' when it is."""
+    if recorded is None:
+        return "no fingerprint recorded"
+    if recorded.get("inputs") != current["inputs"]:
+        return "settings or memops code changed"
+    if recorded.get("files") != current["files"]:
+        return "a managed file changed"
+    return ""
+
+
 def _status(module: AnsibleModule) -> None:
     """Exit with memops_service_status updated for one service (read-only, so check mode too)."""
     params = module.params
@@ -144,18 +150,35 @@ def _status(module: AnsibleModule) -> None:
     except OSError:  # the service manager's tool is not installed yet: nothing runs
         rc = 127
     running = rc == 0
-    matched, published = False, {}
-    if running and params["inputs"]:
-        recorded = _recorded(params["path"])
-        current = _fingerprint(params["inputs"], params["watch"])
-        matched = recorded is not None and all(
-            recorded.get(key) == current[key] for key in ("inputs", "files")
-        )
-        published = (recorded or {}).get("published") or {} if matched else {}
-    state = {"manager": params["manager"], "was_running": running, "unchanged": matched}
-    state["published"] = published
+    recorded = _recorded(params["path"])
+    if not running:
+        why = "not running"
+    elif not params["inputs"]:
+        why = "no fingerprint wanted"
+    else:
+        why = _mismatch(recorded, _fingerprint(params["inputs"], params["watch"]))
+    unchanged = not why
+    state = {
+        "manager": params["manager"],
+        "was_running": running,
+        "unchanged": unchanged,
+        "published": ((recorded or {}).get("published") or {}) if unchanged else {},
+    }
     facts = {"memops_service_status": {**params["known"], params["name"]: state}}
-    module.exit_json(changed=False, ansible_facts=facts, was_running=running, unchanged=matched)
+    module.exit_json(changed=False, ansible_facts=facts, unchanged=unchanged, why=why)
+
+
+def _record(module: AnsibleModule) -> None:
+    """Write the fingerprint and the published facts unless they are what is recorded."""
+    params = module.params
+    recorded = _recorded(params["path"])
+    current = _fingerprint(params["inputs"], params["watch"])
+    why = _mismatch(recorded, current)
+    if not why and (recorded or {}).get("published") != params["published"]:
+        why = "the published facts changed"
+    if why and not module.check_mode:
+        _write_private(params["path"], json.dumps({**current, "published": params["published"]}))
+    module.exit_json(changed=bool(why), why=why)
 
 
 def main() -> None:
@@ -169,37 +192,14 @@ def main() -> None:
             "known": {"type": "dict", "default": {}},
             "watch": {"type": "list", "elements": "path", "default": []},
             "published": {"type": "dict", "default": {}},
-            "state": {
-                "type": "str",
-                "choices": ["check", "record", "status"],
-                "default": "check",
-            },
+            "state": {"type": "str", "choices": ["status", "record"], "required": True},
         },
         required_if=[("state", "status", ("name", "manager", "status_argv"))],
         supports_check_mode=True,
     )
     if module.params["state"] == "status":
         _status(module)
-    path, state = module.params["path"], module.params["state"]
-    current = _fingerprint(module.params["inputs"], module.params["watch"])
-    recorded = _recorded(path)
-    if recorded is None:
-        why = "no fingerprint recorded"
-    elif recorded.get("inputs") != current["inputs"]:
-        why = "settings or memops code changed"
-    elif recorded.get("files") != current["files"]:
-        why = "a managed file changed"
-    else:
-        why = ""
-    matched = not why
-    published = (recorded or {}).get("published") or {}
-    if state == "record":
-        matched = matched and published == module.params["published"]
-        if not matched and not module.check_mode:
-            _write_private(path, json.dumps({**current, "published": module.params["published"]}))
-    module.exit_json(
-        changed=state == "record" and not matched, matched=matched, why=why, published=published
-    )
+    _record(module)
 
 
 if __name__ == "__main__":
