@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from memops.backup.artifacts import BackupError
+from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.manifest import FileRecord
 from memops.backup.postgres_tier import PostgresTier, check_pgdump
 from memops.migrate import migrate
@@ -15,7 +16,9 @@ from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 
-TENANTS = ("acme", "acme:eu", "glob*star", "[brackets]", "o'brien")
+# COPY text escapes a backslash, tab and newline: a name holding them must still match itself.
+CONTROL = "back\\slash\ttab\nline"
+TENANTS = ("acme", "acme:eu", "glob*star", "[brackets]", "o'brien", CONTROL)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,37 @@ def test_tenant_restore_touches_only_that_tenant(tier: PostgresTier, tmp_path: P
     for tenant in ("glob*star", "[brackets]", "o'brien"):
         assert after[tenant] == before[tenant]
     assert report["tenants"]["acme"]["rows_restored"] == 5
+
+
+def test_tenant_with_escaped_characters_restores_from_the_whole_dump(
+    tier: PostgresTier, tmp_path: Path
+) -> None:
+    before = tier.tenant_summaries()
+    artifact = tier.backup(tmp_path)
+    assert artifact.scope == "full"
+    with tier._connect() as conn:
+        conn.execute("UPDATE memory_items SET content = 'damaged' WHERE tenant_id = %s", (CONTROL,))
+    report = tier.restore(tmp_path, artifact, tenants=[CONTROL])
+    assert report["tenants"][CONTROL]["rows_restored"] == 5
+    assert tier.tenant_summaries() == before
+
+
+def test_tenant_restore_refuses_a_set_that_disagrees_with_its_manifest(
+    tier: PostgresTier, tmp_path: Path
+) -> None:
+    artifact = tier.backup(tmp_path)
+    with tier._connect() as conn:
+        conn.execute("UPDATE memory_items SET content = 'live' WHERE tenant_id = 'acme'")
+    live = tier.tenant_summaries()
+    wrong_count = replace(artifact.tenants["acme"], count=6)
+    tampered = replace(artifact, tenants={**artifact.tenants, "acme": wrong_count})
+    with pytest.raises(RestoreRefused, match="6"):
+        tier.restore(tmp_path, tampered, tenants=["acme"])
+    wrong_sum = replace(artifact.tenants["acme"], checksum="0" * 64)
+    tampered = replace(artifact, tenants={**artifact.tenants, "acme": wrong_sum})
+    with pytest.raises(BackupError, match="do not match"):
+        tier.restore(tmp_path, tampered, tenants=["acme"])
+    assert tier.tenant_summaries() == live  # both refusals rolled back
 
 
 def test_whole_restore_swaps_in_and_keeps_old(tier: PostgresTier, tmp_path: Path) -> None:

@@ -1,15 +1,23 @@
-"""PostgreSQL tier: a zstd-compressed custom-format dump, plus per-tenant COPY files.
+"""PostgreSQL tier: the whole database as a zstd-compressed dump, tenants as COPY files.
 
-Whole database: ``pg_dump -Fc -Z0 | zstd -T2`` (PostgreSQL 15's pg_dump has only
-gzip, several times slower). A whole restore loads into a NEW database, checks
-its row counts and schema version, and only then swaps it in by renames, so a
-failed or killed restore never leaves a half-restored live database.
+Whole database (``memops.backup.pg_archive``): ``pg_dump -Fc -Z0 | zstd`` plus a
+schema-only archive, both in one exported snapshot, in which the per-tenant
+counts and checksums are read too. A whole restore loads into a NEW database,
+checks its row counts and schema version, and only then swaps it in by
+renames, so a failed or killed restore never leaves a half-restored live database.
 
-Per tenant: that tenant's ``memory_items`` and ``execution_audit_log`` rows in
-COPY text format, gzip-compressed, in files named by ``tenant_token`` (never
-the tenant name). A tenant restore replaces the tenant's ``memory_items`` rows
-in one transaction (DELETE, never TRUNCATE) and adds back only its missing
-audit rows (the log is append-only), then records its own audit event.
+Per tenant: a namespace set holds that tenant's ``memory_items`` and
+``execution_audit_log`` rows in COPY text format, gzip-compressed, in files named
+by ``tenant_token`` (never the tenant name); a tenant restore from a whole set
+picks the tenant's rows out of the dump. The restore replaces the tenant's
+``memory_items`` rows in one transaction (DELETE, never TRUNCATE), adds back only
+its missing audit rows (the log is append-only), records its own audit event,
+and commits only when the tenant's rows match the set's count and checksum.
+
+A tenant's checksum is computed by the server, so that backup, restore and drill
+read it the same way and cheaply: the sum of ``hash_record_extended`` (a 64-bit
+hash of every column's value) over the tenant's ``memory_items`` rows, which
+does not depend on the order the rows are read in.
 """
 
 from __future__ import annotations
@@ -19,17 +27,17 @@ import gzip
 import hashlib
 import io
 import json
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from psycopg import sql
 
 from memops import migrate
-from memops.backup import pg_tools
+from memops.backup import pg_archive, pg_tools
 from memops.backup.artifacts import (
     BackupError,
     RestoreRefused,
@@ -40,43 +48,61 @@ from memops.backup.artifacts import (
     tenant_token,
 )
 from memops.backup.manifest import FileRecord
+from memops.backup.pg_copytext import copy_target, tenant_filter
 from memops.backup.verify import register_checker
 from memops.clients import postgres_connect
 from memops.targets import PostgresTarget
 
 TIER = "postgresql"
 TABLES = ("memory_items", "execution_audit_log")
-ZSTD_LEVEL = 3  # measured: smaller than pg_dump -Fc's default gzip -6, several times faster
-_EMPTY = hashlib.sha256(b"").hexdigest()
 
 
 def check_pgdump(path: Path, record: FileRecord) -> None:
-    """A dump is readable when ``zstd -d | pg_restore --list`` reads its table of contents."""
-    zstd = pg_tools.spawn(["zstd", "-d", "-q", "-c", str(path)], stdout=subprocess.PIPE)
+    """A dump is readable when ``zstd -d | pg_restore --list`` reads its table of contents.
+
+    pg_restore stops reading after the table of contents; the whole stream is
+    checked by verify's decompression check.
+    """
     try:
-        lister = pg_tools.spawn(
-            ["pg_restore", "--list"], stdin=zstd.stdout, stdout=subprocess.DEVNULL
-        )
-        assert zstd.stdout is not None
-        zstd.stdout.close()
-        _, err = lister.communicate()
-    finally:
-        zstd.wait()
-    # pg_restore stops reading after the table of contents: zstd then ends on SIGPIPE,
-    # and the whole stream is checked by verify's decompression check instead.
-    if lister.returncode != 0 or zstd.returncode not in (0, -13):
-        raise BackupError(
-            f"{record.name}: pg_restore --list failed: "
-            f"{pg_tools.failure_line('pg_restore', lister.returncode, err)}"
-        )
+        pg_archive.table_of_contents(path)
+    except BackupError as exc:
+        raise BackupError(f"{record.name}: {exc}") from exc
+
+
+def check_pgschema(path: Path, record: FileRecord) -> None:
+    """The schema archive is readable when ``pg_restore --list`` reads it."""
+    pg_tools.run(["pg_restore", "--list", str(path)], what=f"{record.name}: pg_restore --list")
 
 
 register_checker("pgdump", check_pgdump)
+register_checker("pgschema", check_pgschema)
+
+_SUMMARIES = """
+SELECT tenant_id, count(*), coalesce(sum(hash_record_extended(m, 0)::numeric), 0)
+FROM memory_items m {where} GROUP BY tenant_id
+"""
 
 
-def _summary(lines: list[bytes]) -> TenantSummary:
-    digests = sorted(hashlib.sha256(line).hexdigest() for line in lines)
-    return TenantSummary(len(lines), hashlib.sha256("".join(digests).encode()).hexdigest())
+def tenant_summaries(conn: Any, tenants: Sequence[str] | None = None) -> dict[str, TenantSummary]:
+    """Count and checksum of each tenant's ``memory_items`` rows (all tenants, or those named).
+
+    A named tenant without rows has count 0 and the checksum of no rows.
+    """
+    if tenants is None:
+        rows = conn.execute(_SUMMARIES.format(where="")).fetchall()
+    else:
+        query = _SUMMARIES.format(where="WHERE tenant_id = ANY(%s)")
+        rows = conn.execute(query, (list(tenants),)).fetchall()
+    found = {tenant: _summary(count, total) for tenant, count, total in rows}
+    for tenant in tenants or ():
+        found.setdefault(tenant, _summary(0, 0))
+    return found
+
+
+def _summary(count: int, hash_sum: Any) -> TenantSummary:
+    return TenantSummary(
+        int(count), hashlib.sha256(f"{int(count)}:{int(hash_sum)}".encode()).hexdigest()
+    )
 
 
 class PostgresTier:
@@ -144,11 +170,7 @@ class PostgresTier:
             self.restore(staging, artifact, into=name)
             seconds = time.monotonic() - started
             with self._connect(name, admin=True) as conn:
-                names = self._tenants(conn)
-                summaries = {
-                    t: _summary(self._tenant_lines(conn, "memory_items", t)) for t in names
-                }
-                yield ScratchCopy(summaries, seconds, connection=conn)
+                yield ScratchCopy(tenant_summaries(conn), seconds, connection=conn)
         finally:
             with self._connect("postgres", admin=True) as conn:
                 conn.execute(
@@ -171,24 +193,22 @@ class PostgresTier:
                 buf.write(chunk)
         return buf.getvalue().splitlines(keepends=True)
 
-    def _tenants(self, conn: Any) -> list[str]:
-        rows = conn.execute("SELECT DISTINCT tenant_id FROM memory_items ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
-
     def tenant_summaries(self, tenants: Sequence[str] | None = None) -> dict[str, TenantSummary]:
         """Per-tenant count and checksum of the live ``memory_items`` rows (as the backup)."""
         with self._connect() as conn:
-            names = self._tenants(conn) if tenants is None else list(tenants)
-            return {t: _summary(self._tenant_lines(conn, "memory_items", t)) for t in names}
+            return tenant_summaries(conn, tenants)
 
     # ------------------------------------------------------------------ backup
 
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact:
+        """The whole database (``tenants`` None) or those tenants' rows, in one snapshot."""
         (staging / TIER).mkdir(parents=True, exist_ok=True)
         db = self.target.dbname
         files: list[str] = []
         kinds: dict[str, str] = {}
         with self._connect() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
             server = conn.execute("SHOW server_version").fetchone()[0]
             schema = migrate.current_version(conn)
@@ -198,25 +218,24 @@ class PostgresTier:
                 ).fetchone()[0]
                 for t in TABLES
             }
-            names = self._tenants(conn) if tenants is None else list(tenants)
-            summaries: dict[str, TenantSummary] = {}
-            for tenant in names:
-                token = tenant_token(tenant)
-                for table in TABLES:
-                    lines = self._tenant_lines(conn, table, tenant)
-                    name = f"{TIER}/{token}.{table}.copy.gz"
-                    tmp = staging / f"{name}.tmp"
-                    with gzip.open(tmp, "wb", compresslevel=3) as out:
-                        out.writelines(lines)
-                    tmp.replace(staging / name)
+            if tenants is None:
+                # The dump runs beside this session's checksums, in the same snapshot.
+                env = pg_tools.libpq_env(self.target)
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    dumping = pool.submit(
+                        pg_archive.dump, env, staging / _dump_name(db), snapshot=snapshot
+                    )
+                    pg_archive.dump_schema(env, staging / _schema_name(db), snapshot=snapshot)
+                    summaries = tenant_summaries(conn)
+                    dumping.result()
+                for name, kind in ((_dump_name(db), "pgdump"), (_schema_name(db), "pgschema")):
                     files.append(name)
-                    if table == "memory_items":
-                        summaries[tenant] = _summary(lines)
-        if tenants is None:
-            name = f"{TIER}/{db}.dump.zst"
-            self._dump(staging / name)
-            files.append(name)
-            kinds[name] = "pgdump"
+                    kinds[name] = kind
+            else:
+                summaries = tenant_summaries(conn, tenants)
+                files = [self._write_tenant(conn, staging, tenant) for tenant in tenants]
+                files = [name for pair in files for name in pair]
+            conn.execute("COMMIT")
         return TierArtifact(
             tier=TIER,
             files=tuple(files),
@@ -227,38 +246,27 @@ class PostgresTier:
                 "zstd": pg_tools.tool_version("zstd"),
                 "schema": str(schema),
             },
-            positions={"lsn": lsn},
+            positions={"lsn": lsn, "snapshot": snapshot},
             scope="full" if tenants is None else "namespaces",
             extra={
                 "dbname": db,
                 "row_counts": counts,
-                "tokens": {tenant_token(t): t for t in names},
+                "tokens": {tenant_token(t): t for t in summaries},
             },
             kinds=kinds,
         )
 
-    def _dump(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        env = pg_tools.libpq_env(self.target)
-        with open(tmp, "wb") as out:
-            dump = pg_tools.spawn(["pg_dump", "-Fc", "-Z0"], env=env, stdout=subprocess.PIPE)
-            zstd = pg_tools.spawn(
-                ["zstd", "-T2", f"-{ZSTD_LEVEL}", "-q", "-c"], stdin=dump.stdout, stdout=out
-            )
-            assert dump.stdout is not None
-            dump.stdout.close()
-            _, zerr = zstd.communicate()
-            derr = dump.stderr.read() if dump.stderr else b""
-            dump.wait()
-        if dump.returncode != 0 or zstd.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            bad, rc, err = (
-                ("pg_dump", dump.returncode, derr)
-                if dump.returncode
-                else ("zstd", zstd.returncode, zerr)
-            )
-            raise BackupError(f"postgresql: {bad} failed: {pg_tools.failure_line(bad, rc, err)}")
-        tmp.replace(path)
+    def _write_tenant(self, conn: Any, staging: Path, tenant: str) -> tuple[str, str]:
+        """The tenant's rows of each table as a gzip-compressed COPY file; their names."""
+        names = []
+        for table in TABLES:
+            name = f"{TIER}/{tenant_token(tenant)}.{table}.copy.gz"
+            tmp = staging / f"{name}.tmp"
+            with gzip.open(tmp, "wb", compresslevel=3) as out:
+                out.writelines(self._tenant_lines(conn, table, tenant))
+            tmp.replace(staging / name)
+            names.append(name)
+        return names[0], names[1]
 
     # ----------------------------------------------------------------- restore
 
@@ -286,7 +294,7 @@ class PostgresTier:
         set_id: str | None,
     ) -> dict[str, Any]:
         db = self.target.dbname
-        dump = staging / TIER / f"{artifact.extra['dbname']}.dump.zst"
+        dump = staging / _dump_name(artifact.extra["dbname"])
         if not dump.is_file():
             raise RestoreRefused(f"postgresql: the set has no whole-database dump ({dump.name})")
         if into == db:
@@ -308,7 +316,7 @@ class PostgresTier:
                 )
             )
         try:
-            self._load(dump, new)
+            self._load(staging, artifact, new)
             self._check_loaded(new, artifact)
         except BaseException:
             with self._connect("postgres", admin=True) as conn:
@@ -356,32 +364,15 @@ class PostgresTier:
         report["total_s"] = time.monotonic() - started
         return report
 
-    def _load(self, dump: Path, dbname: str) -> None:
-        env = pg_tools.libpq_env(self.admin, dbname)
-        zstd = pg_tools.spawn(["zstd", "-d", "-q", "-c", str(dump)], stdout=subprocess.PIPE)
-        restore = pg_tools.spawn(
-            [
-                "pg_restore",
-                "--exit-on-error",
-                "--no-owner",
-                "--role",
-                self.target.user,
-                "-d",
-                dbname,
-            ],
-            env=env,
-            stdin=zstd.stdout,
-            stdout=subprocess.DEVNULL,
+    def _load(self, staging: Path, artifact: TierArtifact, dbname: str) -> None:
+        schema = staging / _schema_name(artifact.extra["dbname"])
+        pg_archive.load(
+            staging / _dump_name(artifact.extra["dbname"]),
+            schema if schema.is_file() else None,  # sets taken before it existed
+            env=pg_tools.libpq_env(self.admin, dbname),
+            connect=lambda: self._connect(dbname, admin=True),
+            role=self.target.user,
         )
-        assert zstd.stdout is not None
-        zstd.stdout.close()
-        _, err = restore.communicate()
-        zstd.wait()
-        if restore.returncode != 0 or zstd.returncode != 0:
-            raise BackupError(
-                "postgresql: pg_restore failed: "
-                + pg_tools.failure_line("pg_restore", restore.returncode, err)
-            )
 
     def _check_loaded(self, dbname: str, artifact: TierArtifact) -> None:
         with self._connect(dbname, admin=True) as conn:
@@ -401,35 +392,41 @@ class PostgresTier:
             )
 
     def _restore_tenant(self, staging: Path, artifact: TierArtifact, tenant: str) -> dict:
-        token = tenant_token(tenant)
-        if token not in artifact.extra.get("tokens", {}):
+        want = artifact.tenants.get(tenant)
+        if want is None:
             raise RestoreRefused(f"postgresql: tenant {tenant!r} is not in this set")
-
-        def read(table: str) -> bytes:
-            with gzip.open(staging / TIER / f"{token}.{table}.copy.gz", "rb") as handle:
-                return handle.read()
-
-        items, audit = read("memory_items"), read("execution_audit_log")
+        items, audit = self._tenant_rows(staging, artifact, tenant)
+        if len(items.lines) != want.count:
+            raise RestoreRefused(
+                f"postgresql: the set holds {len(items.lines)} rows of tenant {tenant!r}, "
+                f"its manifest says {want.count}; nothing was changed"
+            )
         with self._connect() as conn, conn.transaction():
             # The supersede FK is deferrable: check it once, at commit, for the whole tenant.
             conn.execute("SET CONSTRAINTS memory_items_superseded_by_fkey DEFERRED")
             deleted = conn.execute(
                 "DELETE FROM memory_items WHERE tenant_id = %s", (tenant,)
             ).rowcount
-            with conn.cursor() as cur, cur.copy("COPY memory_items FROM STDIN") as copy:
-                copy.write(items)
+            with conn.cursor() as cur, cur.copy(items.copy_into("memory_items")) as copy:
+                copy.write(b"".join(items.lines))
+            got = tenant_summaries(conn, [tenant])[tenant]
+            if got != want:
+                raise BackupError(  # the transaction rolls back: the live rows stay as they were
+                    f"postgresql: tenant {tenant!r} restored as {got.count} rows that do not "
+                    f"match the set's {want.count} (schema changed since?); nothing was changed"
+                )
             conn.execute(
                 "CREATE TEMP TABLE restore_audit (LIKE execution_audit_log) ON COMMIT DROP"
             )
-            with conn.cursor() as cur, cur.copy("COPY restore_audit FROM STDIN") as copy:
-                copy.write(audit)
+            with conn.cursor() as cur, cur.copy(audit.copy_into("restore_audit")) as copy:
+                copy.write(b"".join(audit.lines))
             added = conn.execute(
                 "INSERT INTO execution_audit_log (id, at, actor, action, tenant_id, details) "
                 "OVERRIDING SYSTEM VALUE SELECT r.id, r.at, r.actor, r.action, r.tenant_id, "
                 "r.details FROM restore_audit r WHERE NOT EXISTS "
                 "(SELECT 1 FROM execution_audit_log a WHERE a.id = r.id)"
             ).rowcount
-            restored = len(items.splitlines())
+            restored = len(items.lines)
             conn.execute(
                 "INSERT INTO execution_audit_log (actor, action, tenant_id, details) "
                 "VALUES ('memops-backup', 'backup.restore', %s, %s::jsonb)",
@@ -446,3 +443,52 @@ class PostgresTier:
                 ),
             )
         return {"rows_deleted": deleted, "rows_restored": restored, "audit_rows_added": added}
+
+    def _tenant_rows(
+        self, staging: Path, artifact: TierArtifact, tenant: str
+    ) -> tuple[TenantRows, TenantRows]:
+        """The tenant's memory_items and audit rows: from its files, or picked out of the dump."""
+        if artifact.scope != "full":
+            token = tenant_token(tenant)
+            found = {
+                table: TenantRows(None, _read_gz(staging / f"{TIER}/{token}.{table}.copy.gz"))
+                for table in TABLES
+            }
+            return found["memory_items"], found["execution_audit_log"]
+        found = {table: TenantRows(None, []) for table in TABLES}
+        with pg_archive.table_rows(staging / _dump_name(artifact.extra["dbname"])) as blocks:
+            for statement, lines in blocks:
+                table, columns = copy_target(statement)
+                pick = tenant_filter(columns, tenant) if table in found else None
+                kept = [line for line in lines if pick is not None and pick(line)]
+                if pick is not None:
+                    found[table] = TenantRows(columns, kept)
+        return found["memory_items"], found["execution_audit_log"]
+
+
+@dataclass(frozen=True)
+class TenantRows:
+    """One table's rows of a tenant as COPY text lines, and the columns they hold in order."""
+
+    columns: list[str] | None  # None: every column, in the table's order
+    lines: list[bytes]
+
+    def copy_into(self, table: str) -> sql.Composed:
+        if self.columns is None:
+            return sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(table))
+        return sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, self.columns))
+        )
+
+
+def _read_gz(path: Path) -> list[bytes]:
+    with gzip.open(path, "rb") as handle:
+        return handle.read().splitlines(keepends=True)
+
+
+def _dump_name(db: str) -> str:
+    return f"{TIER}/{db}.dump.zst"
+
+
+def _schema_name(db: str) -> str:
+    return f"{TIER}/{db}.schema.dump"
