@@ -1,12 +1,17 @@
 """Per-namespace logical dump of Redis: SCAN + DUMP + PEXPIRETIME in a server-side script.
 
 One EVALSHA call runs one SCAN step (``COUNT`` keys, MATCH on the escaped tenant
-pattern), DUMPs the keys of exactly this namespace, reads their absolute expiry
-and returns the cursor and the records already encoded in the file's record
-format. Short steps keep the server responsive (other clients wait at most one
-step); the next call is sent before the previous reply is processed, so Python
-and the server work at the same time. Python re-checks every key with
-``key_in_namespace`` and drops keys SCAN returned twice.
+pattern), keeps the keys of exactly this namespace (the same test as
+``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``),
+DUMPs them, reads their absolute expiry and returns the cursor and the records
+already encoded in the file's record format. Short steps keep the server
+responsive (other clients wait at most one step); the next call is sent before
+the previous reply is processed, so Python and the server work at the same time.
+
+Python drops keys SCAN returned twice. It does so per batch, not per key: a
+batch whose keys are all new (nearly always) is kept whole, and only a batch
+with a repeat is cut record by record; per key, Python slices the key and
+hashes it, nothing more.
 
 The content checksum of a namespace is order-independent: the sum, modulo
 2**256, of sha256(u32 key length | key | DUMP payload without its 10-byte
@@ -19,14 +24,14 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memops.backup.artifacts import BackupError, TenantSummary
-from memops.backup.redis_nsfile import RECORD, NamespaceWriter
-from memops.workload import key_in_namespace, tenant_pattern
+from memops.backup.redis_nsfile import RECORD, NamespaceWriter, Record
+from memops.workload import tenant_pattern
 
 if TYPE_CHECKING:
     import redis
@@ -34,41 +39,61 @@ if TYPE_CHECKING:
 SCAN_COUNT = 2000
 FOOTER = 10  # DUMP payload: ... | u16 RDB version | u64 CRC64
 
-_SCRIPT = """
+
+def _script(*, namespace: bool) -> str:
+    """The SCAN step: with ``namespace``, MATCH ARGV[2] and only keys ``ARGV[3]{type}:{id}``."""
+    scan = "'MATCH', ARGV[2], 'COUNT', ARGV[4]" if namespace else "'COUNT', ARGV[2]"
+    # key_in_namespace: the head, then a non-empty type, ':', a non-empty id without ':'.
+    belongs = "find(key, head, 1, true) == 1 and find(key, '^[^:]+:[^:]+$', #head + 1)"
+    return f"""
+local find, pack, call = string.find, struct.pack, redis.call
 local head = ARGV[3]
-local hl = #head
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[4])
-local out, n = {}, 0
+local step = call('SCAN', ARGV[1], {scan})
+local out, n = {{}}, 0
 for _, key in ipairs(step[2]) do
-  if string.sub(key, 1, hl) == head then
-    local c = string.find(key, ':', hl + 1, true)
-    if c and c > hl + 1 and c < #key and not string.find(key, ':', c + 1, true) then
-      local payload = redis.call('DUMP', key)
-      if payload then
-        n = n + 1
-        out[n] = struct.pack('>I4i8I4', #key, redis.call('PEXPIRETIME', key), #payload)
-          .. key .. payload
-      end
+  if {belongs if namespace else "true"} then
+    local payload = call('DUMP', key)
+    if payload then
+      out[n + 1] = pack('>I4i8I4', #key, call('PEXPIRETIME', key), #payload)
+      out[n + 2] = key
+      out[n + 3] = payload
+      n = n + 3
     end
   end
 end
-return {step[1], table.concat(out)}
+return {{step[1], table.concat(out)}}
 """
-# The whole keyspace (database 0), for a whole restore: every key, no namespace check.
-_WHOLE_SCRIPT = """
-local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local out, n = {}, 0
-for _, key in ipairs(step[2]) do
-  local payload = redis.call('DUMP', key)
-  if payload then
-    n = n + 1
-    local head = struct.pack('>I4i8I4', #key, redis.call('PEXPIRETIME', key), #payload)
-    out[n] = head .. key .. payload
-  end
-end
-return {step[1], table.concat(out)}
-"""
+
+
+_SCRIPT = _script(namespace=True)
+_WHOLE_SCRIPT = _script(namespace=False)  # every key of database 0, for a whole restore
 _KEY_LEN = struct.Struct(">I")
+
+
+def content_sum(keys: Iterable[bytes], contents: Iterable[bytes]) -> int:
+    """The checksum's sum: sha256(u32 key length | content), content = key | payload less footer."""
+    sha, pack = hashlib.sha256, _KEY_LEN.pack
+    return sum(
+        int.from_bytes(sha(pack(len(key)) + content).digest(), "big")
+        for key, content in zip(keys, contents, strict=True)
+    )
+
+
+def _split(blob: bytes) -> tuple[list[bytes], list[bytes], list[int]]:
+    """Per record of an export blob: its key, its content (``content_sum``), where it ends."""
+    keys: list[bytes] = []
+    contents: list[bytes] = []
+    ends: list[int] = []
+    unpack, head = RECORD.unpack_from, RECORD.size
+    offset, size = 0, len(blob)
+    while offset < size:
+        key_len, _, payload_len = unpack(blob, offset)
+        key_at = offset + head
+        offset = key_at + key_len + payload_len
+        keys.append(blob[key_at : key_at + key_len])
+        contents.append(blob[key_at : offset - FOOTER])
+        ends.append(offset)
+    return keys, contents, ends
 
 
 @dataclass
@@ -79,61 +104,52 @@ class NamespaceDigest:
     tenant: str | None
     count: int = 0
     duplicates: int = 0
-    foreign: int = 0
     rdb_format: str = ""
     _sum: int = 0
 
     def __post_init__(self) -> None:
         self._seen: set[bytes] = set()
 
-    def absorb(self, blob: bytes) -> list[memoryview]:
-        """The parts of ``blob`` to keep: every record of a new key of this namespace."""
-        keep: list[memoryview] = []
+    def absorb(self, blob: bytes) -> list[bytes | memoryview]:
+        """The parts of ``blob`` to keep: its records less those of keys already seen."""
+        keys, contents, ends = _split(blob)
+        batch = set(keys)
+        if len(batch) == len(keys) and self._seen.isdisjoint(batch):
+            self._seen |= batch
+            parts: list[bytes | memoryview] = [blob] if blob else []
+        else:
+            parts, keys, contents = self._drop_repeats(blob, keys, contents, ends)
+        self._sum += content_sum(keys, contents)
+        self.count += len(keys)
+        if blob and not self.rdb_format:
+            self.rdb_format = str(int.from_bytes(blob[-FOOTER:-8], "little"))
+        return parts
+
+    def _drop_repeats(
+        self, blob: bytes, keys: list[bytes], contents: list[bytes], ends: list[int]
+    ) -> tuple[list[bytes | memoryview], list[bytes], list[bytes]]:
+        """The parts, keys and contents of the records whose key was not seen before."""
         view = memoryview(blob)
-        unpack, head, seen, sha = RECORD.unpack_from, RECORD.size, self._seen, hashlib.sha256
-        offset = start = 0
-        size = len(blob)
-        while offset < size:
-            key_len, _, payload_len = unpack(blob, offset)
-            key_at = offset + head
-            end = key_at + key_len + payload_len
-            key = blob[key_at : key_at + key_len]
-            fresh = key not in seen and (
-                self.tenant is None
-                or key_in_namespace(
-                    key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant
-                )
-            )
-            if fresh:
-                seen.add(key)
-                digest = sha(_KEY_LEN.pack(key_len) + blob[key_at : end - FOOTER]).digest()
-                self._sum += int.from_bytes(digest, "big")
-                self.count += 1
+        parts: list[bytes | memoryview] = []
+        fresh_keys: list[bytes] = []
+        fresh_contents: list[bytes] = []
+        start = 0
+        for key, content, end in zip(keys, contents, ends, strict=True):
+            if key in self._seen:
+                self.duplicates += 1
             else:
-                if key in seen:
-                    self.duplicates += 1
-                else:
-                    self.foreign += 1
-                if offset > start:
-                    keep.append(view[start:offset])
-                start = end
-            offset = end
-        if size > start:
-            keep.append(view[start:size])
-            if not self.rdb_format:
-                self.rdb_format = str(int.from_bytes(blob[size - FOOTER : size - 8], "little"))
-        return keep
+                self._seen.add(key)
+                fresh_keys.append(key)
+                fresh_contents.append(content)
+                parts.append(view[start:end])
+            start = end
+        return parts, fresh_keys, fresh_contents
 
-    def _belongs(self, key: bytes) -> bool:
-        if self.tenant is None:
-            return True
-        return key_in_namespace(key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant)
-
-    def add(self, key: bytes, payload: bytes) -> None:
-        """Count one key known to be new and of this namespace (a record being restored)."""
-        digest = hashlib.sha256(_KEY_LEN.pack(len(key)) + key + payload[:-FOOTER]).digest()
-        self._sum += int.from_bytes(digest, "big")
-        self.count += 1
+    def add(self, records: list[Record]) -> None:
+        """Count records known to be new and of this namespace (records being restored)."""
+        contents = [key + payload[:-FOOTER] for key, _, payload in records]
+        self._sum += content_sum((key for key, _, _ in records), contents)
+        self.count += len(records)
 
     @property
     def checksum(self) -> str:

@@ -90,9 +90,8 @@ def restore_records(
             data, kept, dropped = _commands(batch, now_ms())
             pipe.send(data, len(kept))
             if track:
-                for key, _expire_ms, payload in kept:
-                    done.keys.add(key)
-                    done.digest.add(key, payload)
+                done.keys.update(key for key, _, _ in kept)
+                done.digest.add(kept)
             done.restored += len(kept)
             done.expired_skipped += dropped
         pipe.finish()
