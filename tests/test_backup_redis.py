@@ -186,7 +186,7 @@ def test_whole_restore_refuses_a_set_with_other_databases(
 def test_namespace_export_keeps_exactly_the_keys_of_key_in_namespace(
     server: ScratchRedis, tmp_path: Path
 ) -> None:
-    """The server-side filter is the namespace check: it must agree with key_in_namespace."""
+    """The export's filter on bytes (namespace_key_pattern) must agree with key_in_namespace."""
     client = redis_client(server.target)
     head = "p:memory:a*[b]:"
     names = [

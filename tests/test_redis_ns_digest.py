@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from memops.backup.redis_ns_export import FOOTER, NamespaceDigest
+from memops.backup.redis_ns_export import FOOTER, Batch, NamespaceDigest
 from memops.backup.redis_nsfile import encode_record
 
 FOOTER_BYTES = b"\x0a\x00" + b"C" * 8  # u16 RDB version 10 | u64 CRC (not checked here)
@@ -24,16 +24,20 @@ def defined_checksum(records: dict[bytes, bytes]) -> str:
     return (total % (1 << 256)).to_bytes(32, "big").hex()
 
 
-def blob(*records: tuple[bytes, bytes]) -> bytes:
-    return b"".join(encode_record(key, -1, dumped) for key, dumped in records)
+def batch(*records: tuple[bytes, bytes]) -> Batch:
+    return Batch.of((key, -1, dumped) for key, dumped in records)
+
+
+def encoded(*records: tuple[bytes, bytes]) -> list[bytes]:
+    return [encode_record(key, -1, dumped) for key, dumped in records]
 
 
 def test_batches_of_new_keys_are_kept_whole_and_summed_as_defined() -> None:
-    first = blob((b"p:memory:a:fact:1", payload(b"one")), (b"p:memory:a:fact:2", payload(b"two")))
-    second = blob((b"p:memory:a:fact:3", payload(b"three")))
+    first = ((b"p:memory:a:fact:1", payload(b"one")), (b"p:memory:a:fact:2", payload(b"two")))
+    second = ((b"p:memory:a:fact:3", payload(b"three")),)
     digest = NamespaceDigest("p", "a")
-    assert digest.absorb(first) == [first]
-    assert digest.absorb(second) == [second]
+    assert digest.absorb(batch(*first)) == encoded(*first)
+    assert digest.absorb(batch(*second)) == encoded(*second)
     assert (digest.count, digest.duplicates, digest.rdb_format) == (3, 0, "10")
     assert digest.checksum == defined_checksum(
         {
@@ -46,15 +50,14 @@ def test_batches_of_new_keys_are_kept_whole_and_summed_as_defined() -> None:
 
 def test_a_key_scan_returned_again_is_dropped_from_file_and_checksum() -> None:
     digest = NamespaceDigest("p", "a")
-    digest.absorb(blob((b"p:memory:a:fact:1", payload(b"one"))))
+    digest.absorb(batch((b"p:memory:a:fact:1", payload(b"one"))))
     # SCAN returned fact:1 again (changed meanwhile) and fact:2 twice in one step.
-    again = blob(
+    again = batch(
         (b"p:memory:a:fact:1", payload(b"changed")),
         (b"p:memory:a:fact:2", payload(b"two")),
         (b"p:memory:a:fact:2", payload(b"two")),
     )
-    kept = b"".join(digest.absorb(again))
-    assert kept == blob((b"p:memory:a:fact:2", payload(b"two")))
+    assert digest.absorb(again) == encoded((b"p:memory:a:fact:2", payload(b"two")))
     assert (digest.count, digest.duplicates) == (2, 2)
     assert digest.checksum == defined_checksum(
         {b"p:memory:a:fact:1": payload(b"one"), b"p:memory:a:fact:2": payload(b"two")}
@@ -64,9 +67,9 @@ def test_a_key_scan_returned_again_is_dropped_from_file_and_checksum() -> None:
 def test_the_checksum_ignores_order_expiry_and_footer_but_not_content() -> None:
     records = [(b"k:%d" % i, payload(b"v%d" % i)) for i in range(50)]
     forward, backward = NamespaceDigest("", None), NamespaceDigest("", None)
-    forward.absorb(blob(*records))
-    backward.absorb(blob(*reversed(records[25:])))
-    backward.absorb(blob(*reversed(records[:25])))
+    forward.absorb(batch(*records))
+    backward.absorb(batch(*reversed(records[25:])))
+    backward.absorb(batch(*reversed(records[:25])))
     assert forward.checksum == backward.checksum
     restored = NamespaceDigest("", None)
     restored.add([(key, 1_700_000_000_000, dumped[:-8] + b"X" * 8) for key, dumped in records])

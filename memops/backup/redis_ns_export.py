@@ -1,17 +1,18 @@
-"""Per-namespace logical dump of Redis: SCAN + DUMP + PEXPIRETIME in a server-side script.
+"""Per-namespace logical dump of Redis: SCAN, then PEXPIRETIME + DUMP of its keys in MULTI/EXEC.
 
-One EVALSHA call runs one SCAN step (``COUNT`` keys, MATCH on the escaped tenant
-pattern), keeps the keys of exactly this namespace (the same test as
-``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``),
-DUMPs them, reads their absolute expiry and returns the cursor and the records
-already encoded in the file's record format. Short steps keep the server
-responsive (other clients wait at most one step); the next call is sent before
-the previous reply is processed, so Python and the server work at the same time.
+Each SCAN step (``COUNT`` keys, MATCH on the escaped tenant pattern) is followed
+by one MULTI/EXEC that reads the absolute expiry and the DUMP payload of the
+step's keys of exactly this namespace (``namespace_key_pattern``, the test of
+``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``).
+MULTI/EXEC makes a key's expiry and payload one state; it runs about a
+millisecond, so other clients wait at most that. Plain commands, not a Lua
+script: a ``redis.call`` costs the server more than the command itself, and
+the server is what an export waits for.
 
-Python drops keys SCAN returned twice. It does so per batch, not per key: a
-batch whose keys are all new (nearly always) is kept whole, and only a batch
-with a repeat is cut record by record; per key, Python slices the key and
-hashes it, nothing more.
+Pipelined on a raw socket: the next SCAN and this step's MULTI/EXEC are sent
+before the previous step's replies are read and filed, so Python and the
+server work at the same time. Python drops keys SCAN returned twice, per
+batch: a batch of new keys (nearly always) is kept whole.
 
 The content checksum of a namespace is order-independent: the sum, modulo
 2**256, of sha256(u32 key length | key | DUMP payload without its 10-byte
@@ -27,47 +28,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from memops.backup.artifacts import BackupError, TenantSummary
-from memops.backup.redis_nsfile import RECORD, NamespaceWriter, Record
-from memops.workload import tenant_pattern
+from memops.backup.redis_nsfile import NamespaceWriter, Record, encode_record
+from memops.backup.resp import RawReplies, command
+from memops.workload import namespace_key_pattern, tenant_pattern
 
 if TYPE_CHECKING:
     import redis
 
 SCAN_COUNT = 2000
 FOOTER = 10  # DUMP payload: ... | u16 RDB version | u64 CRC64
-
-
-def _script(*, namespace: bool) -> str:
-    """The SCAN step: with ``namespace``, MATCH ARGV[2] and only keys ``ARGV[3]{type}:{id}``."""
-    scan = "'MATCH', ARGV[2], 'COUNT', ARGV[4]" if namespace else "'COUNT', ARGV[2]"
-    # key_in_namespace: the head, then a non-empty type, ':', a non-empty id without ':'.
-    belongs = "find(key, head, 1, true) == 1 and find(key, '^[^:]+:[^:]+$', #head + 1)"
-    return f"""
-local find, pack, call = string.find, struct.pack, redis.call
-local head = ARGV[3]
-local step = call('SCAN', ARGV[1], {scan})
-local out, n = {{}}, 0
-for _, key in ipairs(step[2]) do
-  if {belongs if namespace else "true"} then
-    local payload = call('DUMP', key)
-    if payload then
-      out[n + 1] = pack('>I4i8I4', #key, call('PEXPIRETIME', key), #payload)
-      out[n + 2] = key
-      out[n + 3] = payload
-      n = n + 3
-    end
-  end
-end
-return {{step[1], table.concat(out)}}
-"""
-
-
-_SCRIPT = _script(namespace=True)
-_WHOLE_SCRIPT = _script(namespace=False)  # every key of database 0, for a whole restore
 _KEY_LEN = struct.Struct(">I")
+_MULTI, _EXEC = command(b"MULTI"), command(b"EXEC")
+_EXPIRY_AND_DUMP = b"*2\r\n$11\r\nPEXPIRETIME\r\n$%d\r\n%b\r\n*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n"
+_QUEUED = b"+QUEUED\r\n"
 
 
 def content_sum(keys: Iterable[bytes], contents: Iterable[bytes]) -> int:
@@ -79,21 +55,22 @@ def content_sum(keys: Iterable[bytes], contents: Iterable[bytes]) -> int:
     )
 
 
-def _split(blob: bytes) -> tuple[list[bytes], list[bytes], list[int]]:
-    """Per record of an export blob: its key, its content (``content_sum``), where it ends."""
-    keys: list[bytes] = []
-    contents: list[bytes] = []
-    ends: list[int] = []
-    unpack, head = RECORD.unpack_from, RECORD.size
-    offset, size = 0, len(blob)
-    while offset < size:
-        key_len, _, payload_len = unpack(blob, offset)
-        key_at = offset + head
-        offset = key_at + key_len + payload_len
-        keys.append(blob[key_at : key_at + key_len])
-        contents.append(blob[key_at : offset - FOOTER])
-        ends.append(offset)
-    return keys, contents, ends
+@dataclass
+class Batch:
+    """The records of one SCAN step: encoded for the file, and each key and its content."""
+
+    records: list[bytes]
+    keys: list[bytes]
+    contents: list[bytes]  # key | payload less footer (``content_sum``)
+
+    @classmethod
+    def of(cls, rows: Iterable[Record]) -> Batch:
+        batch = cls([], [], [])
+        for key, expire_ms, payload in rows:
+            batch.records.append(encode_record(key, expire_ms, payload))
+            batch.keys.append(key)
+            batch.contents.append(key + payload[:-FOOTER])
+        return batch
 
 
 @dataclass
@@ -110,40 +87,31 @@ class NamespaceDigest:
     def __post_init__(self) -> None:
         self._seen: set[bytes] = set()
 
-    def absorb(self, blob: bytes) -> list[bytes | memoryview]:
-        """The parts of ``blob`` to keep: its records less those of keys already seen."""
-        keys, contents, ends = _split(blob)
-        batch = set(keys)
-        if len(batch) == len(keys) and self._seen.isdisjoint(batch):
-            self._seen |= batch
-            parts: list[bytes | memoryview] = [blob] if blob else []
+    def absorb(self, batch: Batch) -> list[bytes]:
+        """The encoded records of ``batch`` to keep: less those of keys already seen."""
+        keys, contents, records = batch.keys, batch.contents, batch.records
+        fresh = set(keys)
+        if len(fresh) == len(keys) and self._seen.isdisjoint(fresh):
+            self._seen |= fresh
         else:
-            parts, keys, contents = self._drop_repeats(blob, keys, contents, ends)
+            keys, contents, records = self._drop_repeats(batch)
         self._sum += content_sum(keys, contents)
         self.count += len(keys)
-        if blob and not self.rdb_format:
-            self.rdb_format = str(int.from_bytes(blob[-FOOTER:-8], "little"))
-        return parts
+        if records and not self.rdb_format:
+            self.rdb_format = str(int.from_bytes(records[-1][-FOOTER:-8], "little"))
+        return records
 
-    def _drop_repeats(
-        self, blob: bytes, keys: list[bytes], contents: list[bytes], ends: list[int]
-    ) -> tuple[list[bytes | memoryview], list[bytes], list[bytes]]:
-        """The parts, keys and contents of the records whose key was not seen before."""
-        view = memoryview(blob)
-        parts: list[bytes | memoryview] = []
-        fresh_keys: list[bytes] = []
-        fresh_contents: list[bytes] = []
-        start = 0
-        for key, content, end in zip(keys, contents, ends, strict=True):
-            if key in self._seen:
+    def _drop_repeats(self, batch: Batch) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The keys, contents and records of ``batch`` whose key was not seen before."""
+        kept: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        for row in zip(batch.keys, batch.contents, batch.records, strict=True):
+            if row[0] in self._seen:
                 self.duplicates += 1
-            else:
-                self._seen.add(key)
-                fresh_keys.append(key)
-                fresh_contents.append(content)
-                parts.append(view[start:end])
-            start = end
-        return parts, fresh_keys, fresh_contents
+                continue
+            self._seen.add(row[0])
+            for column, value in zip(kept, row, strict=True):
+                column.append(value)
+        return kept
 
     def add(self, records: list[Record]) -> None:
         """Count records known to be new and of this namespace (records being restored)."""
@@ -161,47 +129,92 @@ class NamespaceDigest:
 
 def scan_namespace(
     client: redis.Redis, prefix: str, tenant: str, *, count: int = SCAN_COUNT
-) -> Iterator[bytes]:
-    """Encoded records of the namespace, one blob per SCAN step (may repeat keys)."""
-    args = (
-        tenant_pattern(prefix, tenant).encode("utf-8"),
-        f"{prefix}:memory:{tenant}:".encode(),
-        str(count).encode(),
-    )
-    return _scan(client, _SCRIPT, args)
+) -> Iterator[Batch]:
+    """The records of the namespace, a batch per SCAN step (may repeat keys)."""
+    pattern = tenant_pattern(prefix, tenant).encode("utf-8")
+    args = (b"MATCH", pattern, b"COUNT", str(count).encode())
+    return _scan(client, args, namespace_key_pattern(prefix, tenant).fullmatch)
 
 
-def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[bytes]:
-    """Encoded records of every key of database 0, one blob per SCAN step (may repeat keys)."""
-    return _scan(client, _WHOLE_SCRIPT, (str(count).encode(),))
+def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[Batch]:
+    """The records of every key of database 0, a batch per SCAN step (may repeat keys)."""
+    return _scan(client, (b"COUNT", str(count).encode()), None)
 
 
-def _scan(client: redis.Redis, script: str, args: tuple[bytes, ...]) -> Iterator[bytes]:
-    """Run ``script`` once per SCAN step, the next call sent before this reply is read."""
-    sha = client.script_load(script)
+def _scan(
+    client: redis.Redis, args: tuple[bytes, ...], belongs: Callable[[bytes], object] | None
+) -> Iterator[Batch]:
+    """SCAN with ``args``; per step, the keys ``belongs`` takes read in one MULTI/EXEC.
+
+    Replies come in the order sent: the next SCAN and this step's MULTI/EXEC go out
+    together, then the previous step's EXEC reply is read (the server meanwhile runs
+    what was just sent), then the next SCAN's.
+    """
     conn = client.connection_pool.get_connection()
+    sock = conn._get_socket()  # connected and authenticated by redis-py
+    replies = RawReplies(sock)
     try:
-        conn.send_command("EVALSHA", sha, 0, b"0", *args)
+        sock.sendall(command(b"SCAN", b"0", *args))
+        cursor, keys = _scan_reply(replies, belongs)
+        sent: list[bytes] = []  # keys of the MULTI/EXEC whose reply is still to read
         while True:
-            cursor, blob = conn.read_response()
-            if cursor != b"0":
-                conn.send_command("EVALSHA", sha, 0, cursor, *args)
-            if blob:
-                yield blob
+            out = [command(b"SCAN", cursor, *args)] if cursor != b"0" else []
+            if keys:
+                out.append(_read_keys(keys))
+            sock.sendall(b"".join(out))
+            if sent:
+                yield _exec_reply(replies, sent)
+            sent = keys
             if cursor == b"0":
                 break
+            cursor, keys = _scan_reply(replies, belongs)
+        if sent:
+            yield _exec_reply(replies, sent)
     except BaseException:
-        conn.disconnect()
+        conn.disconnect()  # replies may be left unread: the connection is not reusable
         raise
     finally:
         client.connection_pool.release(conn)
 
 
+def _read_keys(keys: list[bytes]) -> bytes:
+    """MULTI, PEXPIRETIME and DUMP of each key, EXEC: expiry and payload of one state."""
+    parts = [_MULTI]
+    parts.extend(_EXPIRY_AND_DUMP % (len(key), key, len(key), key) for key in keys)
+    parts.append(_EXEC)
+    return b"".join(parts)
+
+
+def _scan_reply(
+    replies: RawReplies, belongs: Callable[[bytes], object] | None
+) -> tuple[bytes, list[bytes]]:
+    """The next cursor and the step's keys that ``belongs`` takes."""
+    replies.number()  # *2
+    cursor = replies.bulk() or b"0"
+    keys = cast(list[bytes], replies.values(replies.number()))
+    return cursor, keys if belongs is None else list(filter(belongs, keys))
+
+
+def _exec_reply(replies: RawReplies, keys: list[bytes]) -> Batch:
+    """The records of ``keys`` from their MULTI/EXEC replies (keys gone meanwhile left out)."""
+    replies.expect(b"+OK\r\n" + _QUEUED * (2 * len(keys)))
+    if replies.number() != 2 * len(keys):
+        raise BackupError("redis: EXEC answered a different number of commands than were sent")
+    values = replies.values(2 * len(keys))
+    expiries = cast(list[int], values[0::2])
+    payloads = cast(list[bytes | None], values[1::2])
+    return Batch.of(
+        (key, expire_ms, payload)
+        for key, expire_ms, payload in zip(keys, expiries, payloads, strict=True)
+        if payload is not None
+    )
+
+
 def summarize(client: redis.Redis, prefix: str, tenant: str) -> NamespaceDigest:
     """Count and content checksum of a namespace as a live server holds it."""
     digest = NamespaceDigest(prefix, tenant)
-    for blob in scan_namespace(client, prefix, tenant):
-        digest.absorb(blob)
+    for batch in scan_namespace(client, prefix, tenant):
+        digest.absorb(batch)
     return digest
 
 
@@ -235,7 +248,7 @@ def export_keyspace(
 
 
 def _export(
-    blobs: Iterator[bytes],
+    batches: Iterator[Batch],
     digest: NamespaceDigest,
     path: Path,
     meta: dict[str, object],
@@ -245,9 +258,8 @@ def _export(
 
     writer = NamespaceWriter(path, meta)
     try:
-        for blob in blobs:
-            for part in digest.absorb(blob):
-                writer.write(part)
+        for batch in batches:
+            writer.write(b"".join(digest.absorb(batch)))
             if progress is not None:
                 progress(digest.count)
         writer.close(digest.count)
