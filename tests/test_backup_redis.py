@@ -15,8 +15,9 @@ import pytest
 from memops import workload as wl
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.redis_full import backup_full, check_rdb
-from memops.backup.redis_ns_export import export_namespace
+from memops.backup.redis_ns_export import export_namespace, summarize
 from memops.backup.redis_ns_restore import restore_namespace
+from memops.backup.redis_nsfile import read_batches
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
 from memops.backup.redis_whole import restore_whole
@@ -180,3 +181,39 @@ def test_whole_restore_refuses_a_set_with_other_databases(
     ):
         restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)
     assert client.get("live:key") == b"untouched"
+
+
+def test_namespace_export_keeps_exactly_the_keys_of_key_in_namespace(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    """The export's filter on bytes (namespace_key_pattern) must agree with key_in_namespace."""
+    client = redis_client(server.target)
+    head = "p:memory:a*[b]:"
+    names = [
+        f"{head}fact:1",
+        f"{head}fact:x y",
+        f"{head}type:id:extra",  # an id with ':'
+        f"{head}:id",  # empty type
+        f"{head}type:",  # empty id
+        f"{head}type",  # no id
+        f"{head[:-1]}:eu:fact:1",  # tenant a*[b]:eu
+        "p:memory:aX[b]:fact:1",  # what the unescaped glob would match
+        "p:memory:ab:fact:1",
+    ]
+    keys = [name.encode() for name in names] + [
+        head.encode() + b"bin\x00ary:\xff\xfe",  # not UTF-8, a NUL in the type
+        head.encode() + b"t:\n",
+    ]
+    for key in keys:
+        client.set(key, b"v")
+    wanted = {
+        key
+        for key in keys
+        if wl.key_in_namespace(key.decode("utf-8", "surrogateescape"), "p", "a*[b]")
+    }
+    assert len(wanted) == 4
+    path = tmp_path / "a.ns"
+    export_namespace(client, "p", "a*[b]", path, meta={}, count=3)
+    found = {key for batch in read_batches(path) for key, _, _ in batch}
+    assert found == wanted
+    assert summarize(client, "p", "a*[b]").count == 4

@@ -1,12 +1,18 @@
-"""Per-namespace logical dump of Redis: SCAN + DUMP + PEXPIRETIME in a server-side script.
+"""Per-namespace logical dump of Redis: SCAN, then PEXPIRETIME + DUMP of its keys in MULTI/EXEC.
 
-One EVALSHA call runs one SCAN step (``COUNT`` keys, MATCH on the escaped tenant
-pattern), DUMPs the keys of exactly this namespace, reads their absolute expiry
-and returns the cursor and the records already encoded in the file's record
-format. Short steps keep the server responsive (other clients wait at most one
-step); the next call is sent before the previous reply is processed, so Python
-and the server work at the same time. Python re-checks every key with
-``key_in_namespace`` and drops keys SCAN returned twice.
+Each SCAN step (``COUNT`` keys, MATCH on the escaped tenant pattern) is followed
+by one MULTI/EXEC that reads the absolute expiry and the DUMP payload of the
+step's keys of exactly this namespace (``namespace_key_pattern``, the test of
+``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``).
+MULTI/EXEC makes a key's expiry and payload one state; it runs about a
+millisecond, so other clients wait at most that. Plain commands, not a Lua
+script: a ``redis.call`` costs the server more than the command itself, and
+the server is what an export waits for.
+
+Pipelined on a raw socket: the next SCAN and this step's MULTI/EXEC are sent
+before the previous step's replies are read and filed, so Python and the
+server work at the same time. Python drops keys SCAN returned twice, per
+batch: a batch of new keys (nearly always) is kept whole.
 
 The content checksum of a namespace is order-independent: the sum, modulo
 2**256, of sha256(u32 key length | key | DUMP payload without its 10-byte
@@ -19,56 +25,52 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from memops.backup.artifacts import BackupError, TenantSummary
-from memops.backup.redis_nsfile import RECORD, NamespaceWriter
-from memops.workload import key_in_namespace, tenant_pattern
+from memops.backup.redis_nsfile import NamespaceWriter, Record, encode_record
+from memops.backup.resp import RawReplies, command
+from memops.workload import namespace_key_pattern, tenant_pattern
 
 if TYPE_CHECKING:
     import redis
 
 SCAN_COUNT = 2000
 FOOTER = 10  # DUMP payload: ... | u16 RDB version | u64 CRC64
-
-_SCRIPT = """
-local head = ARGV[3]
-local hl = #head
-local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[4])
-local out, n = {}, 0
-for _, key in ipairs(step[2]) do
-  if string.sub(key, 1, hl) == head then
-    local c = string.find(key, ':', hl + 1, true)
-    if c and c > hl + 1 and c < #key and not string.find(key, ':', c + 1, true) then
-      local payload = redis.call('DUMP', key)
-      if payload then
-        n = n + 1
-        out[n] = struct.pack('>I4i8I4', #key, redis.call('PEXPIRETIME', key), #payload)
-          .. key .. payload
-      end
-    end
-  end
-end
-return {step[1], table.concat(out)}
-"""
-# The whole keyspace (database 0), for a whole restore: every key, no namespace check.
-_WHOLE_SCRIPT = """
-local step = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local out, n = {}, 0
-for _, key in ipairs(step[2]) do
-  local payload = redis.call('DUMP', key)
-  if payload then
-    n = n + 1
-    local head = struct.pack('>I4i8I4', #key, redis.call('PEXPIRETIME', key), #payload)
-    out[n] = head .. key .. payload
-  end
-end
-return {step[1], table.concat(out)}
-"""
 _KEY_LEN = struct.Struct(">I")
+_MULTI, _EXEC = command(b"MULTI"), command(b"EXEC")
+_EXPIRY_AND_DUMP = b"*2\r\n$11\r\nPEXPIRETIME\r\n$%d\r\n%b\r\n*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n"
+_QUEUED = b"+QUEUED\r\n"
+
+
+def content_sum(keys: Iterable[bytes], contents: Iterable[bytes]) -> int:
+    """The checksum's sum: sha256(u32 key length | content), content = key | payload less footer."""
+    sha, pack = hashlib.sha256, _KEY_LEN.pack
+    return sum(
+        int.from_bytes(sha(pack(len(key)) + content).digest(), "big")
+        for key, content in zip(keys, contents, strict=True)
+    )
+
+
+@dataclass
+class Batch:
+    """The records of one SCAN step: encoded for the file, and each key and its content."""
+
+    records: list[bytes]
+    keys: list[bytes]
+    contents: list[bytes]  # key | payload less footer (``content_sum``)
+
+    @classmethod
+    def of(cls, rows: Iterable[Record]) -> Batch:
+        batch = cls([], [], [])
+        for key, expire_ms, payload in rows:
+            batch.records.append(encode_record(key, expire_ms, payload))
+            batch.keys.append(key)
+            batch.contents.append(key + payload[:-FOOTER])
+        return batch
 
 
 @dataclass
@@ -79,61 +81,43 @@ class NamespaceDigest:
     tenant: str | None
     count: int = 0
     duplicates: int = 0
-    foreign: int = 0
     rdb_format: str = ""
     _sum: int = 0
 
     def __post_init__(self) -> None:
         self._seen: set[bytes] = set()
 
-    def absorb(self, blob: bytes) -> list[memoryview]:
-        """The parts of ``blob`` to keep: every record of a new key of this namespace."""
-        keep: list[memoryview] = []
-        view = memoryview(blob)
-        unpack, head, seen, sha = RECORD.unpack_from, RECORD.size, self._seen, hashlib.sha256
-        offset = start = 0
-        size = len(blob)
-        while offset < size:
-            key_len, _, payload_len = unpack(blob, offset)
-            key_at = offset + head
-            end = key_at + key_len + payload_len
-            key = blob[key_at : key_at + key_len]
-            fresh = key not in seen and (
-                self.tenant is None
-                or key_in_namespace(
-                    key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant
-                )
-            )
-            if fresh:
-                seen.add(key)
-                digest = sha(_KEY_LEN.pack(key_len) + blob[key_at : end - FOOTER]).digest()
-                self._sum += int.from_bytes(digest, "big")
-                self.count += 1
-            else:
-                if key in seen:
-                    self.duplicates += 1
-                else:
-                    self.foreign += 1
-                if offset > start:
-                    keep.append(view[start:offset])
-                start = end
-            offset = end
-        if size > start:
-            keep.append(view[start:size])
-            if not self.rdb_format:
-                self.rdb_format = str(int.from_bytes(blob[size - FOOTER : size - 8], "little"))
-        return keep
+    def absorb(self, batch: Batch) -> list[bytes]:
+        """The encoded records of ``batch`` to keep: less those of keys already seen."""
+        keys, contents, records = batch.keys, batch.contents, batch.records
+        fresh = set(keys)
+        if len(fresh) == len(keys) and self._seen.isdisjoint(fresh):
+            self._seen |= fresh
+        else:
+            keys, contents, records = self._drop_repeats(batch)
+        self._sum += content_sum(keys, contents)
+        self.count += len(keys)
+        if records and not self.rdb_format:
+            self.rdb_format = str(int.from_bytes(records[-1][-FOOTER:-8], "little"))
+        return records
 
-    def _belongs(self, key: bytes) -> bool:
-        if self.tenant is None:
-            return True
-        return key_in_namespace(key.decode("utf-8", "surrogateescape"), self.prefix, self.tenant)
+    def _drop_repeats(self, batch: Batch) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The keys, contents and records of ``batch`` whose key was not seen before."""
+        kept: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        for row in zip(batch.keys, batch.contents, batch.records, strict=True):
+            if row[0] in self._seen:
+                self.duplicates += 1
+                continue
+            self._seen.add(row[0])
+            for column, value in zip(kept, row, strict=True):
+                column.append(value)
+        return kept
 
-    def add(self, key: bytes, payload: bytes) -> None:
-        """Count one key known to be new and of this namespace (a record being restored)."""
-        digest = hashlib.sha256(_KEY_LEN.pack(len(key)) + key + payload[:-FOOTER]).digest()
-        self._sum += int.from_bytes(digest, "big")
-        self.count += 1
+    def add(self, records: list[Record]) -> None:
+        """Count records known to be new and of this namespace (records being restored)."""
+        contents = [key + payload[:-FOOTER] for key, _, payload in records]
+        self._sum += content_sum((key for key, _, _ in records), contents)
+        self.count += len(records)
 
     @property
     def checksum(self) -> str:
@@ -145,47 +129,92 @@ class NamespaceDigest:
 
 def scan_namespace(
     client: redis.Redis, prefix: str, tenant: str, *, count: int = SCAN_COUNT
-) -> Iterator[bytes]:
-    """Encoded records of the namespace, one blob per SCAN step (may repeat keys)."""
-    args = (
-        tenant_pattern(prefix, tenant).encode("utf-8"),
-        f"{prefix}:memory:{tenant}:".encode(),
-        str(count).encode(),
-    )
-    return _scan(client, _SCRIPT, args)
+) -> Iterator[Batch]:
+    """The records of the namespace, a batch per SCAN step (may repeat keys)."""
+    pattern = tenant_pattern(prefix, tenant).encode("utf-8")
+    args = (b"MATCH", pattern, b"COUNT", str(count).encode())
+    return _scan(client, args, namespace_key_pattern(prefix, tenant).fullmatch)
 
 
-def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[bytes]:
-    """Encoded records of every key of database 0, one blob per SCAN step (may repeat keys)."""
-    return _scan(client, _WHOLE_SCRIPT, (str(count).encode(),))
+def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[Batch]:
+    """The records of every key of database 0, a batch per SCAN step (may repeat keys)."""
+    return _scan(client, (b"COUNT", str(count).encode()), None)
 
 
-def _scan(client: redis.Redis, script: str, args: tuple[bytes, ...]) -> Iterator[bytes]:
-    """Run ``script`` once per SCAN step, the next call sent before this reply is read."""
-    sha = client.script_load(script)
+def _scan(
+    client: redis.Redis, args: tuple[bytes, ...], belongs: Callable[[bytes], object] | None
+) -> Iterator[Batch]:
+    """SCAN with ``args``; per step, the keys ``belongs`` takes read in one MULTI/EXEC.
+
+    Replies come in the order sent: the next SCAN and this step's MULTI/EXEC go out
+    together, then the previous step's EXEC reply is read (the server meanwhile runs
+    what was just sent), then the next SCAN's.
+    """
     conn = client.connection_pool.get_connection()
+    sock = conn._get_socket()  # connected and authenticated by redis-py
+    replies = RawReplies(sock)
     try:
-        conn.send_command("EVALSHA", sha, 0, b"0", *args)
+        sock.sendall(command(b"SCAN", b"0", *args))
+        cursor, keys = _scan_reply(replies, belongs)
+        sent: list[bytes] = []  # keys of the MULTI/EXEC whose reply is still to read
         while True:
-            cursor, blob = conn.read_response()
-            if cursor != b"0":
-                conn.send_command("EVALSHA", sha, 0, cursor, *args)
-            if blob:
-                yield blob
+            out = [command(b"SCAN", cursor, *args)] if cursor != b"0" else []
+            if keys:
+                out.append(_read_keys(keys))
+            sock.sendall(b"".join(out))
+            if sent:
+                yield _exec_reply(replies, sent)
+            sent = keys
             if cursor == b"0":
                 break
+            cursor, keys = _scan_reply(replies, belongs)
+        if sent:
+            yield _exec_reply(replies, sent)
     except BaseException:
-        conn.disconnect()
+        conn.disconnect()  # replies may be left unread: the connection is not reusable
         raise
     finally:
         client.connection_pool.release(conn)
 
 
+def _read_keys(keys: list[bytes]) -> bytes:
+    """MULTI, PEXPIRETIME and DUMP of each key, EXEC: expiry and payload of one state."""
+    parts = [_MULTI]
+    parts.extend(_EXPIRY_AND_DUMP % (len(key), key, len(key), key) for key in keys)
+    parts.append(_EXEC)
+    return b"".join(parts)
+
+
+def _scan_reply(
+    replies: RawReplies, belongs: Callable[[bytes], object] | None
+) -> tuple[bytes, list[bytes]]:
+    """The next cursor and the step's keys that ``belongs`` takes."""
+    replies.number()  # *2
+    cursor = replies.bulk() or b"0"
+    keys = cast(list[bytes], replies.values(replies.number()))
+    return cursor, keys if belongs is None else list(filter(belongs, keys))
+
+
+def _exec_reply(replies: RawReplies, keys: list[bytes]) -> Batch:
+    """The records of ``keys`` from their MULTI/EXEC replies (keys gone meanwhile left out)."""
+    replies.expect(b"+OK\r\n" + _QUEUED * (2 * len(keys)))
+    if replies.number() != 2 * len(keys):
+        raise BackupError("redis: EXEC answered a different number of commands than were sent")
+    values = replies.values(2 * len(keys))
+    expiries = cast(list[int], values[0::2])
+    payloads = cast(list[bytes | None], values[1::2])
+    return Batch.of(
+        (key, expire_ms, payload)
+        for key, expire_ms, payload in zip(keys, expiries, payloads, strict=True)
+        if payload is not None
+    )
+
+
 def summarize(client: redis.Redis, prefix: str, tenant: str) -> NamespaceDigest:
     """Count and content checksum of a namespace as a live server holds it."""
     digest = NamespaceDigest(prefix, tenant)
-    for blob in scan_namespace(client, prefix, tenant):
-        digest.absorb(blob)
+    for batch in scan_namespace(client, prefix, tenant):
+        digest.absorb(batch)
     return digest
 
 
@@ -219,7 +248,7 @@ def export_keyspace(
 
 
 def _export(
-    blobs: Iterator[bytes],
+    batches: Iterator[Batch],
     digest: NamespaceDigest,
     path: Path,
     meta: dict[str, object],
@@ -229,9 +258,8 @@ def _export(
 
     writer = NamespaceWriter(path, meta)
     try:
-        for blob in blobs:
-            for part in digest.absorb(blob):
-                writer.write(part)
+        for batch in batches:
+            writer.write(b"".join(digest.absorb(batch)))
             if progress is not None:
                 progress(digest.count)
         writer.close(digest.count)

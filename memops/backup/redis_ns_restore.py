@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from memops.backup.artifacts import BackupError
 from memops.backup.redis_ns_export import NamespaceDigest, now_ms
-from memops.backup.redis_nsfile import Record, read_batches, verify
+from memops.backup.redis_nsfile import (
+    END_OF_RECORDS,
+    RECORD,
+    Record,
+    read_batches,
+    read_decoded,
+    verify,
+)
 from memops.backup.redis_server import refuse_older_server, server_version
 from memops.backup.resp import RawPipe
 from memops.workload import key_in_namespace, tenant_pattern
@@ -38,6 +45,15 @@ class NamespaceRestore:
     restored: int
     expired_skipped: int
     deleted: int  # keys of the namespace not in the set, removed by replace_namespace
+
+
+@dataclass(frozen=True)
+class Commands:
+    """The RESTORE commands of a run of records: RESP bytes, how many, how many expired."""
+
+    data: bytes
+    restored: int
+    expired: int
 
 
 @dataclass
@@ -85,16 +101,16 @@ def restore_records(
     """
     pipe = RawPipe(client)
     done = RecordsRestored()
+    kept: list[Record] | None = [] if track else None
     try:
-        for batch in read_batches(path):
-            data, kept, dropped = _commands(batch, now_ms())
-            pipe.send(data, len(kept))
-            if track:
-                for key, _expire_ms, payload in kept:
-                    done.keys.add(key)
-                    done.digest.add(key, payload)
-            done.restored += len(kept)
-            done.expired_skipped += dropped
+        for commands in read_decoded(path, lambda buffer: _commands(buffer, now_ms(), kept)):
+            pipe.send(commands.data, commands.restored)
+            if kept:
+                done.keys.update(key for key, _, _ in kept)
+                done.digest.add(kept)
+                kept.clear()
+            done.restored += commands.restored
+            done.expired_skipped += commands.expired
         pipe.finish()
     except (OSError, ConnectionError) as exc:
         pipe.abandon()
@@ -112,20 +128,42 @@ def restore_records(
     return done
 
 
-def _commands(batch: list[Record], now: int) -> tuple[bytes, list[Record], int]:
-    """The RESTORE commands of the records not yet expired, those records, how many expired."""
-    parts, kept = [], []
-    for record in batch:
-        key, expire_ms, payload = record
+def _commands(
+    buffer: bytes, now: int, kept: list[Record] | None
+) -> tuple[Commands, int, int, bool]:
+    """A file ``Decoder``: RESTORE commands of the whole records at the start of ``buffer``.
+
+    Straight from the file's bytes to RESP, no tuple per record (the restore's Python
+    cost is per record): the records not expired at ``now`` (ms), appended to ``kept``
+    too when given. Walks the records as ``redis_nsfile._parse`` does.
+    """
+    parts: list[bytes] = []
+    unpack, head = RECORD.unpack_from, RECORD.size
+    offset, size, records, expired, ended = 0, len(buffer), 0, 0, False
+    while offset + head <= size:
+        key_len, expire_ms, payload_len = unpack(buffer, offset)
+        if key_len == END_OF_RECORDS:
+            ended = True
+            break
+        key_at = offset + head
+        payload_at = key_at + key_len
+        end = payload_at + payload_len
+        if end > size:
+            break
+        offset = end
+        records += 1
+        key, payload = buffer[key_at:payload_at], buffer[payload_at:end]
         if expire_ms < 0:
-            parts.append(_NO_TTL % (len(key), key, len(payload), payload))
+            parts.append(_NO_TTL % (key_len, key, payload_len, payload))
         elif expire_ms > now:
             ttl = b"%d" % expire_ms
-            parts.append(_WITH_TTL % (len(key), key, len(ttl), ttl, len(payload), payload))
+            parts.append(_WITH_TTL % (key_len, key, len(ttl), ttl, payload_len, payload))
         else:
+            expired += 1
             continue
-        kept.append(record)
-    return b"".join(parts), kept, len(batch) - len(kept)
+        if kept is not None:
+            kept.append((key, expire_ms, payload))
+    return Commands(b"".join(parts), records - expired, expired), records, offset, ended
 
 
 def unlink_unwanted(

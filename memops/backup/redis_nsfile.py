@@ -7,8 +7,10 @@
 
 Records are written as the export produces them (no index, no seeking), so a
 file is written once front to back under a temporary name and renamed when the
-trailer is on. ``verify`` checks the trailer's sha256 and count without
-touching a server; ``read_records`` yields the records and checks the same.
+trailer is on. ``verify`` checks the trailer's sha256 without touching a
+server; ``read_batches`` yields the records and checks sha256 and count;
+``read_decoded`` does the same for a caller that decodes the records itself
+(a restore turns them into RESP without making a tuple per record).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memops.backup.artifacts import BackupError
 from memops.files import open_atomic
@@ -29,10 +31,15 @@ VERSION = 1
 RECORD = struct.Struct(">IqI")
 _HEAD = struct.Struct(">HI")
 _TRAILER = struct.Struct(">IQ32s")
-_END = 0xFFFFFFFF
+END_OF_RECORDS = 0xFFFFFFFF  # where a record's key length would be: the trailer starts
 _CHUNK = 4 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024  # a restore sends a batch per chunk read: the server starts early
 
 Record = tuple[bytes, int, bytes]  # key, absolute expiry in ms (-1: none), DUMP payload
+T = TypeVar("T")
+# decode(buffer) -> (what it made of the whole records at the start of ``buffer``,
+#                    how many records, bytes they take, whether the trailer follows them)
+Decoder = Callable[[bytes], tuple[T, int, int, bool]]
 
 
 class NamespaceWriter:
@@ -53,7 +60,7 @@ class NamespaceWriter:
         self.size += len(blob)
 
     def close(self, count: int) -> None:
-        trailer = _TRAILER.pack(_END, count, self._digest.digest())
+        trailer = _TRAILER.pack(END_OF_RECORDS, count, self._digest.digest())
         self._handle.write(trailer)
         self.size += len(trailer)
         self._context.__exit__(None, None, None)
@@ -84,7 +91,7 @@ def verify(path: Path) -> tuple[dict[str, Any], int]:
             digest.update(chunk)
             remaining -= len(chunk)
         marker, count, recorded = _TRAILER.unpack(handle.read(_TRAILER.size))
-    if marker != _END or recorded != digest.digest():
+    if marker != END_OF_RECORDS or recorded != digest.digest():
         raise BackupError(f"{path.name}: checksum mismatch (corrupt or truncated)")
     return meta, count
 
@@ -96,21 +103,30 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def read_batches(path: Path) -> Iterator[list[Record]]:
     """The records in file order, a batch per read chunk; checks count and sha256 at the end."""
+    return read_decoded(path, _parse)
+
+
+def read_decoded(path: Path, decode: Decoder[T]) -> Iterator[T]:
+    """``decode`` of the records in file order, per read chunk; checks count and sha256 at the end.
+
+    The last item comes before the check: a caller that acts on items learns of a file
+    damaged since ``verify`` only then (the error names it).
+    """
     with path.open("rb") as handle:
         _, header = _read_header(handle, path)
         digest = hashlib.sha256(header)
         buffer = b""
         count = 0
         while True:
-            chunk = handle.read(_CHUNK)
+            chunk = handle.read(_READ_CHUNK)
             if not chunk and len(buffer) < RECORD.size:
                 raise BackupError(f"{path.name}: truncated (no trailer)")
-            buffer += chunk
-            batch, used, ended = _parse(buffer)
+            buffer = buffer + chunk if buffer else chunk
+            decoded, records, used, ended = decode(buffer)
             digest.update(memoryview(buffer)[:used])
-            count += len(batch)
-            if batch:
-                yield batch
+            count += records
+            if records:
+                yield decoded
             buffer = buffer[used:]
             if ended:
                 break
@@ -125,24 +141,26 @@ def read_batches(path: Path) -> Iterator[list[Record]]:
         raise BackupError(f"{path.name}: checksum mismatch (corrupt or truncated)")
 
 
-def _parse(buffer: bytes) -> tuple[list[Record], int, bool]:
-    """Whole records at the start of ``buffer``: (records, bytes used, trailer reached)."""
+def _parse(buffer: bytes) -> tuple[list[Record], int, int, bool]:
+    """A ``Decoder``: the whole records at the start of ``buffer`` as tuples.
+
+    The trailer (44 bytes) is longer than a record head, so a head-sized read at the
+    trailer's start always fits and shows END_OF_RECORDS as the key length.
+    """
     records: list[Record] = []
     unpack = RECORD.unpack_from
     offset, size, head = 0, len(buffer), RECORD.size
-    while offset + 4 <= size:
-        if buffer[offset : offset + 4] == b"\xff\xff\xff\xff":
-            return records, offset, True
-        if offset + head > size:
-            break
+    while offset + head <= size:
         key_len, expire_ms, payload_len = unpack(buffer, offset)
+        if key_len == END_OF_RECORDS:
+            return records, len(records), offset, True
         start = offset + head
         end = start + key_len + payload_len
         if end > size:
             break
         records.append((buffer[start : start + key_len], expire_ms, buffer[start + key_len : end]))
         offset = end
-    return records, offset, False
+    return records, len(records), offset, False
 
 
 def _read_header(handle: Any, path: Path) -> tuple[dict[str, Any], bytes]:

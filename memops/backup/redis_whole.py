@@ -70,8 +70,8 @@ def restore_whole(
     done = restore_records(live, path, what="the whole keyspace", track=True)
     deleted = unlink_unwanted(live, done.keys, match=None, belongs=None)
     after = NamespaceDigest("", None)
-    for blob in scan_keyspace(live):
-        after.absorb(blob)
+    for batch in scan_keyspace(live):
+        after.absorb(batch)
     if (after.count, after.checksum) != (done.digest.count, done.digest.checksum):
         raise BackupError(
             f"redis: after the whole restore the live server holds {after.count} keys "

@@ -4,11 +4,15 @@ redis-py spends microseconds per command building and parsing; a bulk restore
 sends millions of commands whose replies are one-line ``+OK``. ``RawPipe`` writes
 pre-built RESP bytes on the socket and counts reply lines in bulk, keeping one
 batch in flight so the server works while the caller builds the next one.
+``RawReplies`` reads the replies of an export's pipelined commands just as plainly.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
+
+from redis import exceptions as redis_exceptions
 
 if TYPE_CHECKING:
     import redis
@@ -67,3 +71,101 @@ class RawPipe:
                         self.first_error = self.first_error or line.decode("utf-8", "replace")
             self._tail = chunk[-1:]
         return -replies
+
+
+class RawReplies:
+    """RESP2 replies read straight off a socket redis-py connected: lines, integers, bulks.
+
+    An error reply raises ``redis.ResponseError``; a closed connection ``redis.ConnectionError``
+    (both ``RedisError``s, as redis-py would raise).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._at = 0
+
+    def _more(self) -> None:
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            raise redis_exceptions.ConnectionError("the server closed the connection")
+        self._buffer = self._buffer[self._at :] + chunk
+        self._at = 0
+
+    def line(self) -> bytes:
+        """The next reply line without its CRLF; an error reply raises."""
+        while (end := self._buffer.find(b"\r\n", self._at)) < 0:
+            self._more()
+        line = self._buffer[self._at : end]
+        self._at = end + 2
+        if line[:1] == b"-":
+            raise redis_exceptions.ResponseError(line[1:].decode("utf-8", "replace"))
+        return line
+
+    def number(self) -> int:
+        """An integer reply, or the length of an array (``:n`` / ``*n``)."""
+        return int(self.line()[1:])
+
+    def bulk(self) -> bytes | None:
+        size = int(self.line()[1:])
+        if size < 0:
+            return None
+        while len(self._buffer) < self._at + size + 2:
+            self._more()
+        data = self._buffer[self._at : self._at + size]
+        self._at += size + 2
+        return data
+
+    def values(self, count: int) -> list[int | bytes | None]:
+        """The next ``count`` replies, integers or bulks (nil: None), in one loop.
+
+        The same as ``number``/``bulk`` per reply, without a method call per reply
+        (an export reads two replies per key).
+        """
+        out: list[int | bytes | None] = []
+        append, buffer, at = out.append, self._buffer, self._at
+        size = len(buffer)
+        for _ in range(count):
+            while True:
+                end = buffer.find(b"\r\n", at)
+                if end >= 0:
+                    kind = buffer[at]
+                    if kind == 58:  # ':' integer
+                        append(int(buffer[at + 1 : end]))
+                        at = end + 2
+                        break
+                    if kind != 36:  # not '$' (bulk): an error or unexpected
+                        self._at = at
+                        raise redis_exceptions.ResponseError(
+                            f"unexpected reply {self.line()[:60]!r}"
+                        )
+                    length = int(buffer[at + 1 : end])
+                    if length < 0:
+                        append(None)
+                        at = end + 2
+                        break
+                    if end + length + 4 <= size:
+                        append(buffer[end + 2 : end + 2 + length])
+                        at = end + length + 4
+                        break
+                self._at = at  # the reply is not all here yet
+                self._more()
+                buffer, at = self._buffer, self._at
+                size = len(buffer)
+        self._buffer, self._at = buffer, at
+        return out
+
+    def expect(self, lines: bytes) -> None:
+        """Replies known in advance (``+QUEUED`` after ``+QUEUED``...): one comparison for all.
+
+        The caller has a reply sent after these (``EXEC``'s), so enough bytes always come,
+        also when an error reply stands in for one of them; reading line by line then names it.
+        """
+        while len(self._buffer) < self._at + len(lines):
+            self._more()
+        if self._buffer.startswith(lines, self._at):
+            self._at += len(lines)
+            return
+        for expected in lines.split(b"\r\n")[:-1]:
+            if (line := self.line()) != expected:
+                raise redis_exceptions.ResponseError(f"unexpected reply {line[:60]!r}")
