@@ -22,6 +22,7 @@ _COMMAND_MODULES = {
     "standin-archive": "memops.cli.standin",
     "targets-write": "memops.cli.targets",
     "render-profile": "memops.cli.render",
+    "operation": "memops.cli.operation",
 }
 
 

@@ -40,6 +40,7 @@ class PlaybookResult:
     changed_tasks: list[dict[str, str]]
     log_file: Path
     duration_s: float
+    custom: dict[str, Any] = field(default_factory=dict)  # set_stats data, by host or "_run"
 
     @property
     def ok(self) -> bool:
@@ -124,6 +125,7 @@ def run_playbook(
         changed_tasks=summary.get("changed_tasks", []),
         log_file=log_file,
         duration_s=duration,
+        custom=summary.get("custom", {}),
     )
 
 

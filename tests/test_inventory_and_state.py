@@ -133,3 +133,25 @@ def test_health_metrics_textfile_is_parseable_and_atomic(tmp_path: Path) -> None
     assert 'memops_health_component_up{inventory="lo\\"cal",component="qdrant"} 1' in lines
     assert 'memops_health_checked_timestamp_seconds{inventory="lo\\"cal"} 1767312000.000' in lines
     assert [p.name for p in tmp_path.iterdir()] == [TEXTFILE_NAME]
+
+
+def test_a_child_started_by_the_holder_acts_under_its_lock(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from memops.locking import action_lock\n"
+        "with action_lock(Path(sys.argv[1]), 'backup.create'):\n"
+        "    print('inside')\n"
+    )
+    with action_lock(tmp_path, "backup.restore"):
+        child = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True
+        )
+        assert child.returncode == 0 and child.stdout == "inside\n", child.stderr
+        stranger = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "MEMOPS_LOCK_TOKEN"},
+        )
+        assert stranger.returncode != 0 and "LockBusyError" in stranger.stderr
+        assert "token" not in stranger.stderr  # the token is not shown to others
+    assert "MEMOPS_LOCK_TOKEN" not in os.environ

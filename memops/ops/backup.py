@@ -313,10 +313,14 @@ CREATE = Operation(
     create,
     options={"tier": _TIER, "namespace": options.names(), "target": TARGET_OPTION},
     locks=True,
+    playbook="backup",
 )
-LIST = Operation("backup.list", list_sets, options={"target": TARGET_OPTION})
+LIST = Operation("backup.list", list_sets, options={"target": TARGET_OPTION}, playbook="backup")
 VERIFY = Operation(
-    "backup.verify", verify, options={"set_id": options.set_id(), "target": TARGET_OPTION}
+    "backup.verify",
+    verify,
+    options={"set_id": options.set_id(), "target": TARGET_OPTION},
+    playbook="backup",
 )
 RESTORE = Operation(
     "backup.restore",
@@ -331,10 +335,12 @@ RESTORE = Operation(
         "drop_old": options.flag(),
     },
     locks=True,
+    playbook="restore",
 )
 PRUNE = Operation(
     "backup.prune",
     prune_sets,
     options={"target": TARGET_OPTION, "dry_run": options.flag(), "yes": options.flag()},
     locks=True,
+    playbook="backup",
 )

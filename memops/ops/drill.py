@@ -96,4 +96,5 @@ DRILL = Operation(
     drill,
     options={"set_id": options.set_id(required=False), "target": TARGET_OPTION},
     locks=True,
+    playbook="backup",
 )

@@ -58,6 +58,30 @@ class Outcome:
     def audit_result(self) -> str:
         return self.result or ("ok" if self.ok else "failed")
 
+    def to_dict(self) -> dict[str, Any]:
+        """All of it, for a process that runs the operation for another (see memops.ops.remote)."""
+        return {
+            "exit_code": self.exit_code,
+            "document": dict(self.document),
+            "lines": list(self.lines),
+            "error": self.error,
+            "notes": list(self.notes),
+            "result": self.result,
+            "audit": dict(self.audit),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        return cls(
+            int(data["exit_code"]),
+            dict(data.get("document") or {}),
+            lines=tuple(data.get("lines") or ()),
+            error=str(data.get("error") or ""),
+            notes=tuple(data.get("notes") or ()),
+            result=str(data.get("result") or ""),
+            audit=dict(data.get("audit") or {}),
+        )
+
     @classmethod
     def refused(
         cls, message: str, *, result: str = "bad-input", code: int = EXIT_BAD_INPUT
@@ -87,6 +111,9 @@ class Operation:
     options: Mapping[str, Parser] = field(default_factory=dict)
     locks: bool = False  # destructive or deploying: holds the stack lock while it runs
     inventory: InventoryUse = InventoryUse.REQUIRED
+    # The playbook that runs it on the inventory's backup host, when one is set
+    # (memops.ops.remote); "" runs it here.
+    playbook: str = ""
 
     def parse(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         unexpected = sorted(set(raw) - set(self.options))
@@ -103,19 +130,38 @@ def run_operation(
     inventory_given: bool = True,
     as_json: bool = False,
 ) -> int:
-    """Run ``operation`` with the raw task options; return the exit code."""
+    """Run ``operation`` with the raw task options; print what it did; return the exit code."""
+    outcome = execute_operation(
+        operation,
+        raw,
+        inventory_spec=inventory_spec,
+        inventory_given=inventory_given,
+        echo=not as_json,
+    )
+    _print(operation.name, outcome, as_json)
+    return outcome.exit_code
+
+
+def execute_operation(
+    operation: Operation,
+    raw: Mapping[str, Any],
+    *,
+    inventory_spec: str,
+    inventory_given: bool = True,
+    echo: bool = True,
+) -> Outcome:
+    """Check, lock, act and audit; the Outcome, not yet printed."""
     inventory, parsed = _prepare(operation, raw, inventory_spec, inventory_given)
     if isinstance(parsed, Outcome):
         outcome = parsed
     else:
-        outcome = _act(operation, Context(inventory=inventory, echo=not as_json), parsed)
+        outcome = _act(operation, Context(inventory=inventory, echo=echo), parsed, raw)
     if inventory is not None:
         arguments = {"inventory": inventory.name, **raw}
         append_audit(
             inventory.state_dir, operation.name, arguments, outcome.audit_result, outcome.audit
         )
-    _print(operation.name, outcome, as_json)
-    return outcome.exit_code
+    return outcome
 
 
 def _prepare(
@@ -134,13 +180,24 @@ def _prepare(
         return inventory, Outcome.refused(str(exc))
 
 
-def _act(operation: Operation, context: Context, options: dict[str, Any]) -> Outcome:
+def _act(
+    operation: Operation, context: Context, options: dict[str, Any], raw: Mapping[str, Any]
+) -> Outcome:
+    def body() -> Outcome:
+        if operation.playbook and context.inventory is not None:
+            from memops.ops import remote  # it builds on this module
+
+            host = remote.operation_host(context.inventory)
+            if host is not None:
+                return remote.run_on_host(operation, context, raw, host)
+        return operation.body(context, **options)
+
     try:
         if not operation.locks:
-            return operation.body(context, **options)
+            return body()
         state_dir = context.require_inventory().state_dir
         with action_lock(state_dir, operation.name) as held:
-            outcome = operation.body(context, **options)
+            outcome = body()
         if held.previous_unfinished:
             note = (
                 f"the previous action ({held.previous_unfinished}) did not finish: it was "

@@ -73,9 +73,11 @@ class CallbackModule(CallbackBase):
             "hosts": hosts,
             "failures": failures,
             "changed_tasks": self._changed_tasks,
+            # set_stats data: how a play hands a result to invoke (e.g. the backup playbook)
+            "custom": stats.custom,
         }
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle)
+            json.dump(summary, handle, default=str)
 
 
 def _failure_message(result: dict) -> str:
