@@ -176,11 +176,17 @@ def _lines_until_end(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 @contextmanager
-def table_rows(dump_path: Path) -> Iterator[Iterator[tuple[str, Iterator[bytes]]]]:
-    """Every table's COPY block of the dump, read in one pass (see ``copy_blocks``)."""
-    entries = [e for e in table_of_contents(dump_path) if _is_table_data(e)]
+def table_rows(
+    dump_path: Path, entries: Sequence[str] | None = None
+) -> Iterator[Iterator[tuple[str, Iterator[bytes]]]]:
+    """Every table's COPY block of the dump, read in one pass (see ``copy_blocks``).
+
+    ``entries``: the dump's table of contents, when the caller has read it already.
+    """
+    if entries is None:
+        entries = table_of_contents(dump_path)
     with (
-        _list_file(entries) as listing,
+        _list_file([e for e in entries if _is_table_data(e)]) as listing,
         _restore_stream(
             dump_path,
             ["--data-only", "-L", listing, "-f", "-"],
@@ -219,7 +225,7 @@ def load(
     ):
         pass
     entries = table_of_contents(dump_path)
-    with table_rows(dump_path) as blocks:
+    with table_rows(dump_path, entries) as blocks:
         for statement, lines in blocks:
             parallel_copy(statement, lines, connect, jobs=jobs)
     others = [e for e in entries if not _is_table_data(e)]

@@ -233,8 +233,7 @@ class PostgresTier:
                     kinds[name] = kind
             else:
                 summaries = tenant_summaries(conn, tenants)
-                files = [self._write_tenant(conn, staging, tenant) for tenant in tenants]
-                files = [name for pair in files for name in pair]
+                files = [n for t in tenants for n in self._write_tenant(conn, staging, t)]
             conn.execute("COMMIT")
         return TierArtifact(
             tier=TIER,
