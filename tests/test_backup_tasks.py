@@ -29,6 +29,7 @@ from memops.locking import action_lock
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
 from memops.ops.drill import DRILL
 from memops.ops.runner import Operation, run_operation
+from memops.progress import format_amount
 from memops.targets_file import merge_targets
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
@@ -110,6 +111,30 @@ def test_create_list_verify_and_restore_a_whole_set(
     audit = (Path(inventory.parent / "state") / AUDIT_FILE).read_text().splitlines()
     actions = [json.loads(line)["action"] for line in audit]
     assert actions == ["backup.create", "backup.list", "backup.restore"]
+
+
+def test_a_watched_backup_reports_what_each_step_counted(
+    inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --json and without a terminal, each counted step ends in one line on stderr."""
+    capsys.readouterr()
+    code = run_operation(CREATE, CREATE_RAW, inventory_spec=str(inventory), as_json=False)
+    _, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    for name in COLLECTIONS:
+        points = len(wl.read_qdrant(client, name, load.tenants))
+        assert f"  … qdrant {name}: {points:,} points" in err.splitlines()
+    stored = [line for line in err.splitlines() if line.startswith("  … storing ")]
+    set_dir = next((inventory.parent / "sets").iterdir())
+    for line in stored:  # every stored file's line carries its size on disk
+        name = line.removeprefix("  … storing ").split(":")[0]
+        size = (set_dir / name).stat().st_size
+        assert line.endswith(format_amount(size, "bytes")), line
+    assert len(stored) == len(parse_manifest((set_dir / MANIFEST_NAME).read_bytes()).files)
+
+    code, _, err = call(CREATE, inventory, capsys, **CREATE_RAW)
+    assert code == EXIT_OK
+    assert "…" not in err  # --json: the steps stay silent
 
 
 def test_a_flipped_byte_is_refused_and_nothing_is_restored(

@@ -34,6 +34,7 @@ from typing import IO, Any
 from memops.backup import pg_tools
 from memops.backup.artifacts import BackupError
 from memops.errors import one_line
+from memops.progress import meter
 
 # Level 3 with a minimum match of 6 bytes. Measured on the episodic table (text and
 # float arrays, benchmarks/postgres_backup.py): 5% smaller than pg_dump -Fc's gzip -6 at
@@ -55,7 +56,7 @@ def dump(env: dict[str, str], path: Path, *, snapshot: str | None = None) -> Non
     """``pg_dump -Fc -Z0 | zstd`` into ``path`` (written under a temporary name, then renamed)."""
     tmp = path.with_name(f".{path.name}.tmp")
     argv = ["pg_dump", "-Fc", "-Z0", *_snapshot_args(snapshot)]
-    with open(tmp, "wb") as out:
+    with open(tmp, "wb") as out, meter().watch_file(f"postgresql dump {path.name}", tmp):
         dumper = pg_tools.spawn(argv, env=env, stdout=subprocess.PIPE)
         zstd = pg_tools.spawn(
             ["zstd", "-T2", *ZSTD_OPTIONS, "-q", "-c"], stdin=dumper.stdout, stdout=out
@@ -261,9 +262,11 @@ def parallel_copy(statement: str, lines: Iterator[bytes], connect: Connect, *, j
     sessions = [_CopySession(statement, connect) for _ in range(jobs)]
     sent = 0
     try:
-        for n, chunk in enumerate(_chunks(lines)):
-            sent += chunk.count(b"\n")
-            sessions[n % jobs].feed(chunk)
+        with meter().count(f"postgresql {statement.split()[1]}", "rows") as counter:
+            for n, chunk in enumerate(_chunks(lines)):
+                sent += chunk.count(b"\n")
+                sessions[n % jobs].feed(chunk)
+                counter.update(sent)
     finally:
         for session in sessions:
             session.finish()

@@ -23,6 +23,7 @@ does not depend on the order the rows are read in.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gzip
 import hashlib
 import io
@@ -222,8 +223,12 @@ class PostgresTier:
                 # The dump runs beside this session's checksums, in the same snapshot.
                 env = pg_tools.libpq_env(self.target)
                 with ThreadPoolExecutor(max_workers=1) as pool:
-                    dumping = pool.submit(
-                        pg_archive.dump, env, staging / _dump_name(db), snapshot=snapshot
+                    dumping = pool.submit(  # in this context: its progress shows
+                        contextvars.copy_context().run,
+                        pg_archive.dump,
+                        env,
+                        staging / _dump_name(db),
+                        snapshot=snapshot,
                     )
                     pg_archive.dump_schema(env, staging / _schema_name(db), snapshot=snapshot)
                     summaries = tenant_summaries(conn)

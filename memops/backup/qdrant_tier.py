@@ -38,6 +38,7 @@ from memops.backup.artifacts import (
     scratch_name,
 )
 from memops.clients import qdrant_client, qdrant_http
+from memops.progress import meter
 from memops.targets import QdrantTarget
 
 TIER = "qdrant"
@@ -143,23 +144,25 @@ class QdrantTier:
                 ]
             )
         offset: Any = None
-        while True:
-            records, offset = self.client.scroll(
-                collection,
-                scroll_filter=scroll_filter,
-                limit=SCROLL_BATCH,
-                offset=offset,
-                with_payload=True,
-                with_vectors=True,
-            )
-            for record in records:
-                yield {
-                    "id": record.id,
-                    "vector": record.vector,
-                    "payload": dict(record.payload or {}),
-                }
-            if offset is None:
-                return
+        with meter().count(f"qdrant {collection}", "points") as counter:
+            while True:
+                records, offset = self.client.scroll(
+                    collection,
+                    scroll_filter=scroll_filter,
+                    limit=SCROLL_BATCH,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                for record in records:
+                    yield {
+                        "id": record.id,
+                        "vector": record.vector,
+                        "payload": dict(record.payload or {}),
+                    }
+                counter.advance(len(records))
+                if offset is None:
+                    return
 
     def tenant_summaries(
         self, collections: Sequence[str] | None = None, tenants: Sequence[str] | None = None
@@ -412,17 +415,17 @@ class QdrantTier:
         from qdrant_client import models
 
         batch: list[models.PointStruct] = []
-        total = 0
-        for point in points:
-            batch.append(models.PointStruct(**point))
-            if len(batch) >= UPSERT_BATCH:
+        with meter().count(f"qdrant restore {collection}", "points") as counter:
+            for point in points:
+                batch.append(models.PointStruct(**point))
+                if len(batch) >= UPSERT_BATCH:
+                    self.client.upsert(collection, points=batch, wait=True)
+                    counter.advance(len(batch))
+                    batch = []
+            if batch:
                 self.client.upsert(collection, points=batch, wait=True)
-                total += len(batch)
-                batch = []
-        if batch:
-            self.client.upsert(collection, points=batch, wait=True)
-            total += len(batch)
-        return total
+                counter.advance(len(batch))
+        return counter.completed
 
     # ------------------------------------------------------------------ helpers
 

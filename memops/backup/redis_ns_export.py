@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, cast
 from memops.backup.artifacts import BackupError, TenantSummary
 from memops.backup.redis_nsfile import NamespaceWriter, Record, encode_record
 from memops.backup.resp import RawReplies, command
+from memops.progress import meter
 from memops.workload import namespace_key_pattern, tenant_pattern
 
 if TYPE_CHECKING:
@@ -226,7 +227,6 @@ def export_namespace(
     *,
     meta: dict[str, object],
     count: int = SCAN_COUNT,
-    progress: Callable[[int], None] | None = None,
 ) -> tuple[NamespaceDigest, int]:
     """Write one namespace to ``path`` (renamed into place when complete): digest, bytes."""
     return _export(
@@ -234,7 +234,6 @@ def export_namespace(
         NamespaceDigest(prefix, tenant),
         path,
         {**meta, "prefix": prefix, "tenant": tenant},
-        progress,
     )
 
 
@@ -242,9 +241,7 @@ def export_keyspace(
     client: redis.Redis, path: Path, *, meta: dict[str, object]
 ) -> tuple[NamespaceDigest, int]:
     """Write every key of database 0 to ``path`` (tenant None in its header): digest, bytes."""
-    return _export(
-        scan_keyspace(client), NamespaceDigest("", None), path, {**meta, "tenant": None}, None
-    )
+    return _export(scan_keyspace(client), NamespaceDigest("", None), path, {**meta, "tenant": None})
 
 
 def _export(
@@ -252,16 +249,16 @@ def _export(
     digest: NamespaceDigest,
     path: Path,
     meta: dict[str, object],
-    progress: Callable[[int], None] | None,
 ) -> tuple[NamespaceDigest, int]:
     import redis as redis_lib
 
     writer = NamespaceWriter(path, meta)
+    what = "keyspace" if digest.tenant is None else repr(digest.tenant)
     try:
-        for batch in batches:
-            writer.write(b"".join(digest.absorb(batch)))
-            if progress is not None:
-                progress(digest.count)
+        with meter().count(f"redis {what}", "keys") as counter:
+            for batch in batches:
+                writer.write(b"".join(digest.absorb(batch)))
+                counter.update(digest.count)
         writer.close(digest.count)
     except redis_lib.RedisError as exc:
         writer.abort(exc)

@@ -27,6 +27,7 @@ from memops.backup.redis_nsfile import (
 )
 from memops.backup.redis_server import refuse_older_server, server_version
 from memops.backup.resp import RawPipe
+from memops.progress import meter
 from memops.workload import key_in_namespace, tenant_pattern
 
 if TYPE_CHECKING:
@@ -102,16 +103,19 @@ def restore_records(
     pipe = RawPipe(client)
     done = RecordsRestored()
     kept: list[Record] | None = [] if track else None
+    decoded = read_decoded(path, lambda buffer: _commands(buffer, now_ms(), kept))
     try:
-        for commands in read_decoded(path, lambda buffer: _commands(buffer, now_ms(), kept)):
-            pipe.send(commands.data, commands.restored)
-            if kept:
-                done.keys.update(key for key, _, _ in kept)
-                done.digest.add(kept)
-                kept.clear()
-            done.restored += commands.restored
-            done.expired_skipped += commands.expired
-        pipe.finish()
+        with meter().count(f"redis restore {what}", "keys") as counter:
+            for commands in decoded:
+                pipe.send(commands.data, commands.restored)
+                if kept:
+                    done.keys.update(key for key, _, _ in kept)
+                    done.digest.add(kept)
+                    kept.clear()
+                done.restored += commands.restored
+                done.expired_skipped += commands.expired
+                counter.update(done.restored)
+            pipe.finish()
     except (OSError, ConnectionError) as exc:
         pipe.abandon()
         raise BackupError(

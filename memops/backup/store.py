@@ -48,6 +48,7 @@ from memops.backup.manifest import (
 from memops.backup.set_ids import check_set_id, is_set_id, set_id_time
 from memops.errors import one_line
 from memops.files import open_atomic, write_atomic
+from memops.progress import Counter, meter
 
 COPY_BUFFER = 1 << 20
 
@@ -82,15 +83,18 @@ class SetListing:
 class HashingReader:
     """Passes ``read`` through to ``source``, counting and hashing what it hands out."""
 
-    def __init__(self, source: BinaryIO | Any) -> None:
+    def __init__(self, source: BinaryIO | Any, counter: Counter | None = None) -> None:
         self._source = source
         self._hash = hashlib.sha256()
+        self._counter = counter
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
         self._hash.update(data)
         self.size += len(data)
+        if self._counter is not None:
+            self._counter.update(self.size)
         return data
 
     def readable(self) -> bool:
@@ -235,8 +239,12 @@ class BackupStore(ABC):
         refused naming it, and nothing is left under ``dest``.
         """
         _check_name(name)
-        with self.open_file(check_set_id(set_id), name) as raw:
-            stored = HashingReader(raw)
+        total = expect.size if expect else None
+        with (
+            self.open_file(check_set_id(set_id), name) as raw,
+            meter().count(f"reading {name}", "bytes", total) as counter,
+        ):
+            stored = HashingReader(raw, counter)
             plain = HashingReader(DecryptingReader(stored, key, name=name) if key else stored)
             if dest is None:
                 shutil.copyfileobj(plain, _Discard(), COPY_BUFFER)  # type: ignore[misc]
@@ -303,14 +311,14 @@ class SetWriter:
             handle = source.open("rb")
         except OSError as exc:
             raise BackupError(f"cannot read {source}: {exc.strerror}") from None
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
+        size = os.fstat(handle.fileno()).st_size
+        if self.key is not None:
+            size = encrypted_size(size, DEFAULT_CHUNK)
+        with handle, meter().count(f"storing {name}", "bytes", size) as counter:
             plain: HashingReader | EncryptingReader = HashingReader(handle)
             if self.key is not None:
                 plain = EncryptingReader(handle, self.key)
-            stored = HashingReader(plain)
-            if self.key is not None:
-                size = encrypted_size(size, DEFAULT_CHUNK)
+            stored = HashingReader(plain, counter)
             self.store._write(self.set_id, name, stored, size)
         plain_sha = plain.plain_sha256 if isinstance(plain, EncryptingReader) else None
         record = FileRecord(

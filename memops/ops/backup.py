@@ -9,7 +9,6 @@ confirmed) is exit 2.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,13 @@ from memops.ops import options
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.runner import Context, Operation, Outcome
+from memops.progress import meter
 from memops.targets import Targets, TargetsError
 
 
-def progress_printer(context: Context):
-    def show(message: str) -> None:
-        if context.echo:
-            print(f"  … {message}", file=sys.stderr, flush=True)
-
-    return show
-
-
-def procedure_options(inventory: Inventory, context: Context, key: Any) -> dict[str, Any]:
+def procedure_options(inventory: Inventory, key: Any) -> dict[str, Any]:
     """What every set procedure takes besides its subject: the key, a scratch place, progress."""
-    return {
-        "key": key,
-        "scratch_base": inventory.state_dir / "tmp",
-        "progress": progress_printer(context),
-    }
+    return {"key": key, "scratch_base": inventory.state_dir / "tmp", "progress": meter().note}
 
 
 def textfile_dir(targets: Targets) -> Path | None:
@@ -93,7 +81,7 @@ def create(
                 store,
                 opened,
                 tenants=namespace,
-                **procedure_options(inventory, context, key),
+                **procedure_options(inventory, key),
             )
     except BackupError as exc:
         record_backup(inventory.state_dir, textfile, tiers={t: False for t in tiers}, sizes={})
@@ -241,7 +229,7 @@ def restore(
                 plan,
                 opened,
                 tier_options={"postgresql": {"drop_old": drop_old, "set_id": set_id}},
-                **procedure_options(inventory, context, key),
+                **procedure_options(inventory, key),
             )
     except NotConfirmed as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)

@@ -48,7 +48,7 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
                 store,
                 manifest,
                 opened,
-                **procedure_options(inventory, context, key),
+                **procedure_options(inventory, key),
             )
     except BackupError as exc:
         report = DrillReport(manifest.set_id, datetime.now(UTC), problem=str(exc))

@@ -26,6 +26,7 @@ from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory, InventoryError, resolve_inventory
 from memops.locking import LockBusyError, action_lock
 from memops.ops.options import OptionError, Parser
+from memops.progress import meter_for, reporting
 
 
 class InventoryUse(Enum):
@@ -193,18 +194,8 @@ def _act(
         return operation.body(context, **options)
 
     try:
-        if not operation.locks:
-            return body()
-        state_dir = context.require_inventory().state_dir
-        with action_lock(state_dir, operation.name) as held:
-            outcome = body()
-        if held.previous_unfinished:
-            note = (
-                f"the previous action ({held.previous_unfinished}) did not finish: it was "
-                "killed or its machine went down; check what it was doing"
-            )
-            outcome = replace(outcome, notes=(*outcome.notes, note))
-        return outcome
+        with reporting(meter_for(watching=context.echo)):
+            return _locked(operation, context, body) if operation.locks else body()
     except LockBusyError as exc:
         return Outcome.refused(str(exc), result="lock-busy")
     except Exception as exc:  # a bug: still one line, one audit record, exit 1
@@ -212,6 +203,20 @@ def _act(
             traceback.print_exc()
         message = f"internal error: {type(exc).__name__}: {exc} (MEMOPS_DEBUG=1 shows where)"
         return Outcome.refused(message, result="error", code=EXIT_FAILED)
+
+
+def _locked(operation: Operation, context: Context, body: Callable[[], Outcome]) -> Outcome:
+    """``body`` under the stack lock; a note when the previous holder never finished."""
+    state_dir = context.require_inventory().state_dir
+    with action_lock(state_dir, operation.name) as held:
+        outcome = body()
+    if held.previous_unfinished:
+        note = (
+            f"the previous action ({held.previous_unfinished}) did not finish: it was "
+            "killed or its machine went down; check what it was doing"
+        )
+        outcome = replace(outcome, notes=(*outcome.notes, note))
+    return outcome
 
 
 def emit_json(document: Mapping[str, Any]) -> None:
