@@ -37,7 +37,9 @@ DEFAULT_VECTOR_DIM = 16
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
 REDIS_TYPES = ("session", "scratchpad", "task", "context")
-SOURCE_KINDS = ("chat", "tool_call", "document", "observation")
+# Facts are what the supersede judge compares: every link of a supersede chain is one.
+FACT = "fact"
+SOURCE_KINDS = ("chat", "tool_call", "document", "observation", FACT)
 AGENTS = ("planner", "coder", "reviewer", "researcher")
 
 NASTY_TENANTS: tuple[str, ...] = (
@@ -248,7 +250,11 @@ def _redis_entry(rng: random.Random, prefix: str, tenant: str) -> RedisEntry:
 def _memory_items(
     rng: random.Random, tenant: str, count: int, vector_dim: int
 ) -> Iterator[MemoryItem]:
-    """Chains of items: every tenant's first chain has three links when it can."""
+    """Chains of items: every tenant's first chain has three links when it can.
+
+    The links of a chain longer than one are facts (the judge supersedes facts
+    only); a lone item draws any kind, facts included.
+    """
     made = 0
     clock = BASE_TIME + timedelta(seconds=rng.randrange(86400))
     while made < count:
@@ -257,7 +263,8 @@ def _memory_items(
         for position, item_id in enumerate(ids):
             clock += timedelta(seconds=rng.randrange(1, 3600), microseconds=rng.randrange(10**6))
             newer = ids[position + 1] if position + 1 < length else None
-            yield _memory_item(rng, tenant, item_id, newer, clock, vector_dim)
+            kind = FACT if length > 1 else rng.choice(SOURCE_KINDS)
+            yield _memory_item(rng, tenant, item_id, newer, clock, vector_dim, kind)
         made += length
 
 
@@ -268,6 +275,7 @@ def _memory_item(
     superseded_by: str | None,
     created_at: datetime,
     vector_dim: int,
+    source_kind: str,
 ) -> MemoryItem:
     embedding = _vector(rng, vector_dim) if rng.random() < 0.85 else None
     indexed_at = created_at + timedelta(seconds=rng.randrange(1, 120)) if embedding else None
@@ -287,7 +295,7 @@ def _memory_item(
         tenant_id=tenant,
         user_id=user_id,
         agent_id=rng.choice((*AGENTS, None)),
-        source_kind=rng.choice(SOURCE_KINDS),
+        source_kind=source_kind,
         content=content,
         embedding=embedding,
         indexed_at=indexed_at,

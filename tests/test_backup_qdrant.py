@@ -14,7 +14,8 @@ from memops.backup.qdrant_tier import QdrantTier, collection_stem, read_export
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 
-KINDS = ("chat", "document")
+KINDS = ("chat", "fact")
+COLLECTIONS = tuple(f"memory_{kind}" for kind in KINDS)
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_tenant_restore_touches_only_that_tenant(
         _header, points = read_export(tmp_path / "qdrant" / "memory_chat.points.jsonl.gz")
         assert {p["payload"]["tenant_id"] for p in points} <= {"acme"}
         # damage every tenant: acme comes back from the set, the others stay as damaged
-        for collection in ("memory_chat", "memory_document"):
+        for collection in COLLECTIONS:
             client.delete(
                 collection,
                 points_selector=models.FilterSelector(filter=models.Filter(must=[])),
@@ -95,18 +96,13 @@ def test_tenant_restore_touches_only_that_tenant(
             )
         wl.write_qdrant(client, wl.generate(seed=78, tenants=tenants), "memory_chat", kind="chat")
         others = [t for t in tenants if t != "acme"]
-        before_others = {
-            c: wl.read_qdrant(client, c, others) for c in ("memory_chat", "memory_document")
-        }
+        before_others = {c: wl.read_qdrant(client, c, others) for c in COLLECTIONS}
         tier.restore(tmp_path, artifact, tenants=["acme"])
-        after_others = {
-            c: wl.read_qdrant(client, c, others) for c in ("memory_chat", "memory_document")
-        }
+        after_others = {c: wl.read_qdrant(client, c, others) for c in COLLECTIONS}
         assert after_others == before_others
         assert tier.tenant_summaries(tenants=["acme"]) == artifact.tenants
     acme = {p.id for p in load.qdrant if p.payload["tenant_id"] == "acme" and p.kind in KINDS}
-    restored = set(wl.read_qdrant(client, "memory_chat", ["acme"]))
-    restored |= set(wl.read_qdrant(client, "memory_document", ["acme"]))
+    restored = {i for c in COLLECTIONS for i in wl.read_qdrant(client, c, ["acme"])}
     assert restored == acme
 
 

@@ -129,6 +129,17 @@ def test_supersede_chains_point_old_to_new(workload: wl.Workload) -> None:
         assert chain[-1].superseded_by is None
 
 
+def test_chain_links_are_facts_and_lone_items_any_kind(workload: wl.Workload) -> None:
+    """The judge supersedes facts only: every link of a longer chain is one."""
+    assert wl.FACT in wl.SOURCE_KINDS
+    chains = workload.chains()
+    for chain in chains:
+        if len(chain) > 1:
+            assert {i.source_kind for i in chain} == {wl.FACT}
+    lone_kinds = {c[0].source_kind for c in chains if len(c) == 1}
+    assert lone_kinds <= set(wl.SOURCE_KINDS) and len(lone_kinds) > 1
+
+
 def test_qdrant_points_mirror_live_indexed_items(workload: wl.Workload) -> None:
     by_id = {i.id: i for i in workload.memory_items}
     live_indexed = {
