@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from memops.tasks import backup
+from memops.tasks import backup, memory
 from memops.tasks.common import CONFIG_DEFAULTS
 from memops.tasks.stack import ROOT_TASKS
 
@@ -17,4 +17,5 @@ ns = Collection()
 for root_task in ROOT_TASKS:
     ns.add_task(root_task)
 ns.add_collection(Collection.from_module(backup, name="backup"))
+ns.add_collection(Collection.from_module(memory, name="memory"))
 ns.configure(CONFIG_DEFAULTS)

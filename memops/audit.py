@@ -44,6 +44,11 @@ def append_audit(
         os.close(fd)
 
 
+def actor() -> str:
+    """Who acts, as the audit tables name it: ``user@host``."""
+    return f"{_who()}@{socket.gethostname()}"
+
+
 def _who() -> str:
     try:
         return os.environ.get("SUDO_USER") or getpass.getuser()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from op_calls import call
 from qdrant_client import QdrantClient, models
 from standin_server import RunningStandin
 
@@ -28,7 +29,7 @@ from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
 from memops.ops.drill import DRILL
-from memops.ops.runner import Operation, run_operation
+from memops.ops.runner import run_operation
 from memops.progress import format_amount
 from memops.targets_file import merge_targets
 
@@ -60,15 +61,6 @@ def inventory(tmp_path: Path, standin: RunningStandin, monkeypatch: pytest.Monke
     component = {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key}
     merge_targets(state, "inv", {"qdrant": component}, {})
     return root
-
-
-def call(
-    operation: Operation, inventory: Path, capsys: pytest.CaptureFixture[str], **raw: Any
-) -> tuple[int, dict[str, Any], str]:
-    capsys.readouterr()
-    code = run_operation(operation, raw, inventory_spec=str(inventory), as_json=True)
-    out, err = capsys.readouterr()
-    return code, json.loads(out), err.strip()
 
 
 def everything(client: QdrantClient, load: wl.Workload) -> dict[str, Any]:

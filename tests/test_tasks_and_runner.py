@@ -26,7 +26,10 @@ from memops.tasks.common import CONFIG_DEFAULTS, inventory_spec
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
-NAMESPACES = {"backup": {"create", "list", "verify", "restore", "prune", "drill"}}
+NAMESPACES = {
+    "backup": {"create", "list", "verify", "restore", "prune", "drill"},
+    "memory": {"rejudge", "chain"},
+}
 
 
 # --- the collection ------------------------------------------------------------------

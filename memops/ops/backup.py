@@ -54,7 +54,7 @@ def _failed(message: str, *, code: int = EXIT_FAILED, **document: Any) -> Outcom
     )
 
 
-def _probe_line(targets: Targets, inventory: Inventory) -> tuple[dict[str, Any], str]:
+def probe_line(targets: Targets, inventory: Inventory) -> tuple[dict[str, Any], str]:
     snapshot, _notes = health_cycle(targets, inventory.state_dir)
     return snapshot.to_dict(), f"health: {snapshot.state}"
 
@@ -91,7 +91,7 @@ def create(
         inventory.state_dir, textfile, tiers={t: verified for t in tiers}, sizes=made.tier_sizes
     )
     manifest = made.manifest
-    health, health_line = _probe_line(targets, inventory)
+    health, health_line = probe_line(targets, inventory)
     counts = {
         t: sum(s.count for s in manifest.artifacts[t].tenants.values()) for t in manifest.tiers
     }
@@ -237,7 +237,7 @@ def restore(
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
     except BackupError as exc:
         return _failed(str(exc), **document)
-    health, health_line = _probe_line(targets, inventory)
+    health, health_line = probe_line(targets, inventory)
     healthy = health.get("state") != "failing"
     document |= {
         "ok": healthy,

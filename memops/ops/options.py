@@ -189,17 +189,48 @@ def set_id(*, required: bool = True) -> Parser:
     return parse
 
 
+def _checked_name(name: str, value: Any) -> str:
+    text_value = str(value)
+    if not text_value or any(ord(char) < 32 for char in text_value):
+        raise OptionError(f"{flag_name(name)}: {text_value!r} is empty or has control characters")
+    return text_value
+
+
 def names() -> Parser:
     """A repeatable option of names taken as data (tenants): any text but control characters."""
 
     def parse(name: str, raw: Any) -> tuple[str, ...]:
         values = [] if raw in (None, "") else [raw] if isinstance(raw, str) else list(raw)
-        for value in values:
-            text_value = str(value)
-            if not text_value or any(ord(char) < 32 for char in text_value):
-                raise OptionError(
-                    f"{flag_name(name)}: {text_value!r} is empty or has control characters"
-                )
-        return tuple(dict.fromkeys(str(v) for v in values))
+        return tuple(dict.fromkeys(_checked_name(name, value) for value in values))
+
+    return parse
+
+
+def name_value(*, required: bool = True) -> Parser:
+    """One name taken as data (a tenant): any text but control characters; "" when not given."""
+
+    def parse(name: str, raw: Any) -> str:
+        if raw in (None, ""):
+            if required:
+                raise OptionError(f"{flag_name(name)}: is required")
+            return ""
+        return _checked_name(name, raw)
+
+    return parse
+
+
+def uuid_value(*, required: bool = True) -> Parser:
+    """A row id: a UUID (None when not given and not required)."""
+    import uuid
+
+    def parse(name: str, raw: Any) -> uuid.UUID | None:
+        if raw in (None, ""):
+            if required:
+                raise OptionError(f"{flag_name(name)}: a row id (a UUID) is required")
+            return None
+        try:
+            return uuid.UUID(str(raw).strip())
+        except ValueError:
+            raise _refuse(name, "a row id (a UUID)", raw) from None
 
     return parse
