@@ -13,8 +13,6 @@ use ``escape_glob`` plus an exact ``key_in_namespace`` check.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import re
@@ -25,10 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memops.memory_values import NONCE_BYTES, plain_value, sealed_value
+
 if TYPE_CHECKING:
     import psycopg
     import redis
     from qdrant_client import QdrantClient
+
+    from memops.keyring import KeyRing
 
 DEFAULT_PREFIX = "memops"
 DEFAULT_TTL_S = 86400
@@ -101,8 +103,9 @@ class RedisEntry:
     tenant: str
     type: str
     id: str
-    value: str  # the exact JSON text stored (content, content_hash, created_at)
+    value: str  # the exact JSON text stored (memops.memory_values: plain or sealed)
     ttl: int
+    key_id: str | None = None  # the key ring key it is sealed with; None when plain
 
 
 @dataclass(frozen=True)
@@ -186,11 +189,15 @@ def generate(
     redis_keys_per_tenant: int = 6,
     items_per_tenant: int = 8,
     vector_dim: int = DEFAULT_VECTOR_DIM,
+    keyring: KeyRing | None = None,
+    encrypted_share: float = 0.5,
 ) -> Workload:
     """Build a workload; the same arguments always give an equal result.
 
     ``tenants`` is either a number of plain generated tenants (plus every name
-    in NASTY_TENANTS when ``nasty``) or the exact tenant names to use.
+    in NASTY_TENANTS when ``nasty``) or the exact tenant names to use. With a
+    ``keyring``, about ``encrypted_share`` of the Redis values are sealed with its
+    active key (nonces drawn from the seed, so the data is reproducible).
     """
     if vector_dim < 1:
         raise ValueError("vector_dim must be at least 1")
@@ -203,11 +210,15 @@ def generate(
     if len(set(names)) != len(names) or "" in names:
         raise ValueError("tenant names must be unique and non-empty")
 
+    # Sealing draws from its own generator: with or without a key ring, the keys,
+    # contents and TTLs are the same.
+    seal_rng = random.Random(f"{seed}:seal")
+    sealing = None if keyring is None else (keyring, seal_rng, encrypted_share)
     redis_entries: list[RedisEntry] = []
     items: list[MemoryItem] = []
     for tenant in names:
         redis_entries.extend(
-            _redis_entry(rng, prefix, tenant) for _ in range(redis_keys_per_tenant)
+            _redis_entry(rng, prefix, tenant, sealing) for _ in range(redis_keys_per_tenant)
         )
         items.extend(_memory_items(rng, tenant, items_per_tenant, vector_dim))
     points = tuple(
@@ -231,20 +242,31 @@ def generate(
     )
 
 
-def _redis_entry(rng: random.Random, prefix: str, tenant: str) -> RedisEntry:
+def _redis_entry(
+    rng: random.Random,
+    prefix: str,
+    tenant: str,
+    sealing: tuple[KeyRing, random.Random, float] | None,
+) -> RedisEntry:
     type_ = rng.choice(REDIS_TYPES)
     id_ = f"{rng.getrandbits(48):012x}"
+    key = redis_key(prefix, tenant, type_, id_)
     content = _content(rng)
-    created_at = BASE_TIME + timedelta(seconds=rng.randrange(90 * 86400))
-    value = canonical_json(
-        {
-            "content": content,
-            "content_hash": content_hash(content),
-            "created_at": created_at.isoformat(),
-        }
-    )
+    created_at = (BASE_TIME + timedelta(seconds=rng.randrange(90 * 86400))).isoformat()
     ttl = DEFAULT_TTL_S if rng.random() < 0.75 else rng.randrange(600, 7200)
-    return RedisEntry(redis_key(prefix, tenant, type_, id_), tenant, type_, id_, value, ttl)
+    if sealing is not None and sealing[1].random() < sealing[2]:
+        keyring, seal_rng, _ = sealing
+        nonce = seal_rng.getrandbits(8 * NONCE_BYTES).to_bytes(NONCE_BYTES, "big")
+        value = sealed_value(
+            content,
+            created_at,
+            key_name=key,
+            key_id=keyring.active,
+            secret=keyring.active_secret,
+            nonce=nonce,
+        )
+        return RedisEntry(key, tenant, type_, id_, value, ttl, keyring.active)
+    return RedisEntry(key, tenant, type_, id_, plain_value(content, created_at), ttl)
 
 
 def _memory_items(
@@ -330,14 +352,6 @@ def _uuid(rng: random.Random) -> str:
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def content_hash(content: str) -> str:
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def redis_key(prefix: str, tenant: str, type_: str, id_: str) -> str:

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from qdrant_client import QdrantClient, models
 
+from memops import memory_values
 from memops import workload as wl
 from memops.migrate import migrate
 
@@ -95,8 +96,9 @@ def test_redis_entries(workload: wl.Workload) -> None:
         assert entry.key == wl.redis_key(workload.prefix, entry.tenant, entry.type, entry.id)
         value = json.loads(entry.value)
         assert set(value) == {"content", "content_hash", "created_at"}
-        assert value["content_hash"] == wl.content_hash(value["content"])
-        assert entry.value == wl.canonical_json(value)
+        assert value["content_hash"] == memory_values.content_hash(value["content"])
+        assert entry.value == memory_values.canonical_json(value)
+        assert entry.key_id is None
     assert len({e.key for e in workload.redis}) == len(workload.redis)
 
 

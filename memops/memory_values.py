@@ -1,0 +1,180 @@
+"""The stored form of a short-term memory value, and how to check it on read.
+
+A value is one JSON object. Plain::
+
+    {"content": "...", "content_hash": "<sha256 of content>", "created_at": "..."}
+
+Encrypted (AES-256-GCM under a key of the key ring, ``memops.keyring``)::
+
+    {"enc": "AES-256-GCM", "key_id": "...", "nonce": "<b64, 12 bytes>",
+     "ciphertext": "<b64>", "created_at": "..."}
+
+The ciphertext seals the canonical JSON of ``{"content", "content_hash"}``, and
+the Redis key name is the associated data: a value copied under another key
+fails its tag instead of passing as that key's memory. ``inspect_value`` sorts a
+value into good, corrupt or undecryptable with a reason code; it never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from memops.keyring import KeyRing
+
+ALGORITHM = "AES-256-GCM"
+NONCE_BYTES = 12
+
+GOOD = "good"
+CORRUPT = "corrupt"
+UNDECRYPTABLE = "undecryptable"
+VERDICTS = (GOOD, CORRUPT, UNDECRYPTABLE)
+
+# Reason codes of a value that is not good.
+NOT_JSON = "not_json"
+MISSING_FIELD = "missing_field"
+HASH_MISMATCH = "hash_mismatch"
+TAG_MISMATCH = "tag_mismatch"  # ciphertext, nonce or key name altered
+UNKNOWN_KEY = "unknown_key"  # sealed with a key the ring does not hold
+NO_KEYRING = "no_keyring"  # encrypted, and no key ring at all
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    verdict: str
+    reason: str = ""
+    key_id: str | None = None  # the key an encrypted value is sealed with
+    content: str | None = None  # only when good
+
+    @property
+    def good(self) -> bool:
+        return self.verdict == GOOD
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def plain_value(content: str, created_at: str) -> str:
+    return canonical_json(
+        {"content": content, "content_hash": content_hash(content), "created_at": created_at}
+    )
+
+
+def sealed_value(
+    content: str,
+    created_at: str,
+    *,
+    key_name: str,
+    key_id: str,
+    secret: bytes,
+    nonce: bytes | None = None,
+) -> str:
+    """The encrypted form; ``nonce`` only for reproducible test data (never reuse one)."""
+    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    inner = canonical_json({"content": content, "content_hash": content_hash(content)})
+    ciphertext = AESGCM(secret).encrypt(nonce, inner.encode("utf-8"), key_name.encode("utf-8"))
+    return canonical_json(
+        {
+            "enc": ALGORITHM,
+            "key_id": key_id,
+            "nonce": base64.b64encode(nonce).decode("ascii"),
+            "ciphertext": base64.b64encode(ciphertext).decode("ascii"),
+            "created_at": created_at,
+        }
+    )
+
+
+def inspect_value(raw: bytes | str, key_name: str, ring: KeyRing | None) -> ValueCheck:
+    """Good, corrupt or undecryptable, with the reason; never raises."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        envelope = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        return ValueCheck(CORRUPT, NOT_JSON)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("created_at"), str):
+        return ValueCheck(CORRUPT, MISSING_FIELD)
+    if "enc" not in envelope:
+        return _check_inner(envelope, None)
+    return _open(envelope, key_name, ring)
+
+
+def reseal(raw: bytes | str, key_name: str, ring: KeyRing) -> str | None:
+    """The value sealed under the ring's active key, or None when there is nothing to do.
+
+    Nothing to do: already under the active key, or plain. A value that does not
+    open (corrupt, unknown key) is left as it is too: rotation moves readable
+    values and counts the others, it never rewrites what it cannot read.
+    """
+    check = inspect_value(raw, key_name, ring)
+    if not check.good or check.key_id in (None, ring.active):
+        return None
+    envelope = json.loads(raw)
+    assert check.content is not None
+    return sealed_value(
+        check.content,
+        envelope["created_at"],
+        key_name=key_name,
+        key_id=ring.active,
+        secret=ring.active_secret,
+    )
+
+
+def key_id_of_value(raw: bytes | str) -> str | None:
+    """The key id an encrypted value names (without opening it); None for anything else."""
+    try:
+        envelope = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    key_id = envelope.get("key_id") if isinstance(envelope, dict) else None
+    return key_id if isinstance(key_id, str) and "enc" in envelope else None
+
+
+def _open(envelope: dict[str, Any], key_name: str, ring: KeyRing | None) -> ValueCheck:
+    key_id = envelope.get("key_id")
+    fields = (envelope.get("nonce"), envelope.get("ciphertext"))
+    if (
+        envelope.get("enc") != ALGORITHM
+        or not isinstance(key_id, str)
+        or not all(isinstance(f, str) for f in fields)
+    ):
+        return ValueCheck(CORRUPT, MISSING_FIELD, key_id if isinstance(key_id, str) else None)
+    if ring is None:
+        return ValueCheck(UNDECRYPTABLE, NO_KEYRING, key_id)
+    secret = ring.secret(key_id)
+    if secret is None:
+        return ValueCheck(UNDECRYPTABLE, UNKNOWN_KEY, key_id)
+    try:
+        nonce, ciphertext = (base64.b64decode(f, validate=True) for f in fields)
+        if len(nonce) != NONCE_BYTES:
+            return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)
+        inner = AESGCM(secret).decrypt(nonce, ciphertext, key_name.encode("utf-8"))
+        decoded = json.loads(inner.decode("utf-8"))
+    except (binascii.Error, ValueError):  # bad base64, or plaintext that is not JSON
+        return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)
+    except InvalidTag:
+        return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)
+    if not isinstance(decoded, dict):
+        return ValueCheck(CORRUPT, MISSING_FIELD, key_id)
+    return _check_inner(decoded, key_id)
+
+
+def _check_inner(fields: dict[str, Any], key_id: str | None) -> ValueCheck:
+    content, digest = fields.get("content"), fields.get("content_hash")
+    if not isinstance(content, str) or not isinstance(digest, str):
+        return ValueCheck(CORRUPT, MISSING_FIELD, key_id)
+    if content_hash(content) != digest:
+        return ValueCheck(CORRUPT, HASH_MISMATCH, key_id)
+    return ValueCheck(GOOD, key_id=key_id, content=content)

@@ -1,0 +1,107 @@
+"""Integrity of short-term memory values: the envelope, its checks, and re-sealing."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from memops import memory_values as mv
+from memops import workload as wl
+from memops.keyring import new_keyring
+
+KEY = "memops:memory:acme:session:0000000000aa"
+
+
+@pytest.fixture
+def ring():
+    return new_keyring(bytes(range(32)))
+
+
+def test_plain_value_is_good_and_gives_its_content() -> None:
+    check = mv.inspect_value(mv.plain_value("hello", "2025-01-01T00:00:00+00:00"), KEY, None)
+    assert check == mv.ValueCheck(mv.GOOD, content="hello")
+
+
+def test_sealed_value_opens_only_under_its_own_key_name(ring) -> None:
+    raw = mv.sealed_value(
+        "secret words", "t", key_name=KEY, key_id=ring.active, secret=ring.active_secret
+    )
+    assert "secret words" not in raw
+    check = mv.inspect_value(raw, KEY, ring)
+    assert check.good and check.content == "secret words" and check.key_id == ring.active
+    moved = mv.inspect_value(raw, KEY.replace("acme", "other"), ring)
+    assert (moved.verdict, moved.reason) == (mv.CORRUPT, mv.TAG_MISMATCH)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", mv.NOT_JSON),
+        ("{not json", mv.NOT_JSON),
+        ("[1, 2]", mv.MISSING_FIELD),
+        ('{"content": "x", "created_at": "t"}', mv.MISSING_FIELD),
+        ('{"content": "x", "content_hash": "00", "created_at": "t"}', mv.HASH_MISMATCH),
+    ],
+)
+def test_corrupt_plain_values_name_the_reason(raw, reason) -> None:
+    check = mv.inspect_value(raw, KEY, None)
+    assert (check.verdict, check.reason) == (mv.CORRUPT, reason)
+
+
+def test_a_flipped_ciphertext_byte_fails_the_tag(ring) -> None:
+    envelope = json.loads(
+        mv.sealed_value("x" * 40, "t", key_name=KEY, key_id=ring.active, secret=ring.active_secret)
+    )
+    data = bytearray(base64.b64decode(envelope["ciphertext"]))
+    data[3] ^= 0x01
+    envelope["ciphertext"] = base64.b64encode(bytes(data)).decode()
+    check = mv.inspect_value(json.dumps(envelope), KEY, ring)
+    assert (check.verdict, check.reason, check.key_id) == (mv.CORRUPT, mv.TAG_MISMATCH, ring.active)
+
+
+def test_a_key_the_ring_lacks_is_undecryptable_not_corrupt(ring) -> None:
+    other = new_keyring()
+    raw = mv.sealed_value("x", "t", key_name=KEY, key_id=other.active, secret=other.active_secret)
+    check = mv.inspect_value(raw, KEY, ring)
+    assert (check.verdict, check.reason, check.key_id) == (
+        mv.UNDECRYPTABLE,
+        mv.UNKNOWN_KEY,
+        other.active,
+    )
+    assert mv.inspect_value(raw, KEY, None).reason == mv.NO_KEYRING
+    assert mv.key_id_of_value(raw) == other.active
+
+
+def test_reseal_moves_a_value_to_the_active_key_and_keeps_its_content(ring) -> None:
+    raw = mv.sealed_value("kept", "t0", key_name=KEY, key_id=ring.active, secret=ring.active_secret)
+    assert mv.reseal(raw, KEY, ring) is None  # already under the active key
+    rotated = ring.with_new_key()
+    moved = mv.reseal(raw, KEY, rotated)
+    assert moved is not None and mv.key_id_of_value(moved) == rotated.active
+    check = mv.inspect_value(moved, KEY, rotated)
+    assert check.good and check.content == "kept"
+    assert json.loads(moved)["created_at"] == "t0"
+    assert mv.reseal(mv.plain_value("p", "t"), KEY, rotated) is None
+    assert mv.reseal("{broken", KEY, rotated) is None
+
+
+def test_workload_seals_a_share_of_its_values_reproducibly(ring) -> None:
+    first = wl.generate(7, keyring=ring, encrypted_share=0.5)
+    assert first == wl.generate(7, keyring=ring, encrypted_share=0.5)
+    sealed = [e for e in first.redis if e.key_id is not None]
+    assert 0 < len(sealed) < len(first.redis)
+    assert {e.key_id for e in sealed} == {ring.active}
+    for entry in first.redis:
+        check = mv.inspect_value(entry.value, entry.key, ring)
+        assert check.good, (entry.key, check)
+        assert check.key_id == entry.key_id
+    # Without a key ring the keys, TTLs and contents are the same.
+    plain = wl.generate(7)
+    assert [(e.key, e.ttl) for e in plain.redis] == [(e.key, e.ttl) for e in first.redis]
+    assert all(e.key_id is None for e in plain.redis)
+    assert [mv.inspect_value(e.value, e.key, ring).content for e in first.redis] == [
+        json.loads(e.value)["content"] for e in plain.redis
+    ]
+    assert plain.memory_items == first.memory_items
