@@ -85,9 +85,16 @@ class Outcome:
 
     @classmethod
     def refused(
-        cls, message: str, *, result: str = "bad-input", code: int = EXIT_BAD_INPUT
+        cls, message: str, *, result: str = "bad-input", code: int = EXIT_BAD_INPUT, **document: Any
     ) -> Outcome:
-        return cls(code, {"ok": False, "error": message}, error=message, result=result)
+        """Nothing was touched; ``document`` adds facts to the --json output."""
+        body = {**document, "ok": False, "error": message}
+        return cls(code, body, error=message, result=result)
+
+    @classmethod
+    def failed(cls, message: str, **document: Any) -> Outcome:
+        """The operation ran and failed (exit 1)."""
+        return cls.refused(message, result="failed", code=EXIT_FAILED, **document)
 
 
 @dataclass(frozen=True)

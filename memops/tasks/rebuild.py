@@ -1,0 +1,42 @@
+"""`invoke rebuild.*`: the memory rebuild runbook, one namespace at a time."""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from memops.ops.rebuild import VALIDATE
+from memops.tasks.common import memops_task, run
+
+_HELP = {
+    "namespace": "the tenant (taken literally: quotes, globs and SQL in it are just characters)",
+    "tier": "only these tiers, comma-separated: redis, postgresql, qdrant (default: all deployed)",
+}
+
+
+@memops_task(
+    help=_HELP
+    | {
+        "benchmark": "also run the scripted read workload and report its hit rate",
+        "min_hit_rate": "with --benchmark, exit 1 under this hit rate (default 0.8)",
+    }
+)
+def validate(
+    c: Context,
+    namespace,
+    tier=None,
+    benchmark=False,
+    min_hit_rate=None,
+    inventory=None,
+    json=False,
+):
+    """Check every entry of a namespace: good / corrupt / undecryptable / orphaned per tier."""
+    run(
+        c,
+        VALIDATE,
+        inventory=inventory,
+        json=json,
+        namespace=namespace,
+        tier=tier,
+        benchmark=benchmark,
+        min_hit_rate=min_hit_rate,
+    )

@@ -1,0 +1,309 @@
+"""rebuild.validate against a real Redis, PostgreSQL and the Qdrant stand-in.
+
+The workload (hostile tenant names, half its Redis values sealed with the key
+ring) goes into all three tiers. What these tests prove: a namespace as written
+validates clean, with counts equal to the workload's; each kind of damage (a
+flipped value, a tampered ciphertext, a value under a key the ring lacks, a bad
+embedding, a changed vector, a point
+without its row, a row without its point) is reported under its verdict and
+reason with its id, and only in its own namespace; a tenant with no entries is
+refused; the read benchmark falls under its bar when the semantic tier is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from op_calls import call
+from qdrant_client import QdrantClient, models
+
+from memops import memory_values as mv
+from memops import workload as wl
+from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.scratch import free_port
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.keyring import KeyRing, new_keyring, save_keyring
+from memops.migrate import migrate
+from memops.ops.rebuild import VALIDATE
+from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.rebuild import validate as v
+from memops.targets_file import merge_targets
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection"),
+]
+
+PASSWORD = "validate-secret"
+COLLECTIONS = tuple(f"memory_{kind}" for kind in wl.SOURCE_KINDS)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ScratchCluster]:
+    try:
+        with scratch_cluster("memops_rebuildtest", 37512, app_role="rbtest", db_prefix="rb") as c:
+            yield c
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRedis]:
+    server = ScratchRedis(free_port(), tmp_path_factory.mktemp("redis"), password=PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def ring() -> KeyRing:
+    return new_keyring(bytes(range(32)))
+
+
+@pytest.fixture(scope="module")
+def load(ring: KeyRing) -> wl.Workload:
+    return wl.generate(seed=8080, tenants=2, items_per_tenant=10, keyring=ring)
+
+
+@dataclass
+class Stack:
+    inventory: Path
+    state: Path
+    redis: redis.Redis
+    pg: psycopg.Connection[Any]
+    qdrant: QdrantClient
+    load: wl.Workload
+    capsys: pytest.CaptureFixture[str]
+
+    def call(self, **raw: Any) -> tuple[int, dict[str, Any], str]:
+        given = {"tier": None, "benchmark": False, "min_hit_rate": None} | raw
+        return call(VALIDATE, self.inventory, self.capsys, **given)
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path,
+    cluster: ScratchCluster,
+    redis_server: ScratchRedis,
+    client: QdrantClient,
+    standin: Any,
+    ring: KeyRing,
+    load: wl.Workload,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Stack]:
+    dbname = cluster.new_database()
+    with cluster.connect(dbname, autocommit=True) as conn:
+        migrate(conn)
+        wl.write_postgres(conn, load)
+    store = redis.Redis(port=redis_server.port, password=PASSWORD)
+    store.flushall()
+    wl.write_redis(store, load)
+    for name in COLLECTIONS:
+        wl.write_qdrant(client, load, name, kind=name.removeprefix("memory_"))
+    root = tmp_path / "inv"
+    (root / "group_vars").mkdir(parents=True)
+    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (root / "group_vars" / "all.yml").write_text("{}\n")
+    state = tmp_path / "state"
+    monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
+    components = {
+        "redis": {"kind": "redis", "host": "127.0.0.1", "port": redis_server.port},
+        "postgresql": {"kind": "postgresql", **cluster.app_params(dbname)},
+        "qdrant": {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key},
+    }
+    components["redis"]["password"] = PASSWORD
+    merge_targets(state, "inv", components, {"redis": {"key_prefix": load.prefix}})
+    save_keyring(state / "keyring.json", ring)
+    with cluster.connect(dbname, autocommit=True) as conn:
+        yield Stack(root, state, store, conn, client, load, capsys)
+    store.close()
+
+
+def tenant_with_sealed_and_plain(load: wl.Workload) -> str:
+    for tenant in load.tenants:
+        ids = {e.key_id for e in load.redis if e.tenant == tenant}
+        if None in ids and len(ids) > 1 and "\t" not in tenant:
+            return tenant
+    raise AssertionError("the workload has no tenant with both kinds of value")
+
+
+def other_tenant(load: wl.Workload, tenant: str) -> str:
+    return next(t for t in load.tenants if t != tenant and "\t" not in t)
+
+
+def live_rows(load: wl.Workload, tenant: str) -> list[wl.MemoryItem]:
+    return [i for i in load.items_of(tenant) if i.anonymized_at is None]
+
+
+def offenders(document: dict[str, Any], tier: str) -> set[tuple[str, str, str]]:
+    return {(o["id"], o["verdict"], o["reason"]) for o in document["tiers"][tier]["offenders"]}
+
+
+# ------------------------------------------------------------------------ clean data
+
+
+def test_a_namespace_as_written_validates_clean_with_the_workloads_counts(stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    code, document, err = stack.call(namespace=tenant)
+    assert code == EXIT_OK, err
+    tiers = document["tiers"]
+    assert tiers["redis"]["good"] == sum(e.tenant == tenant for e in stack.load.redis)
+    assert tiers["postgresql"]["good"] == len(live_rows(stack.load, tenant))
+    assert tiers["qdrant"]["good"] == sum(
+        p.payload["tenant_id"] == tenant
+        for p in stack.load.qdrant
+        if f"memory_{p.kind}" in COLLECTIONS
+    )
+    assert document["clean"] is True
+
+
+def test_every_hostile_namespace_counts_only_its_own_entries(stack: Stack) -> None:
+    ring_path = stack.state / "keyring.json"
+    ring = json.loads(ring_path.read_text())
+    assert ring["active"]
+    for tenant in stack.load.tenants:
+        report = v.validate_namespace(
+            tenant,
+            redis_scope=v.RedisScope(stack.redis, stack.load.prefix, None),
+            postgres=stack.pg,
+        )
+        redis_report = report.tiers["redis"]
+        mine = [e for e in stack.load.redis if e.tenant == tenant]
+        assert redis_report.checked == len(mine), tenant
+        # Without the key ring the sealed values are undecryptable, never corrupt.
+        assert redis_report.counts[mv.UNDECRYPTABLE] == sum(e.key_id is not None for e in mine)
+        assert redis_report.counts[mv.CORRUPT] == 0
+        assert report.tiers["postgresql"].checked == len(live_rows(stack.load, tenant)), tenant
+        assert report.tiers["postgresql"].clean, tenant
+
+
+def test_a_tenant_with_no_entries_is_refused_not_reported_clean(stack: Stack) -> None:
+    code, document, err = stack.call(namespace="acme:e")  # a prefix of a real tenant
+    assert code == EXIT_BAD_INPUT
+    assert "no entries" in err and document["ok"] is False
+
+
+def test_an_unknown_tier_is_refused(stack: Stack) -> None:
+    code, _, err = stack.call(namespace="acme", tier="redis,nosuch")
+    assert code == EXIT_BAD_INPUT and "unknown 'nosuch'" in err
+
+
+# ------------------------------------------------------------------------- damage
+
+
+def damage_redis(stack: Stack, tenant: str) -> dict[str, str]:
+    """One plain value flipped, one ciphertext tampered, one value under a foreign key."""
+    mine = [e for e in stack.load.redis if e.tenant == tenant]
+    plain = next(e for e in mine if e.key_id is None)
+    sealed = [e for e in mine if e.key_id is not None]
+    stack.redis.set(plain.key, plain.value.replace('"content":"', '"content":"X', 1), keepttl=True)
+    envelope = json.loads(sealed[0].value)
+    envelope["ciphertext"] = "A" + envelope["ciphertext"][1:]
+    if envelope["ciphertext"] == json.loads(sealed[0].value)["ciphertext"]:
+        envelope["ciphertext"] = "B" + envelope["ciphertext"][1:]
+    stack.redis.set(sealed[0].key, mv.canonical_json(envelope), keepttl=True)
+    foreign = new_keyring()
+    stack.redis.set(
+        sealed[-1].key,
+        mv.sealed_value(
+            "x", "t", key_name=sealed[-1].key, key_id=foreign.active, secret=foreign.active_secret
+        ),
+        keepttl=True,
+    )
+    assert sealed[0].key != sealed[-1].key
+    return {
+        plain.key: mv.HASH_MISMATCH,
+        sealed[0].key: mv.TAG_MISMATCH,
+        sealed[-1].key: mv.UNKNOWN_KEY,
+    }
+
+
+def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    other = other_tenant(stack.load, tenant)
+    broken_keys = damage_redis(stack, tenant)
+
+    indexed = [i for i in live_rows(stack.load, tenant) if i.indexed_at and i.deleted_at is None]
+    indexed = [i for i in indexed if i.embedding is not None]
+    assert len(indexed) >= 3, "the workload gave this tenant too few indexed rows"
+    bad_embedding, moved_vector, lost_point = indexed[0], indexed[1], indexed[2]
+    dim = stack.load.vector_dim
+    stack.pg.execute(
+        "UPDATE memory_items SET embedding = %s::real[] WHERE id = %s",
+        ([float("nan")] * dim, bad_embedding.id),
+    )
+    collection_of = {p.id: f"memory_{p.kind}" for p in stack.load.qdrant}
+    assert {collection_of[i.id] for i in (moved_vector, lost_point)} <= set(COLLECTIONS)
+    moved = next(p for p in stack.load.qdrant if p.id == moved_vector.id)
+    stack.qdrant.upsert(
+        collection_of[moved.id],
+        points=[models.PointStruct(id=moved.id, vector=[0.5] * dim, payload=moved.payload)],
+        wait=True,
+    )
+    stack.qdrant.delete(
+        collection_of[lost_point.id],
+        points_selector=models.PointIdsList(points=[lost_point.id]),
+        wait=True,
+    )
+    stray = str(uuid.UUID(int=12345, version=4))
+    stack.qdrant.upsert(
+        "memory_chat",
+        points=[
+            models.PointStruct(
+                id=stray, vector=[0.25] * dim, payload={"tenant_id": tenant, "memory_id": stray}
+            )
+        ],
+        wait=True,
+    )
+
+    code, document, err = stack.call(namespace=tenant)
+    assert code == EXIT_FAILED and "not clean" in err
+    redis_found = offenders(document, "redis")
+    assert {(k, r) for k, _, r in redis_found} == set(broken_keys.items())
+    assert document["tiers"]["redis"]["corrupt"] == 2
+    assert document["tiers"]["redis"]["undecryptable"] == 1
+    assert offenders(document, "postgresql") == {
+        (bad_embedding.id, v.CORRUPT, v.EMBEDDING_INVALID),
+        (lost_point.id, v.ORPHANED, v.NO_POINT),
+    }
+    # The NaN row has no usable embedding any more, so its point no longer matches a row.
+    assert offenders(document, "qdrant") == {
+        (moved_vector.id, v.CORRUPT, v.VECTOR_MISMATCH),
+        (stray, v.ORPHANED, v.NO_LIVE_ROW),
+        (bad_embedding.id, v.ORPHANED, v.NO_LIVE_ROW),
+    }
+
+    code, document, err = stack.call(namespace=other)
+    assert code == EXIT_OK, err
+
+
+def test_the_read_benchmark_falls_under_its_bar_when_the_semantic_tier_is_gone(
+    stack: Stack,
+) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    code, document, err = stack.call(namespace=tenant, benchmark=True)
+    assert code == EXIT_OK, err
+    assert document["benchmark"]["hit_rate"] == 1.0
+    assert document["benchmark"]["tiers"]["qdrant"]["reads"] > 0
+    selector = models.Filter(
+        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
+    )
+    for name in COLLECTIONS:
+        stack.qdrant.delete(name, points_selector=models.FilterSelector(filter=selector), wait=True)
+    code, document, err = stack.call(
+        namespace=tenant, tier="postgresql,qdrant", benchmark=True, min_hit_rate=0.8
+    )
+    assert code == EXIT_FAILED
+    assert document["benchmark"]["tiers"]["qdrant"]["hits"] == 0
+    assert document["benchmark"]["hit_rate"] < 0.8
