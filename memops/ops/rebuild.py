@@ -14,19 +14,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memops.audit import actor
 from memops.backup.artifacts import TIERS, BackupError
-from memops.backup.engines import tier_target
-from memops.backup.settings import inventory_vars
+from memops.backup.engines import engines, tier_target
+from memops.backup.manifest import Manifest
+from memops.backup.sets import create_set
+from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory
 from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
+from memops.memory_values import CORRUPT, UNDECRYPTABLE
 from memops.ops import options
-from memops.ops.backup import deployed_tiers
+from memops.ops.backup import deployed_tiers, probe_line, procedure_options
+from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
-from memops.rebuild import hit_rate
-from memops.rebuild.validate import SHOWN, RedisScope, TierReport, validate_namespace
+from memops.rebuild import hit_rate, soft
+from memops.rebuild.validate import (
+    SHOWN,
+    NamespaceReport,
+    RedisScope,
+    TierReport,
+    validate_namespace,
+)
 from memops.targets import Targets, TargetsError
 from memops.workload import DEFAULT_PREFIX
 
@@ -99,6 +110,54 @@ def tier_failure(exc: Exception) -> str | None:
     return None
 
 
+def validate_scope(scope: Scope, clients: Clients, namespace: str) -> NamespaceReport:
+    """Validate the namespace in the scope's tiers; Refused when it has no entries at all."""
+    report = validate_namespace(
+        namespace,
+        redis_scope=clients.redis and RedisScope(clients.redis, scope.prefix, scope.ring),
+        postgres=clients.postgresql,
+        qdrant=clients.qdrant,
+    )
+    if all(t.checked == 0 for t in report.tiers.values()):
+        raise Refused(
+            f"namespace {namespace!r} has no entries in {', '.join(report.tiers)}: "
+            "check the tenant name"
+        )
+    return report
+
+
+def namespace_backup(inventory: Inventory, scope: Scope, namespace: str) -> Manifest:
+    """A verified backup set of the namespace in the scope's tiers, taken before any change."""
+    settings = BackupSettings.of(inventory)
+    store = settings.store(None)
+    with engines(scope.targets, scope.tiers) as opened:
+        made = create_set(
+            store, opened, tenants=[namespace], **procedure_options(inventory, settings.key())
+        )
+    if not made.verify.ok:
+        problem = made.verify.problem
+        raise BackupError(f"the safety backup did not verify ({problem}): nothing changed")
+    return made.manifest
+
+
+def run_guarded(namespace: str, body: Any) -> Outcome:
+    """Run ``body()``; turn refusals and store errors into one-line outcomes."""
+    try:
+        outcome: Outcome = body()
+    except Refused as exc:
+        return Outcome.refused(str(exc), tenant=namespace, changed=0)
+    except NotConfirmed as exc:
+        return Outcome.refused(str(exc), result="not-confirmed", tenant=namespace, changed=0)
+    except (BackupError, OSError) as exc:
+        return Outcome.failed(str(exc), tenant=namespace)
+    except Exception as exc:
+        message = tier_failure(exc)
+        if message is None:
+            raise
+        return Outcome.failed(message, tenant=namespace)
+    return outcome
+
+
 # -- rebuild.validate --------------------------------------------------------------------
 
 
@@ -111,31 +170,21 @@ def validate(
     min_hit_rate: float,
 ) -> Outcome:
     inventory = context.require_inventory()
-    try:
+
+    def body() -> Outcome:
         scope = scope_of(inventory, tier)
         with open_clients(scope) as clients:
-            report = validate_namespace(
-                namespace,
-                redis_scope=clients.redis and RedisScope(clients.redis, scope.prefix, scope.ring),
-                postgres=clients.postgresql,
-                qdrant=clients.qdrant,
-            )
+            report = validate_scope(scope, clients, namespace)
             rate = hit_rate.measure(report, qdrant=clients.qdrant) if benchmark else None
-    except Refused as exc:
-        return Outcome.refused(str(exc), tenant=namespace)
-    except (BackupError, OSError) as exc:
-        return Outcome.failed(str(exc), tenant=namespace)
-    except Exception as exc:
-        message = tier_failure(exc)
-        if message is None:
-            raise
-        return Outcome.failed(message, tenant=namespace)
-    if all(t.checked == 0 for t in report.tiers.values()):
-        message = (
-            f"namespace {namespace!r} has no entries in {', '.join(report.tiers)}: "
-            "check the tenant name"
-        )
-        return Outcome.refused(message, **report.to_dict())
+        return _validate_outcome(report, rate, min_hit_rate)
+
+    return run_guarded(namespace, body)
+
+
+def _validate_outcome(
+    report: NamespaceReport, rate: hit_rate.HitRate | None, min_hit_rate: float
+) -> Outcome:
+    namespace = report.tenant
     document: dict[str, Any] = {"ok": report.clean, **report.to_dict()}
     lines = validation_lines(report.tenant, list(report.tiers.values()))
     exit_code, error = EXIT_OK, ""
@@ -164,6 +213,129 @@ def validate(
     )
 
 
+# -- rebuild.soft ------------------------------------------------------------------------
+
+
+def soft_rebuild(
+    context: Context,
+    *,
+    namespace: str,
+    tier: Sequence[str],
+    include_undecryptable: bool,
+    dry_run: bool,
+    yes: bool,
+) -> Outcome:
+    inventory = context.require_inventory()
+
+    def body() -> Outcome:
+        scope = scope_of(inventory, tier)
+        with open_clients(scope) as clients:
+            report = validate_scope(scope, clients, namespace)
+            plan = soft.plan_soft(report, include_undecryptable=include_undecryptable)
+            kept = soft.rows_kept_without_point(report)
+            if dry_run or plan.empty:
+                return _soft_outcome(plan, None, None, kept, dry_run=dry_run)
+            counts = plan.counts()
+            confirm(
+                f"soft rebuild of {namespace!r}: remove {counts['redis']} Redis value(s), "
+                f"soft-delete {counts['postgresql']} row(s), delete {counts['qdrant']}+ point(s)",
+                yes=yes,
+            )
+            manifest = namespace_backup(inventory, scope, namespace)
+            done = _apply_soft(scope, clients, plan, manifest.set_id, include_undecryptable)
+            after = validate_scope(scope, clients, namespace)
+        outcome = _soft_outcome(plan, done, after, kept, dry_run=False, set_id=manifest.set_id)
+        health, line = probe_line(scope.targets, inventory)
+        return Outcome(
+            outcome.exit_code,
+            {**outcome.document, "health": health},
+            lines=[*outcome.lines, line],
+            error=outcome.error,
+            result=outcome.result,
+            audit=outcome.audit,
+        )
+
+    return run_guarded(namespace, body)
+
+
+def _apply_soft(
+    scope: Scope, clients: Clients, plan: soft.SoftPlan, set_id: str, include_undecryptable: bool
+) -> soft.SoftDone:
+    done = soft.SoftDone()
+    verdicts = (CORRUPT, UNDECRYPTABLE) if include_undecryptable else (CORRUPT,)
+    if plan.redis_keys:
+        done.redis_deleted, done.redis_changed_since = soft.delete_redis_values(
+            clients.redis, plan.redis_keys, scope.ring, verdicts
+        )
+    if plan.rows:
+        done.rows_deleted, done.audit_id = soft.soft_delete_rows(
+            clients.postgresql, plan.tenant, plan.rows, actor=actor(), set_id=set_id
+        )
+    if clients.qdrant is not None:
+        points = plan.points + soft.points_of_rows(clients.qdrant, done.rows_deleted)
+        done.points_deleted = soft.delete_points(clients.qdrant, plan.tenant, points)
+    return done
+
+
+def _soft_outcome(
+    plan: soft.SoftPlan,
+    done: soft.SoftDone | None,
+    after: NamespaceReport | None,
+    kept: list[str],
+    *,
+    dry_run: bool,
+    set_id: str = "",
+) -> Outcome:
+    counts = plan.counts()
+    document: dict[str, Any] = {
+        "ok": True,
+        "tenant": plan.tenant,
+        "dry_run": dry_run,
+        "plan": plan.to_dict(),
+        "rows_without_point": kept,
+    }
+    if dry_run:
+        lines = [
+            f"dry run: soft rebuild of {plan.tenant!r} would remove {counts['redis']} Redis "
+            f"value(s), soft-delete {counts['postgresql']} row(s) (and their points), delete "
+            f"{counts['qdrant']} point(s); nothing changed"
+        ]
+    elif plan.empty:
+        lines = [f"nothing to remove: every entry of {plan.tenant!r} that was checked is good"]
+    else:
+        lines = [f"soft rebuild of {plan.tenant!r} (safety backup {set_id})"]
+    lines += [f"  redis value: {key}" for key in plan.redis_keys]
+    lines += [f"  row: {row}" for row in plan.rows]
+    lines += [f"  point in {c}: {i}" for c, i in plan.points]
+    if kept:
+        lines.append(
+            f"  {len(kept)} row(s) without their point are kept: run rebuild.reindex for them"
+        )
+    exit_code, error = EXIT_OK, ""
+    if done is not None and after is not None:
+        document |= {"backup_set": set_id, "done": done.to_dict(), "after": after.to_dict()}
+        lines.append(
+            f"  removed {done.redis_deleted} value(s) ({done.redis_changed_since} changed since "
+            f"and left), soft-deleted {len(done.rows_deleted)} row(s), deleted "
+            f"{done.points_deleted} point(s)"
+        )
+        left = {t.tier: len(t.offenders) for t in after.tiers.values() if t.offenders}
+        if left:
+            lines.append(
+                "  still not clean: " + ", ".join(f"{tier} {n}" for tier, n in left.items())
+            )
+    changed = 0 if done is None else done.redis_deleted + len(done.rows_deleted)
+    document["changed"] = changed + (done.points_deleted if done else 0)
+    return Outcome(
+        exit_code,
+        document,
+        lines=lines,
+        error=error,
+        result="dry-run" if dry_run else "ok",
+        audit={"tenant": plan.tenant, "set_id": set_id, **counts, "dry_run": dry_run},
+    )
+
+
 def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
     lines = [
         f"namespace {tenant!r}",
@@ -186,6 +358,18 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
 
 _TIER = options.choices(lambda: TIERS, many=True)
 
+SOFT = Operation(
+    "rebuild.soft",
+    soft_rebuild,
+    options={
+        "namespace": options.name_value(),
+        "tier": _TIER,
+        "include_undecryptable": options.flag(),
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+)
 VALIDATE = Operation(
     "rebuild.validate",
     validate,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context
 
-from memops.ops.rebuild import VALIDATE
+from memops.ops.rebuild import SOFT, VALIDATE
 from memops.tasks.common import memops_task, run
 
 _HELP = {
@@ -39,4 +39,36 @@ def validate(
         tier=tier,
         benchmark=benchmark,
         min_hit_rate=min_hit_rate,
+    )
+
+
+@memops_task(
+    help=_HELP
+    | {
+        "include_undecryptable": "also remove values sealed with a key the key ring lacks",
+        "dry_run": "print exactly what would be removed, change nothing",
+        "yes": "confirm without a prompt (needed when not interactive)",
+    }
+)
+def soft(
+    c: Context,
+    namespace,
+    tier=None,
+    include_undecryptable=False,
+    dry_run=False,
+    yes=False,
+    inventory=None,
+    json=False,
+):
+    """Back the namespace up, then remove only the entries that fail validation."""
+    run(
+        c,
+        SOFT,
+        inventory=inventory,
+        json=json,
+        namespace=namespace,
+        tier=tier,
+        include_undecryptable=include_undecryptable,
+        dry_run=dry_run,
+        yes=yes,
     )

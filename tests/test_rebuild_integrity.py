@@ -32,7 +32,7 @@ from memops.backup.scratch import free_port
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.keyring import KeyRing, new_keyring, save_keyring
 from memops.migrate import migrate
-from memops.ops.rebuild import VALIDATE
+from memops.ops.rebuild import SOFT, VALIDATE
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.rebuild import validate as v
 from memops.targets_file import merge_targets
@@ -229,11 +229,18 @@ def damage_redis(stack: Stack, tenant: str) -> dict[str, str]:
     }
 
 
-def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    other = other_tenant(stack.load, tenant)
-    broken_keys = damage_redis(stack, tenant)
+@dataclass(frozen=True)
+class Damage:
+    tenant: str
+    redis: dict[str, str]  # key -> reason
+    bad_embedding: str  # row whose embedding became NaN (its point is now orphaned)
+    moved_vector: str  # point whose vector no longer matches its row
+    lost_point: str  # row whose point was deleted
+    stray: str  # point of no row
 
+
+def damage(stack: Stack, tenant: str) -> Damage:
+    broken_keys = damage_redis(stack, tenant)
     indexed = [i for i in live_rows(stack.load, tenant) if i.indexed_at and i.deleted_at is None]
     indexed = [i for i in indexed if i.embedding is not None]
     assert len(indexed) >= 3, "the workload gave this tenant too few indexed rows"
@@ -244,7 +251,6 @@ def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -
         ([float("nan")] * dim, bad_embedding.id),
     )
     collection_of = {p.id: f"memory_{p.kind}" for p in stack.load.qdrant}
-    assert {collection_of[i.id] for i in (moved_vector, lost_point)} <= set(COLLECTIONS)
     moved = next(p for p in stack.load.qdrant if p.id == moved_vector.id)
     stack.qdrant.upsert(
         collection_of[moved.id],
@@ -266,6 +272,14 @@ def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -
         ],
         wait=True,
     )
+    return Damage(tenant, broken_keys, bad_embedding.id, moved_vector.id, lost_point.id, stray)
+
+
+def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    other = other_tenant(stack.load, tenant)
+    done = damage(stack, tenant)
+    broken_keys = done.redis
 
     code, document, err = stack.call(namespace=tenant)
     assert code == EXIT_FAILED and "not clean" in err
@@ -274,14 +288,14 @@ def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -
     assert document["tiers"]["redis"]["corrupt"] == 2
     assert document["tiers"]["redis"]["undecryptable"] == 1
     assert offenders(document, "postgresql") == {
-        (bad_embedding.id, v.CORRUPT, v.EMBEDDING_INVALID),
-        (lost_point.id, v.ORPHANED, v.NO_POINT),
+        (done.bad_embedding, v.CORRUPT, v.EMBEDDING_INVALID),
+        (done.lost_point, v.ORPHANED, v.NO_POINT),
     }
     # The NaN row has no usable embedding any more, so its point no longer matches a row.
     assert offenders(document, "qdrant") == {
-        (moved_vector.id, v.CORRUPT, v.VECTOR_MISMATCH),
-        (stray, v.ORPHANED, v.NO_LIVE_ROW),
-        (bad_embedding.id, v.ORPHANED, v.NO_LIVE_ROW),
+        (done.moved_vector, v.CORRUPT, v.VECTOR_MISMATCH),
+        (done.stray, v.ORPHANED, v.NO_LIVE_ROW),
+        (done.bad_embedding, v.ORPHANED, v.NO_LIVE_ROW),
     }
 
     code, document, err = stack.call(namespace=other)
@@ -307,3 +321,81 @@ def test_the_read_benchmark_falls_under_its_bar_when_the_semantic_tier_is_gone(
     assert code == EXIT_FAILED
     assert document["benchmark"]["tiers"]["qdrant"]["hits"] == 0
     assert document["benchmark"]["hit_rate"] < 0.8
+
+
+# --------------------------------------------------------------------- soft rebuild
+
+
+def snapshot(stack: Stack) -> dict[str, Any]:
+    """Every Redis value and TTL, every row, every point: to compare before and after."""
+    keys = sorted(stack.redis.scan_iter(count=1000))
+    rows = stack.pg.execute("SELECT * FROM memory_items ORDER BY id").fetchall()
+    points = {}
+    for name in COLLECTIONS:
+        records, _ = stack.qdrant.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+        points |= {(name, str(r.id)): (r.payload, r.vector) for r in records}
+    return {
+        "redis": {k: (stack.redis.get(k), stack.redis.pexpiretime(k)) for k in keys},
+        "rows": {str(r[0]): repr(r) for r in rows},  # repr: NaN equals NaN
+        "points": points,
+    }
+
+
+def soft_call(stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
+    given = {"tier": None, "include_undecryptable": False, "dry_run": False, "yes": True} | raw
+    return call(SOFT, stack.inventory, stack.capsys, **given)
+
+
+def test_soft_rebuild_removes_exactly_the_corrupt_entries(stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    done = damage(stack, tenant)
+    before = snapshot(stack)
+
+    code, document, err = soft_call(stack, namespace=tenant, dry_run=True)
+    assert code == EXIT_OK, err
+    assert snapshot(stack) == before  # the dry run changed nothing
+    corrupt_keys = {k for k, r in done.redis.items() if r != mv.UNKNOWN_KEY}
+    assert set(document["plan"]["redis_keys"]) == corrupt_keys
+    assert document["plan"]["rows"] == [done.bad_embedding]
+
+    code, document, err = soft_call(stack, namespace=tenant, yes=False)
+    assert code == EXIT_BAD_INPUT and "--yes" in err
+    assert snapshot(stack) == before  # not confirmed: nothing changed
+
+    code, document, err = soft_call(stack, namespace=tenant)
+    assert code == EXIT_OK, err
+    assert document["backup_set"]
+    after = snapshot(stack)
+    # Redis: exactly the corrupt values are gone (the undecryptable one is kept).
+    assert set(before["redis"]) - set(after["redis"]) == {k.encode() for k in corrupt_keys}
+    assert all(after["redis"][k] == before["redis"][k] for k in after["redis"])
+    # PostgreSQL: exactly the bad row is soft-deleted, every other row is unchanged.
+    changed = {i for i, row in after["rows"].items() if row != before["rows"][i]}
+    assert changed == {done.bad_embedding}
+    deleted_at = stack.pg.execute(
+        "SELECT deleted_at FROM memory_items WHERE id = %s", (done.bad_embedding,)
+    ).fetchone()
+    assert deleted_at is not None and deleted_at[0] is not None
+    # Qdrant: the mismatched, the stray and the bad row's points are gone; no other.
+    gone = {i for _, i in set(before["points"]) - set(after["points"])}
+    assert gone == {done.moved_vector, done.stray, done.bad_embedding}
+    assert all(after["points"][p] == before["points"][p] for p in after["points"])
+    # What is left: the undecryptable value, and the row without its point (for reindex).
+    assert document["rows_without_point"] == [done.lost_point]
+    remaining = document["after"]["tiers"]
+    assert remaining["redis"]["undecryptable"] == 1 and remaining["redis"]["corrupt"] == 0
+    assert remaining["qdrant"]["corrupt"] == remaining["qdrant"]["orphaned"] == 0
+    audit = stack.pg.execute(
+        "SELECT action, tenant_id, details FROM execution_audit_log ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert audit is not None and audit[0] == "rebuild.soft" and audit[1] == tenant
+    assert audit[2]["soft_deleted"] == [done.bad_embedding]
+
+
+def test_soft_rebuild_of_a_clean_namespace_changes_nothing(stack: Stack) -> None:
+    tenant = other_tenant(stack.load, tenant_with_sealed_and_plain(stack.load))
+    before = snapshot(stack)
+    code, document, err = soft_call(stack, namespace=tenant)
+    assert code == EXIT_OK, err
+    assert document["changed"] == 0 and "backup_set" not in document
+    assert snapshot(stack) == before
