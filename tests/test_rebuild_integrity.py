@@ -32,7 +32,8 @@ from memops.backup.scratch import free_port
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.keyring import KeyRing, new_keyring, save_keyring
 from memops.migrate import migrate
-from memops.ops.rebuild import SOFT, VALIDATE
+from memops.ops.backup import CREATE
+from memops.ops.rebuild import HARD, SOFT, VALIDATE
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.rebuild import validate as v
 from memops.targets_file import merge_targets
@@ -399,3 +400,77 @@ def test_soft_rebuild_of_a_clean_namespace_changes_nothing(stack: Stack) -> None
     assert code == EXIT_OK, err
     assert document["changed"] == 0 and "backup_set" not in document
     assert snapshot(stack) == before
+
+
+# --------------------------------------------------------------------- hard rebuild
+
+
+def outside(found: dict[str, Any], tenant: str, prefix: str) -> dict[str, Any]:
+    """The snapshot without the tenant's own entries."""
+    rows = dict(found["rows"])
+    return {
+        "redis": {
+            k: v
+            for k, v in found["redis"].items()
+            if not wl.key_in_namespace(k.decode(), prefix, tenant)
+        },
+        "rows": {i: r for i, r in rows.items() if found["tenants"][i] != tenant},
+        "points": {p: v for p, v in found["points"].items() if v[0].get("tenant_id") != tenant},
+    }
+
+
+def full_snapshot(stack: Stack) -> dict[str, Any]:
+    found = snapshot(stack)
+    tenants = stack.pg.execute("SELECT id::text, tenant_id FROM memory_items").fetchall()
+    return found | {"tenants": dict(tenants)}
+
+
+def hard_call(stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
+    given = {"tier": None, "dry_run": False, "yes": True} | raw
+    return call(HARD, stack.inventory, stack.capsys, **given)
+
+
+def backup_of(stack: Stack, tenant: str) -> str:
+    code, document, err = call(
+        CREATE, stack.inventory, stack.capsys, tier=None, namespace=[tenant], target=None
+    )
+    assert code == EXIT_OK, err
+    return str(document["set_id"])
+
+
+def test_hard_rebuild_gives_back_the_set_and_touches_no_other_namespace(stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    set_id = backup_of(stack, tenant)
+    damage(stack, tenant)
+    before = full_snapshot(stack)
+
+    code, document, err = hard_call(stack, namespace=tenant, from_backup=set_id, dry_run=True)
+    assert code == EXIT_OK, err
+    assert document["in_set"]["redis"] == sum(e.tenant == tenant for e in stack.load.redis)
+    assert full_snapshot(stack) == before
+
+    code, document, err = hard_call(stack, namespace=tenant, from_backup=set_id)
+    assert code == EXIT_OK, err
+    assert document["after"]["clean"] is True and document["safety_backup"] != set_id
+    after = full_snapshot(stack)
+    assert outside(after, tenant, stack.load.prefix) == outside(before, tenant, stack.load.prefix)
+    code, _, err = stack.call(namespace=tenant)
+    assert code == EXIT_OK, err
+    assert wl.verify_postgres(stack.pg, stack.load) == []
+    assert wl.verify_redis(stack.redis, stack.load) == []
+
+
+def test_hard_rebuild_refuses_a_set_without_the_namespace_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    tenant = tenant_with_sealed_and_plain(stack.load)
+    other = other_tenant(stack.load, tenant)
+    set_id = backup_of(stack, other)
+    before = full_snapshot(stack)
+    code, _, err = hard_call(stack, namespace=tenant, from_backup=set_id)
+    assert code == EXIT_BAD_INPUT and "not in its" in err
+    code, _, err = hard_call(stack, namespace=tenant, from_backup="../etc")
+    assert code == EXIT_BAD_INPUT
+    code, _, err = hard_call(stack, namespace=tenant, from_backup="20990101T000000Z-deadbeef")
+    assert code == EXIT_BAD_INPUT
+    assert full_snapshot(stack) == before

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from memops.audit import actor
-from memops.backup.artifacts import TIERS, BackupError
+from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
-from memops.backup.manifest import Manifest
-from memops.backup.sets import create_set
+from memops.backup.manifest import Manifest, ManifestError
+from memops.backup.sets import create_set, plan_restore, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
@@ -110,7 +110,9 @@ def tier_failure(exc: Exception) -> str | None:
     return None
 
 
-def validate_scope(scope: Scope, clients: Clients, namespace: str) -> NamespaceReport:
+def validate_scope(
+    scope: Scope, clients: Clients, namespace: str, *, require_entries: bool = True
+) -> NamespaceReport:
     """Validate the namespace in the scope's tiers; Refused when it has no entries at all."""
     report = validate_namespace(
         namespace,
@@ -118,7 +120,7 @@ def validate_scope(scope: Scope, clients: Clients, namespace: str) -> NamespaceR
         postgres=clients.postgresql,
         qdrant=clients.qdrant,
     )
-    if all(t.checked == 0 for t in report.tiers.values()):
+    if require_entries and all(t.checked == 0 for t in report.tiers.values()):
         raise Refused(
             f"namespace {namespace!r} has no entries in {', '.join(report.tiers)}: "
             "check the tenant name"
@@ -144,7 +146,7 @@ def run_guarded(namespace: str, body: Any) -> Outcome:
     """Run ``body()``; turn refusals and store errors into one-line outcomes."""
     try:
         outcome: Outcome = body()
-    except Refused as exc:
+    except (Refused, RestoreRefused, SetNotFound, ManifestError) as exc:
         return Outcome.refused(str(exc), tenant=namespace, changed=0)
     except NotConfirmed as exc:
         return Outcome.refused(str(exc), result="not-confirmed", tenant=namespace, changed=0)
@@ -336,6 +338,103 @@ def _soft_outcome(
     )
 
 
+# -- rebuild.hard ------------------------------------------------------------------------
+
+
+def hard_rebuild(
+    context: Context,
+    *,
+    namespace: str,
+    from_backup: str,
+    tier: Sequence[str],
+    dry_run: bool,
+    yes: bool,
+) -> Outcome:
+    """Safety backup, clear the namespace, restore it from the chosen set, validate, probe.
+
+    The namespace restore of a set replaces the namespace: Redis keys of the
+    namespace that the set does not hold are UNLINKed, the tenant's rows are
+    replaced in one transaction (the audit log only gains rows), the tenant's
+    points are deleted before the set's are written. Other namespaces are not touched.
+    """
+    inventory = context.require_inventory()
+    settings = BackupSettings.of(inventory)
+
+    def body() -> Outcome:
+        scope = scope_of(inventory, tier)
+        store = settings.store(None)
+        plan = plan_restore(store, from_backup, scope.tiers, [namespace])
+        held = {
+            t: plan.manifest.artifacts[t].tenants[namespace].count
+            for t in plan.tiers
+            if namespace in plan.manifest.artifacts[t].tenants
+        }
+        with open_clients(scope) as clients:
+            # A namespace wiped out entirely is a reason to rebuild it, not a typo:
+            # the set must hold it (plan_restore checked).
+            before = validate_scope(scope, clients, namespace, require_entries=False)
+        now = {t.tier: t.checked for t in before.tiers.values()}
+        document: dict[str, Any] = {
+            "ok": True,
+            "tenant": namespace,
+            "from_backup": from_backup,
+            "tiers": list(plan.tiers),
+            "now": now,
+            "in_set": held,
+            "before": before.to_dict(),
+            "dry_run": dry_run,
+        }
+        lines = [
+            f"{'dry run: ' if dry_run else ''}hard rebuild of {namespace!r} from set {from_backup}",
+            *(
+                f"  {t:<11} {now.get(t, 0):>7} entr(ies) now -> {held.get(t, 0):>7} from the set"
+                for t in plan.tiers
+            ),
+        ]
+        if dry_run:
+            lines.append("  nothing changed")
+            return Outcome(EXIT_OK, document, lines=lines, result="dry-run")
+        confirm(
+            f"replace namespace {namespace!r} in {', '.join(plan.tiers)} with set {from_backup}",
+            yes=yes,
+        )
+        safety = namespace_backup(inventory, scope, namespace)
+        with engines(scope.targets, plan.tiers) as opened:
+            restored = restore_set(
+                store,
+                plan,
+                opened,
+                tier_options={"postgresql": {"set_id": from_backup}},
+                **procedure_options(inventory, settings.key()),
+            )
+        with open_clients(scope) as clients:
+            after = validate_scope(scope, clients, namespace)
+        health, health_line = probe_line(scope.targets, inventory)
+        document |= {
+            "safety_backup": safety.set_id,
+            "reports": restored.reports,
+            "seconds": round(restored.seconds, 3),
+            "after": after.to_dict(),
+            "health": health,
+            "ok": after.clean,
+        }
+        lines += [
+            f"  safety backup {safety.set_id}; restored in {restored.seconds:.1f} s",
+            *validation_lines(namespace, list(after.tiers.values())),
+            health_line,
+        ]
+        error = "" if after.clean else f"namespace {namespace!r} is not clean after the rebuild"
+        return Outcome(
+            EXIT_OK if after.clean else EXIT_FAILED,
+            document,
+            lines=lines,
+            error=error,
+            audit={"tenant": namespace, "from_backup": from_backup, "safety": safety.set_id},
+        )
+
+    return run_guarded(namespace, body)
+
+
 def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
     lines = [
         f"namespace {tenant!r}",
@@ -358,6 +457,18 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
 
 _TIER = options.choices(lambda: TIERS, many=True)
 
+HARD = Operation(
+    "rebuild.hard",
+    hard_rebuild,
+    options={
+        "namespace": options.name_value(),
+        "from_backup": options.set_id(),
+        "tier": _TIER,
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+)
 SOFT = Operation(
     "rebuild.soft",
     soft_rebuild,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context
 
-from memops.ops.rebuild import SOFT, VALIDATE
+from memops.ops.rebuild import HARD, SOFT, VALIDATE
 from memops.tasks.common import memops_task, run
 
 _HELP = {
@@ -69,6 +69,38 @@ def soft(
         namespace=namespace,
         tier=tier,
         include_undecryptable=include_undecryptable,
+        dry_run=dry_run,
+        yes=yes,
+    )
+
+
+@memops_task(
+    help=_HELP
+    | {
+        "from_backup": "the backup set to restore the namespace from (see backup.list)",
+        "dry_run": "print what would be replaced, with counts; change nothing",
+        "yes": "confirm without a prompt (needed when not interactive)",
+    }
+)
+def hard(
+    c: Context,
+    namespace,
+    from_backup,
+    tier=None,
+    dry_run=False,
+    yes=False,
+    inventory=None,
+    json=False,
+):
+    """Back the namespace up, clear it, restore it from a set, validate it and probe."""
+    run(
+        c,
+        HARD,
+        inventory=inventory,
+        json=json,
+        namespace=namespace,
+        from_backup=from_backup,
+        tier=tier,
         dry_run=dry_run,
         yes=yes,
     )
