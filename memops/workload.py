@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import random
 import re
-import struct
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memops.embedder import float32
 from memops.memory_values import NONCE_BYTES, plain_value, sealed_value
 
 if TYPE_CHECKING:
@@ -340,11 +340,7 @@ def _vector(rng: random.Random, dim: int) -> tuple[float, ...]:
     """A unit vector whose components are exact float32 values (round-trips exactly)."""
     raw = [rng.gauss(0.0, 1.0) for _ in range(dim)]
     norm = math.sqrt(sum(x * x for x in raw)) or 1.0
-    return tuple(_float32(x / norm) for x in raw)
-
-
-def _float32(value: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", value))[0]
+    return tuple(float32(x / norm) for x in raw)
 
 
 def _uuid(rng: random.Random) -> str:
@@ -541,7 +537,7 @@ def read_postgres(conn: psycopg.Connection[Any], tenants: Iterable[str]) -> list
         if values["embedding"] is not None:
             # real[] comes back as text like "0.13978152": the shortest decimal that
             # names the float32 exactly; rounding it to float32 again recovers it.
-            values["embedding"] = tuple(_float32(x) for x in values["embedding"])
+            values["embedding"] = tuple(float32(x) for x in values["embedding"])
         items.append(MemoryItem(**values))
     return items
 
@@ -679,5 +675,5 @@ def _same_vector(want: Sequence[float], got: Sequence[float], tolerance: float) 
     """Qdrant stores float32 and prints each value's shortest float32 form over REST
     (0.29026425 for 0.2902642488479614), so the comparison is at float32 precision."""
     return len(want) == len(got) and all(
-        abs(_float32(a) - _float32(b)) <= tolerance for a, b in zip(want, got, strict=True)
+        abs(float32(a) - float32(b)) <= tolerance for a, b in zip(want, got, strict=True)
     )

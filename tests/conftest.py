@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 from standin_server import RunningStandin, running_standin
+from three_tiers import (  # noqa: F401  (fixtures of the scratch stack of all three tiers)
+    tier_stack,
+    tiers_cluster,
+    tiers_load,
+    tiers_redis_server,
+    tiers_ring,
+)
 
 from memops.clients import qdrant_client
 

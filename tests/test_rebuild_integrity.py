@@ -4,131 +4,37 @@ The workload (hostile tenant names, half its Redis values sealed with the key
 ring) goes into all three tiers. What these tests prove: a namespace as written
 validates clean, with counts equal to the workload's; each kind of damage (a
 flipped value, a tampered ciphertext, a value under a key the ring lacks, a bad
-embedding, a changed vector, a point
-without its row, a row without its point) is reported under its verdict and
-reason with its id, and only in its own namespace; a tenant with no entries is
-refused; the read benchmark falls under its bar when the semantic tier is gone.
+embedding, a changed vector, a point without its row, a row without its
+point) is reported under its verdict and reason with its id, and only in its
+own namespace; a tenant with no entries is refused; the read benchmark falls
+under its bar when the semantic tier is gone. Soft and hard rebuilds change
+exactly what they say.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-import redis
 from op_calls import call
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
+from three_tiers import COLLECTIONS, Stack
 
 from memops import memory_values as mv
 from memops import workload as wl
-from memops.backup.redis_scratch import ScratchRedis
-from memops.backup.scratch import free_port
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.keyring import KeyRing, new_keyring, save_keyring
-from memops.migrate import migrate
+from memops.keyring import new_keyring
 from memops.ops.backup import CREATE
-from memops.ops.rebuild import HARD, SOFT, VALIDATE
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.ops.rebuild import HARD, SOFT
 from memops.rebuild import validate as v
-from memops.targets_file import merge_targets
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection"),
 ]
-
-PASSWORD = "validate-secret"
-COLLECTIONS = tuple(f"memory_{kind}" for kind in wl.SOURCE_KINDS)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ScratchCluster]:
-    try:
-        with scratch_cluster("memops_rebuildtest", 37512, app_role="rbtest", db_prefix="rb") as c:
-            yield c
-    except ClusterUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRedis]:
-    server = ScratchRedis(free_port(), tmp_path_factory.mktemp("redis"), password=PASSWORD)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def ring() -> KeyRing:
-    return new_keyring(bytes(range(32)))
-
-
-@pytest.fixture(scope="module")
-def load(ring: KeyRing) -> wl.Workload:
-    return wl.generate(seed=8080, tenants=2, items_per_tenant=10, keyring=ring)
-
-
-@dataclass
-class Stack:
-    inventory: Path
-    state: Path
-    redis: redis.Redis
-    pg: psycopg.Connection[Any]
-    qdrant: QdrantClient
-    load: wl.Workload
-    capsys: pytest.CaptureFixture[str]
-
-    def call(self, **raw: Any) -> tuple[int, dict[str, Any], str]:
-        given = {"tier": None, "benchmark": False, "min_hit_rate": None} | raw
-        return call(VALIDATE, self.inventory, self.capsys, **given)
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path,
-    cluster: ScratchCluster,
-    redis_server: ScratchRedis,
-    client: QdrantClient,
-    standin: Any,
-    ring: KeyRing,
-    load: wl.Workload,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Stack]:
-    dbname = cluster.new_database()
-    with cluster.connect(dbname, autocommit=True) as conn:
-        migrate(conn)
-        wl.write_postgres(conn, load)
-    store = redis.Redis(port=redis_server.port, password=PASSWORD)
-    store.flushall()
-    wl.write_redis(store, load)
-    for name in COLLECTIONS:
-        wl.write_qdrant(client, load, name, kind=name.removeprefix("memory_"))
-    root = tmp_path / "inv"
-    (root / "group_vars").mkdir(parents=True)
-    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
-    (root / "group_vars" / "all.yml").write_text("{}\n")
-    state = tmp_path / "state"
-    monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
-    components = {
-        "redis": {"kind": "redis", "host": "127.0.0.1", "port": redis_server.port},
-        "postgresql": {"kind": "postgresql", **cluster.app_params(dbname)},
-        "qdrant": {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key},
-    }
-    components["redis"]["password"] = PASSWORD
-    merge_targets(state, "inv", components, {"redis": {"key_prefix": load.prefix}})
-    save_keyring(state / "keyring.json", ring)
-    with cluster.connect(dbname, autocommit=True) as conn:
-        yield Stack(root, state, store, conn, client, load, capsys)
-    store.close()
 
 
 def tenant_with_sealed_and_plain(load: wl.Workload) -> str:
@@ -154,68 +60,72 @@ def offenders(document: dict[str, Any], tier: str) -> set[tuple[str, str, str]]:
 # ------------------------------------------------------------------------ clean data
 
 
-def test_a_namespace_as_written_validates_clean_with_the_workloads_counts(stack: Stack) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    code, document, err = stack.call(namespace=tenant)
+def test_a_namespace_as_written_validates_clean_with_the_workloads_counts(
+    tier_stack: Stack,
+) -> None:
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    code, document, err = tier_stack.call(namespace=tenant)
     assert code == EXIT_OK, err
     tiers = document["tiers"]
-    assert tiers["redis"]["good"] == sum(e.tenant == tenant for e in stack.load.redis)
-    assert tiers["postgresql"]["good"] == len(live_rows(stack.load, tenant))
+    assert tiers["redis"]["good"] == sum(e.tenant == tenant for e in tier_stack.load.redis)
+    assert tiers["postgresql"]["good"] == len(live_rows(tier_stack.load, tenant))
     assert tiers["qdrant"]["good"] == sum(
         p.payload["tenant_id"] == tenant
-        for p in stack.load.qdrant
+        for p in tier_stack.load.qdrant
         if f"memory_{p.kind}" in COLLECTIONS
     )
     assert document["clean"] is True
 
 
-def test_every_hostile_namespace_counts_only_its_own_entries(stack: Stack) -> None:
-    ring_path = stack.state / "keyring.json"
+def test_every_hostile_namespace_counts_only_its_own_entries(tier_stack: Stack) -> None:
+    ring_path = tier_stack.state / "keyring.json"
     ring = json.loads(ring_path.read_text())
     assert ring["active"]
-    for tenant in stack.load.tenants:
+    for tenant in tier_stack.load.tenants:
         report = v.validate_namespace(
             tenant,
-            redis_scope=v.RedisScope(stack.redis, stack.load.prefix, None),
-            postgres=stack.pg,
+            redis_scope=v.RedisScope(tier_stack.redis, tier_stack.load.prefix, None),
+            postgres=tier_stack.pg,
         )
         redis_report = report.tiers["redis"]
-        mine = [e for e in stack.load.redis if e.tenant == tenant]
+        mine = [e for e in tier_stack.load.redis if e.tenant == tenant]
         assert redis_report.checked == len(mine), tenant
         # Without the key ring the sealed values are undecryptable, never corrupt.
         assert redis_report.counts[mv.UNDECRYPTABLE] == sum(e.key_id is not None for e in mine)
         assert redis_report.counts[mv.CORRUPT] == 0
-        assert report.tiers["postgresql"].checked == len(live_rows(stack.load, tenant)), tenant
+        assert report.tiers["postgresql"].checked == len(live_rows(tier_stack.load, tenant)), tenant
         assert report.tiers["postgresql"].clean, tenant
 
 
-def test_a_tenant_with_no_entries_is_refused_not_reported_clean(stack: Stack) -> None:
-    code, document, err = stack.call(namespace="acme:e")  # a prefix of a real tenant
+def test_a_tenant_with_no_entries_is_refused_not_reported_clean(tier_stack: Stack) -> None:
+    code, document, err = tier_stack.call(namespace="acme:e")  # a prefix of a real tenant
     assert code == EXIT_BAD_INPUT
     assert "no entries" in err and document["ok"] is False
 
 
-def test_an_unknown_tier_is_refused(stack: Stack) -> None:
-    code, _, err = stack.call(namespace="acme", tier="redis,nosuch")
+def test_an_unknown_tier_is_refused(tier_stack: Stack) -> None:
+    code, _, err = tier_stack.call(namespace="acme", tier="redis,nosuch")
     assert code == EXIT_BAD_INPUT and "unknown 'nosuch'" in err
 
 
 # ------------------------------------------------------------------------- damage
 
 
-def damage_redis(stack: Stack, tenant: str) -> dict[str, str]:
+def damage_redis(tier_stack: Stack, tenant: str) -> dict[str, str]:
     """One plain value flipped, one ciphertext tampered, one value under a foreign key."""
-    mine = [e for e in stack.load.redis if e.tenant == tenant]
+    mine = [e for e in tier_stack.load.redis if e.tenant == tenant]
     plain = next(e for e in mine if e.key_id is None)
     sealed = [e for e in mine if e.key_id is not None]
-    stack.redis.set(plain.key, plain.value.replace('"content":"', '"content":"X', 1), keepttl=True)
+    tier_stack.redis.set(
+        plain.key, plain.value.replace('"content":"', '"content":"X', 1), keepttl=True
+    )
     envelope = json.loads(sealed[0].value)
     envelope["ciphertext"] = "A" + envelope["ciphertext"][1:]
     if envelope["ciphertext"] == json.loads(sealed[0].value)["ciphertext"]:
         envelope["ciphertext"] = "B" + envelope["ciphertext"][1:]
-    stack.redis.set(sealed[0].key, mv.canonical_json(envelope), keepttl=True)
+    tier_stack.redis.set(sealed[0].key, mv.canonical_json(envelope), keepttl=True)
     foreign = new_keyring()
-    stack.redis.set(
+    tier_stack.redis.set(
         sealed[-1].key,
         mv.sealed_value(
             "x", "t", key_name=sealed[-1].key, key_id=foreign.active, secret=foreign.active_secret
@@ -240,31 +150,33 @@ class Damage:
     stray: str  # point of no row
 
 
-def damage(stack: Stack, tenant: str) -> Damage:
-    broken_keys = damage_redis(stack, tenant)
-    indexed = [i for i in live_rows(stack.load, tenant) if i.indexed_at and i.deleted_at is None]
+def damage(tier_stack: Stack, tenant: str) -> Damage:
+    broken_keys = damage_redis(tier_stack, tenant)
+    indexed = [
+        i for i in live_rows(tier_stack.load, tenant) if i.indexed_at and i.deleted_at is None
+    ]
     indexed = [i for i in indexed if i.embedding is not None]
     assert len(indexed) >= 3, "the workload gave this tenant too few indexed rows"
     bad_embedding, moved_vector, lost_point = indexed[0], indexed[1], indexed[2]
-    dim = stack.load.vector_dim
-    stack.pg.execute(
+    dim = tier_stack.load.vector_dim
+    tier_stack.pg.execute(
         "UPDATE memory_items SET embedding = %s::real[] WHERE id = %s",
         ([float("nan")] * dim, bad_embedding.id),
     )
-    collection_of = {p.id: f"memory_{p.kind}" for p in stack.load.qdrant}
-    moved = next(p for p in stack.load.qdrant if p.id == moved_vector.id)
-    stack.qdrant.upsert(
+    collection_of = {p.id: f"memory_{p.kind}" for p in tier_stack.load.qdrant}
+    moved = next(p for p in tier_stack.load.qdrant if p.id == moved_vector.id)
+    tier_stack.qdrant.upsert(
         collection_of[moved.id],
         points=[models.PointStruct(id=moved.id, vector=[0.5] * dim, payload=moved.payload)],
         wait=True,
     )
-    stack.qdrant.delete(
+    tier_stack.qdrant.delete(
         collection_of[lost_point.id],
         points_selector=models.PointIdsList(points=[lost_point.id]),
         wait=True,
     )
     stray = str(uuid.UUID(int=12345, version=4))
-    stack.qdrant.upsert(
+    tier_stack.qdrant.upsert(
         "memory_chat",
         points=[
             models.PointStruct(
@@ -276,13 +188,13 @@ def damage(stack: Stack, tenant: str) -> Damage:
     return Damage(tenant, broken_keys, bad_embedding.id, moved_vector.id, lost_point.id, stray)
 
 
-def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    other = other_tenant(stack.load, tenant)
-    done = damage(stack, tenant)
+def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(tier_stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    other = other_tenant(tier_stack.load, tenant)
+    done = damage(tier_stack, tenant)
     broken_keys = done.redis
 
-    code, document, err = stack.call(namespace=tenant)
+    code, document, err = tier_stack.call(namespace=tenant)
     assert code == EXIT_FAILED and "not clean" in err
     redis_found = offenders(document, "redis")
     assert {(k, r) for k, _, r in redis_found} == set(broken_keys.items())
@@ -299,15 +211,15 @@ def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(stack: Stack) -
         (done.bad_embedding, v.ORPHANED, v.NO_LIVE_ROW),
     }
 
-    code, document, err = stack.call(namespace=other)
+    code, document, err = tier_stack.call(namespace=other)
     assert code == EXIT_OK, err
 
 
 def test_the_read_benchmark_falls_under_its_bar_when_the_semantic_tier_is_gone(
-    stack: Stack,
+    tier_stack: Stack,
 ) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    code, document, err = stack.call(namespace=tenant, benchmark=True)
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    code, document, err = tier_stack.call(namespace=tenant, benchmark=True)
     assert code == EXIT_OK, err
     assert document["benchmark"]["hit_rate"] == 1.0
     assert document["benchmark"]["tiers"]["qdrant"]["reads"] > 0
@@ -315,8 +227,10 @@ def test_the_read_benchmark_falls_under_its_bar_when_the_semantic_tier_is_gone(
         must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
     )
     for name in COLLECTIONS:
-        stack.qdrant.delete(name, points_selector=models.FilterSelector(filter=selector), wait=True)
-    code, document, err = stack.call(
+        tier_stack.qdrant.delete(
+            name, points_selector=models.FilterSelector(filter=selector), wait=True
+        )
+    code, document, err = tier_stack.call(
         namespace=tenant, tier="postgresql,qdrant", benchmark=True, min_hit_rate=0.8
     )
     assert code == EXIT_FAILED
@@ -327,53 +241,55 @@ def test_the_read_benchmark_falls_under_its_bar_when_the_semantic_tier_is_gone(
 # --------------------------------------------------------------------- soft rebuild
 
 
-def snapshot(stack: Stack) -> dict[str, Any]:
+def snapshot(tier_stack: Stack) -> dict[str, Any]:
     """Every Redis value and TTL, every row, every point: to compare before and after."""
-    keys = sorted(stack.redis.scan_iter(count=1000))
-    rows = stack.pg.execute("SELECT * FROM memory_items ORDER BY id").fetchall()
+    keys = sorted(tier_stack.redis.scan_iter(count=1000))
+    rows = tier_stack.pg.execute("SELECT * FROM memory_items ORDER BY id").fetchall()
     points = {}
     for name in COLLECTIONS:
-        records, _ = stack.qdrant.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+        records, _ = tier_stack.qdrant.scroll(
+            name, limit=10_000, with_payload=True, with_vectors=True
+        )
         points |= {(name, str(r.id)): (r.payload, r.vector) for r in records}
     return {
-        "redis": {k: (stack.redis.get(k), stack.redis.pexpiretime(k)) for k in keys},
+        "redis": {k: (tier_stack.redis.get(k), tier_stack.redis.pexpiretime(k)) for k in keys},
         "rows": {str(r[0]): repr(r) for r in rows},  # repr: NaN equals NaN
         "points": points,
     }
 
 
-def soft_call(stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
+def soft_call(tier_stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
     given = {"tier": None, "include_undecryptable": False, "dry_run": False, "yes": True} | raw
-    return call(SOFT, stack.inventory, stack.capsys, **given)
+    return call(SOFT, tier_stack.inventory, tier_stack.capsys, **given)
 
 
-def test_soft_rebuild_removes_exactly_the_corrupt_entries(stack: Stack) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    done = damage(stack, tenant)
-    before = snapshot(stack)
+def test_soft_rebuild_removes_exactly_the_corrupt_entries(tier_stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    done = damage(tier_stack, tenant)
+    before = snapshot(tier_stack)
 
-    code, document, err = soft_call(stack, namespace=tenant, dry_run=True)
+    code, document, err = soft_call(tier_stack, namespace=tenant, dry_run=True)
     assert code == EXIT_OK, err
-    assert snapshot(stack) == before  # the dry run changed nothing
+    assert snapshot(tier_stack) == before  # the dry run changed nothing
     corrupt_keys = {k for k, r in done.redis.items() if r != mv.UNKNOWN_KEY}
     assert set(document["plan"]["redis_keys"]) == corrupt_keys
     assert document["plan"]["rows"] == [done.bad_embedding]
 
-    code, document, err = soft_call(stack, namespace=tenant, yes=False)
+    code, document, err = soft_call(tier_stack, namespace=tenant, yes=False)
     assert code == EXIT_BAD_INPUT and "--yes" in err
-    assert snapshot(stack) == before  # not confirmed: nothing changed
+    assert snapshot(tier_stack) == before  # not confirmed: nothing changed
 
-    code, document, err = soft_call(stack, namespace=tenant)
+    code, document, err = soft_call(tier_stack, namespace=tenant)
     assert code == EXIT_OK, err
     assert document["backup_set"]
-    after = snapshot(stack)
+    after = snapshot(tier_stack)
     # Redis: exactly the corrupt values are gone (the undecryptable one is kept).
     assert set(before["redis"]) - set(after["redis"]) == {k.encode() for k in corrupt_keys}
     assert all(after["redis"][k] == before["redis"][k] for k in after["redis"])
     # PostgreSQL: exactly the bad row is soft-deleted, every other row is unchanged.
     changed = {i for i, row in after["rows"].items() if row != before["rows"][i]}
     assert changed == {done.bad_embedding}
-    deleted_at = stack.pg.execute(
+    deleted_at = tier_stack.pg.execute(
         "SELECT deleted_at FROM memory_items WHERE id = %s", (done.bad_embedding,)
     ).fetchone()
     assert deleted_at is not None and deleted_at[0] is not None
@@ -386,20 +302,20 @@ def test_soft_rebuild_removes_exactly_the_corrupt_entries(stack: Stack) -> None:
     remaining = document["after"]["tiers"]
     assert remaining["redis"]["undecryptable"] == 1 and remaining["redis"]["corrupt"] == 0
     assert remaining["qdrant"]["corrupt"] == remaining["qdrant"]["orphaned"] == 0
-    audit = stack.pg.execute(
+    audit = tier_stack.pg.execute(
         "SELECT action, tenant_id, details FROM execution_audit_log ORDER BY id DESC LIMIT 1"
     ).fetchone()
     assert audit is not None and audit[0] == "rebuild.soft" and audit[1] == tenant
     assert audit[2]["soft_deleted"] == [done.bad_embedding]
 
 
-def test_soft_rebuild_of_a_clean_namespace_changes_nothing(stack: Stack) -> None:
-    tenant = other_tenant(stack.load, tenant_with_sealed_and_plain(stack.load))
-    before = snapshot(stack)
-    code, document, err = soft_call(stack, namespace=tenant)
+def test_soft_rebuild_of_a_clean_namespace_changes_nothing(tier_stack: Stack) -> None:
+    tenant = other_tenant(tier_stack.load, tenant_with_sealed_and_plain(tier_stack.load))
+    before = snapshot(tier_stack)
+    code, document, err = soft_call(tier_stack, namespace=tenant)
     assert code == EXIT_OK, err
     assert document["changed"] == 0 and "backup_set" not in document
-    assert snapshot(stack) == before
+    assert snapshot(tier_stack) == before
 
 
 # --------------------------------------------------------------------- hard rebuild
@@ -419,58 +335,60 @@ def outside(found: dict[str, Any], tenant: str, prefix: str) -> dict[str, Any]:
     }
 
 
-def full_snapshot(stack: Stack) -> dict[str, Any]:
-    found = snapshot(stack)
-    tenants = stack.pg.execute("SELECT id::text, tenant_id FROM memory_items").fetchall()
+def full_snapshot(tier_stack: Stack) -> dict[str, Any]:
+    found = snapshot(tier_stack)
+    tenants = tier_stack.pg.execute("SELECT id::text, tenant_id FROM memory_items").fetchall()
     return found | {"tenants": dict(tenants)}
 
 
-def hard_call(stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
+def hard_call(tier_stack: Stack, **raw: Any) -> tuple[int, dict[str, Any], str]:
     given = {"tier": None, "dry_run": False, "yes": True} | raw
-    return call(HARD, stack.inventory, stack.capsys, **given)
+    return call(HARD, tier_stack.inventory, tier_stack.capsys, **given)
 
 
-def backup_of(stack: Stack, tenant: str) -> str:
+def backup_of(tier_stack: Stack, tenant: str) -> str:
     code, document, err = call(
-        CREATE, stack.inventory, stack.capsys, tier=None, namespace=[tenant], target=None
+        CREATE, tier_stack.inventory, tier_stack.capsys, tier=None, namespace=[tenant], target=None
     )
     assert code == EXIT_OK, err
     return str(document["set_id"])
 
 
-def test_hard_rebuild_gives_back_the_set_and_touches_no_other_namespace(stack: Stack) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    set_id = backup_of(stack, tenant)
-    damage(stack, tenant)
-    before = full_snapshot(stack)
+def test_hard_rebuild_gives_back_the_set_and_touches_no_other_namespace(tier_stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    set_id = backup_of(tier_stack, tenant)
+    damage(tier_stack, tenant)
+    before = full_snapshot(tier_stack)
 
-    code, document, err = hard_call(stack, namespace=tenant, from_backup=set_id, dry_run=True)
+    code, document, err = hard_call(tier_stack, namespace=tenant, from_backup=set_id, dry_run=True)
     assert code == EXIT_OK, err
-    assert document["in_set"]["redis"] == sum(e.tenant == tenant for e in stack.load.redis)
-    assert full_snapshot(stack) == before
+    assert document["in_set"]["redis"] == sum(e.tenant == tenant for e in tier_stack.load.redis)
+    assert full_snapshot(tier_stack) == before
 
-    code, document, err = hard_call(stack, namespace=tenant, from_backup=set_id)
+    code, document, err = hard_call(tier_stack, namespace=tenant, from_backup=set_id)
     assert code == EXIT_OK, err
     assert document["after"]["clean"] is True and document["safety_backup"] != set_id
-    after = full_snapshot(stack)
-    assert outside(after, tenant, stack.load.prefix) == outside(before, tenant, stack.load.prefix)
-    code, _, err = stack.call(namespace=tenant)
+    after = full_snapshot(tier_stack)
+    assert outside(after, tenant, tier_stack.load.prefix) == outside(
+        before, tenant, tier_stack.load.prefix
+    )
+    code, _, err = tier_stack.call(namespace=tenant)
     assert code == EXIT_OK, err
-    assert wl.verify_postgres(stack.pg, stack.load) == []
-    assert wl.verify_redis(stack.redis, stack.load) == []
+    assert wl.verify_postgres(tier_stack.pg, tier_stack.load) == []
+    assert wl.verify_redis(tier_stack.redis, tier_stack.load) == []
 
 
 def test_hard_rebuild_refuses_a_set_without_the_namespace_and_changes_nothing(
-    stack: Stack,
+    tier_stack: Stack,
 ) -> None:
-    tenant = tenant_with_sealed_and_plain(stack.load)
-    other = other_tenant(stack.load, tenant)
-    set_id = backup_of(stack, other)
-    before = full_snapshot(stack)
-    code, _, err = hard_call(stack, namespace=tenant, from_backup=set_id)
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    other = other_tenant(tier_stack.load, tenant)
+    set_id = backup_of(tier_stack, other)
+    before = full_snapshot(tier_stack)
+    code, _, err = hard_call(tier_stack, namespace=tenant, from_backup=set_id)
     assert code == EXIT_BAD_INPUT and "not in its" in err
-    code, _, err = hard_call(stack, namespace=tenant, from_backup="../etc")
+    code, _, err = hard_call(tier_stack, namespace=tenant, from_backup="../etc")
     assert code == EXIT_BAD_INPUT
-    code, _, err = hard_call(stack, namespace=tenant, from_backup="20990101T000000Z-deadbeef")
+    code, _, err = hard_call(tier_stack, namespace=tenant, from_backup="20990101T000000Z-deadbeef")
     assert code == EXIT_BAD_INPUT
-    assert full_snapshot(stack) == before
+    assert full_snapshot(tier_stack) == before

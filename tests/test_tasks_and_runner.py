@@ -30,6 +30,7 @@ NAMESPACES = {
     "backup": {"create", "list", "verify", "restore", "prune", "drill"},
     "memory": {"rejudge", "chain"},
     "rebuild": {"validate", "soft", "hard"},
+    "validate": {"recall"},
 }
 
 
