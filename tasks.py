@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from memops.tasks import backup, memory, rebuild, validate
+from memops.tasks import backup, memory, rebuild, rollout, validate
 from memops.tasks.common import CONFIG_DEFAULTS
 from memops.tasks.stack import ROOT_TASKS
 
@@ -19,5 +19,6 @@ for root_task in ROOT_TASKS:
 ns.add_collection(Collection.from_module(backup, name="backup"))
 ns.add_collection(Collection.from_module(memory, name="memory"))
 ns.add_collection(Collection.from_module(rebuild, name="rebuild"))
+ns.add_collection(Collection.from_module(rollout, name="rollout"))
 ns.add_collection(Collection.from_module(validate, name="validate"))
 ns.configure(CONFIG_DEFAULTS)

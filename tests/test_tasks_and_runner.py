@@ -31,6 +31,7 @@ NAMESPACES = {
     "memory": {"rejudge", "chain"},
     "rebuild": {"validate", "soft", "hard"},
     "validate": {"recall"},
+    "rollout": {"gate"},
 }
 
 
