@@ -446,7 +446,7 @@ def reason_codes_flat(window: Window) -> GateResult:
     if rises:
         return GateResult(name, FAIL, "; ".join(rises))
     levels = ", ".join(f"{family} {first.count(family)}" for family in FAMILIES)
-    flat = f"per-cycle counts at most the start's ({levels}) in {len(judged)} cycle(s)"
+    flat = f"no count above the window's start ({levels}) in the {len(rest)} cycle(s) after it"
     if not window.sufficient:
         return GateResult(name, INSUFFICIENT, f"{flat}, but the history does not cover the window")
     return GateResult(name, PASS, flat)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 from op_calls import call
+from root_tasks import root_collection
 
 from memops import paths, rollout
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INSUFFICIENT, EXIT_OK
@@ -344,15 +347,11 @@ def test_malformed_lines_say_what_is_wrong(line: bytes, problem: str) -> None:
 
 # --- end to end: real state files, the operation, the task ------------------------------
 
+# Where nothing listens: the fake probes below answer instead.
 TARGETS = {
-    "redis": RedisTarget(name="redis", host="127.0.0.1", port=16379, password="redis-secret"),
+    "redis": RedisTarget(name="redis", host="127.0.0.1", port=9, password="unused"),
     "postgresql": PostgresTarget(
-        name="postgresql",
-        host="127.0.0.1",
-        port=15432,
-        dbname="memops",
-        user="memops_app",
-        password="pg-secret",
+        name="postgresql", host="127.0.0.1", port=9, dbname="m", user="m", password="unused"
     ),
 }
 Probe = Callable[[object, float], ProbeResult]
@@ -526,3 +525,65 @@ def test_the_task_through_invoke(state_dir: Path) -> None:
     assert unknown.stderr.count("\n") == 1 and "--phase: unknown 'beta'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
     assert len((state_dir / EVENTS_FILE).read_text().splitlines()) == 15
+
+
+# --- the runbook -----------------------------------------------------------------------
+
+RUNBOOK = paths.PROJECT_DIR / "docs" / "runbooks" / "rollout.md"
+
+
+def runbook_commands() -> list[list[str]]:
+    """Every `invoke …` line of the runbook's sh blocks, split as a shell would."""
+    commands, in_sh = [], False
+    for line in RUNBOOK.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_sh = stripped == "```sh"
+        elif in_sh and stripped:
+            commands.append(shlex.split(stripped))
+    return commands
+
+
+def test_every_runbook_step_is_a_task_with_options_it_has() -> None:
+    tasks = root_collection()
+    commands = runbook_commands()
+    assert len(commands) >= 10
+    for argv in commands:
+        assert argv[0] == "invoke", argv
+        task = tasks[argv[1]]  # KeyError: no such task
+        flags = {f"--{name}" for arg in task.get_arguments() for name in arg.names}
+        given = {word.split("=")[0] for word in argv[2:] if word.startswith("--")}
+        assert given <= flags, (argv, given - flags)
+        phase = [word for word in argv if word in rollout.PHASES or word.startswith("canary")]
+        assert all(word in rollout.PHASES for word in phase), argv
+
+
+def runbook_outputs() -> dict[str, list[str]]:
+    """The text blocks marked `<!-- gate-output: KIND -->`, unindented."""
+    blocks = re.findall(
+        r"<!-- gate-output: (\w+) -->\n\s*```text\n(.*?)\n\s*```", RUNBOOK.read_text(), re.S
+    )
+    return {kind: [line.strip() for line in text.splitlines()] for kind, text in blocks}
+
+
+def test_the_runbooks_gate_outputs_are_what_the_gate_prints(
+    state_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenarios: dict[str, Callable[[Path], None]] = {
+        "pass": lambda d: cycles(d, every(5, 65)),
+        "insufficient": lambda d: cycles(d, every(5, 30)),
+        "fail": lambda d: (
+            cycles(d, every(5, 65, 5)),
+            cycles(d, [0], redis=lambda: answers(DOWN)),
+        ),
+    }
+    shown = runbook_outputs()
+    assert set(shown) == set(scenarios)
+    for kind, write in scenarios.items():
+        directory = state_dir / kind
+        write(directory)
+        monkeypatch.setenv("MEMOPS_STATE_DIR", str(directory))
+        capsys.readouterr()
+        run_operation(GATE, {"phase": "canary-1", "now": NOW.isoformat()}, inventory_spec="local")
+        printed = [line.strip() for line in capsys.readouterr().out.splitlines()]
+        assert printed == shown[kind], kind
