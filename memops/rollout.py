@@ -117,6 +117,7 @@ class History:
 
     events: tuple[Event, ...] = ()
     malformed: tuple[Malformed, ...] = ()
+    unreadable: str = ""  # why the file could not be read at all
 
 
 def parse_time(text: str) -> datetime:
@@ -255,7 +256,7 @@ def window_of(phase: Phase, history: History, now: datetime) -> Window:
     before = [e for e in seen if e.at <= start]
     baseline = before[-1] if before else None
     cycles = tuple(e for e in seen if e.at > start)
-    problems: list[str] = []
+    problems: list[str] = [f"{EVENTS_FILE}: {history.unreadable}"] if history.unreadable else []
     # Lines are appended in time order: a bad line after the baseline's may be in the window.
     relevant = [m for m in history.malformed if baseline is None or m.line > baseline.line]
     problems.extend(str(m) for m in relevant[:5])

@@ -472,6 +472,17 @@ def test_operation_on_an_unreadable_state_file(
     assert "unreadable" in document["gates"][0]["evidence"]
 
 
+def test_operation_on_an_unreadable_event_file(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cycles(state_dir, every(5, 65))
+    (state_dir / EVENTS_FILE).unlink()
+    (state_dir / EVENTS_FILE).mkdir()  # reading it fails even as root
+    code, document, _ = gate(capsys)
+    assert code == EXIT_INSUFFICIENT
+    assert document["history"]["problems"][0] == "runtime-events.jsonl: unreadable (Is a directory)"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

@@ -28,10 +28,7 @@ EXIT_CODES = {
 def gate(context: Context, *, phase: str, now: datetime | None) -> Outcome:
     directory = context.require_inventory().state_dir
     state, problem = read_state(directory)
-    events, events_problem = read_events(directory)
-    history = rollout.parse_events(events)
-    if events_problem:  # unreadable as a whole: judged as a history with one bad line
-        history = rollout.History((), (rollout.Malformed(1, events_problem),))
+    history = read_history(directory)
     report = rollout.evaluate(
         rollout.PHASES[phase], state, history, now or datetime.now(UTC), state_problem=problem
     )
@@ -54,13 +51,14 @@ def read_state(directory: Path) -> tuple[StoredState | None, str]:
         return None, str(exc)
 
 
-def read_events(directory: Path) -> tuple[bytes, str]:
+def read_history(directory: Path) -> rollout.History:
+    """runtime-events.jsonl, parsed; no file is an empty history."""
     try:
-        return (directory / EVENTS_FILE).read_bytes(), ""
+        return rollout.parse_events((directory / EVENTS_FILE).read_bytes())
     except FileNotFoundError:
-        return b"", ""
+        return rollout.History()
     except OSError as exc:
-        return b"", f"unreadable ({exc.strerror})"
+        return rollout.History(unreadable=f"unreadable ({exc.strerror})")
 
 
 def report_lines(report: rollout.Report) -> list[str]:
