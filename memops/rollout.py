@@ -33,6 +33,7 @@ INSUFFICIENT = "insufficient"
 # or two cycles further apart than that, leave a part of the window unseen.
 HEALTH_CADENCE = timedelta(minutes=10)
 MAX_GAP = timedelta(minutes=15)
+SHOWN = 5  # malformed lines and gaps named one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,9 @@ def window_of(phase: Phase, history: History, now: datetime) -> Window:
     problems: list[str] = [f"{EVENTS_FILE}: {history.unreadable}"] if history.unreadable else []
     # Lines are appended in time order: a bad line after the baseline's may be in the window.
     relevant = [m for m in history.malformed if baseline is None or m.line > baseline.line]
-    problems.extend(str(m) for m in relevant[:5])
-    if len(relevant) > 5:
-        problems.append(f"{EVENTS_FILE}: {len(relevant) - 5} more malformed line(s)")
+    problems.extend(str(m) for m in relevant[:SHOWN])
+    if len(relevant) > SHOWN:
+        problems.append(f"{EVENTS_FILE}: {len(relevant) - SHOWN} more malformed line(s)")
     if not seen:
         problems.append(f"{EVENTS_FILE}: no health cycle recorded up to {_iso(now)}")
     else:
@@ -282,13 +283,15 @@ def window_of(phase: Phase, history: History, now: datetime) -> Window:
                 f"{_minutes(now - newest.at)} old (at most {_minutes(MAX_GAP)})"
             )
         judged = ([baseline] if baseline else []) + list(cycles)
-        for older, newer in pairwise(judged):
-            if newer.at - older.at > MAX_GAP:
-                problems.append(
-                    f"no cycle between {_iso(older.at)} and {_iso(newer.at)} "
-                    f"(lines {older.line} and {newer.line}: a gap of "
-                    f"{_minutes(newer.at - older.at)}, at most {_minutes(MAX_GAP)})"
-                )
+        gaps = [(a, b) for a, b in pairwise(judged) if b.at - a.at > MAX_GAP]
+        problems.extend(
+            f"no cycle between {_iso(older.at)} and {_iso(newer.at)} "
+            f"(lines {older.line} and {newer.line}: a gap of "
+            f"{_minutes(newer.at - older.at)}, at most {_minutes(MAX_GAP)})"
+            for older, newer in gaps[:SHOWN]
+        )
+        if len(gaps) > SHOWN:
+            problems.append(f"{len(gaps) - SHOWN} more gap(s) over {_minutes(MAX_GAP)}")
     ignored = sum(1 for e in history.events if e.at > now)
     return Window(phase, now, baseline, cycles, tuple(problems), ignored)
 

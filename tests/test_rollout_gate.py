@@ -262,6 +262,18 @@ def test_a_hole_in_the_history_is_insufficient() -> None:
     )
 
 
+def test_many_holes_and_bad_lines_are_named_up_to_five_and_counted() -> None:
+    phase = rollout.PHASES["general-availability"]
+    state, events = history(every(20, 24 * 60))  # 72 gaps of 20 minutes
+    events += b"x\n" * 7
+    report = judge(state, events, phase)
+    problems = report.window.problems
+    assert sum(p.startswith("runtime-events.jsonl line ") for p in problems) == 5
+    assert "runtime-events.jsonl: 2 more malformed line(s)" in problems
+    assert sum(p.startswith("no cycle between ") for p in problems) == 5
+    assert problems[-1] == "67 more gap(s) over 15 min"
+
+
 def test_a_malformed_line_in_the_window_is_insufficient_and_named() -> None:
     state, events = history(every(5, 65))
     lines = events.splitlines(keepends=True)
