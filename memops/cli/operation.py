@@ -25,7 +25,9 @@ def _operations() -> dict[str, Operation]:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("operation", help="run a backup or rebuild operation (options on stdin)")
+    parser = subparsers.add_parser(
+        "operation", help="run a backup or rebuild operation (options on stdin)"
+    )
     parser.add_argument("name", help="e.g. backup.create")
     parser.add_argument("--inventory", required=True)
     parser.set_defaults(handler=_run)
