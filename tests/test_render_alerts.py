@@ -22,7 +22,7 @@ from root_tasks import root_collection
 from memops.ops.render import RENDER
 from memops.ops.runner import run_operation
 from memops.render import alerts as alert_render
-from memops.render.config import SEVERITIES, duration_seconds, load_config
+from memops.render.config import SEVERITIES, ConfigError, duration_seconds, load_config
 from memops.render.driver import render_all
 from qdrant_standin.metrics import RequestMetrics
 
@@ -531,3 +531,26 @@ def test_bad_profile_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err.strip()
     assert f"{profile}: rules.RedisGone: no rule named 'RedisGone'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_alert_pages_link_their_procedures_and_unknown_ones_are_refused(tmp_path: Path) -> None:
+    config = load_config(DATA_FILE)
+    index = (RUNBOOKS_DIR / "README.md").read_text()
+    assert config.procedures, "no procedure pages are listed"
+    for name, procedure in config.procedures.items():
+        assert (RUNBOOKS_DIR / f"{name}.md").is_file(), f"procedure {name} has no page"
+        assert f"[{procedure.title}](./{name}.md)" in index
+    linked = [rule for rule in config.rules if rule.runbook.procedures]
+    assert linked
+    for rule in linked:
+        text = (RUNBOOKS_DIR / f"{rule.name}.md").read_text()
+        for name in rule.runbook.procedures:
+            assert f"(./{name}.md)" in text, f"{rule.name} does not link {name}"
+
+    broken = DATA_FILE.read_text().replace(
+        "procedures: [memory-rebuild]", "procedures: [no-such-page]", 1
+    )
+    copy = tmp_path / "observability.yml"
+    copy.write_text(broken)
+    with pytest.raises(ConfigError, match="unknown procedure no-such-page"):
+        load_config(copy)

@@ -17,12 +17,17 @@ from memops.ops.runner import Operation, execute_operation
 def _operations() -> dict[str, Operation]:
     from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
     from memops.ops.drill import DRILL
+    from memops.ops.rebuild import HARD, SOFT, VALIDATE
+    from memops.ops.validate import RECALL
 
-    return {op.name: op for op in (CREATE, LIST, VERIFY, RESTORE, PRUNE, DRILL)}
+    found = (CREATE, LIST, VERIFY, RESTORE, PRUNE, DRILL, VALIDATE, SOFT, HARD, RECALL)
+    return {op.name: op for op in found}
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("operation", help="run a backup operation (options on stdin)")
+    parser = subparsers.add_parser(
+        "operation", help="run a backup or rebuild operation (options on stdin)"
+    )
     parser.add_argument("name", help="e.g. backup.create")
     parser.add_argument("--inventory", required=True)
     parser.set_defaults(handler=_run)

@@ -468,6 +468,7 @@ HARD = Operation(
         "yes": options.flag(),
     },
     locks=True,
+    playbook="rebuild",
 )
 SOFT = Operation(
     "rebuild.soft",
@@ -480,6 +481,7 @@ SOFT = Operation(
         "yes": options.flag(),
     },
     locks=True,
+    playbook="rebuild",
 )
 VALIDATE = Operation(
     "rebuild.validate",
@@ -492,4 +494,5 @@ VALIDATE = Operation(
             default=hit_rate.DEFAULT_MIN_HIT_RATE, at_least=0.0, at_most=1.0
         ),
     },
+    playbook="rebuild",
 )

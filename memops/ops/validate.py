@@ -96,4 +96,5 @@ RECALL = Operation(
         "keep": options.flag(),
         "skip_write": options.flag(),
     },
+    playbook="rebuild",
 )

@@ -50,6 +50,7 @@ _METRIC_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+_PROCEDURE_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _URL = re.compile(r"^https?://[^\s/]+(/[^\s]*)?$")
 # The only Prometheus template forms an annotation may use: the promtool tests expand them.
 PROM_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
@@ -120,6 +121,16 @@ class Runbook:
     meaning: str
     confirm: tuple[str, ...]
     fix: tuple[str, ...]
+    procedures: tuple[str, ...] = ()  # names of the procedure pages the page links to
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A hand-written procedure page, docs/runbooks/<name>.md, that alert pages link to."""
+
+    name: str
+    title: str
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,7 @@ class ObservabilityConfig:
     components: Mapping[str, Component]
     rules: tuple[Rule, ...]
     external_metrics: tuple[ExternalMetric, ...]
+    procedures: Mapping[str, Procedure] = field(default_factory=dict)
     profile: str | None = None
 
     def runbook_url(self, name: str) -> str:
@@ -340,6 +352,7 @@ def load_config(path: Path, profile_path: Path | None = None) -> ObservabilityCo
             "rules",
             "external_metrics",
         ),
+        optional=("procedures",),
     )
     prefix = check.text(top["metric_prefix"], "metric_prefix", pattern=_METRIC_NAME)
     base_url = check.text(top["runbook_base_url"], "runbook_base_url")
@@ -363,7 +376,8 @@ def load_config(path: Path, profile_path: Path | None = None) -> ObservabilityCo
         raise check.fail("rpo", "must be longer than 0s")
     windows = _windows(check, top["windows"])
     components = _components(check, top["components"], jobs)
-    rules = _rules(check, top["rules"], components, windows)
+    procedures = _procedures(check, top.get("procedures", {}))
+    rules = _rules(check, top["rules"], components, windows, procedures)
     metrics = _external_metrics(check, top["external_metrics"])
     config = ObservabilityConfig(
         path=path,
@@ -377,10 +391,28 @@ def load_config(path: Path, profile_path: Path | None = None) -> ObservabilityCo
         components=components,
         rules=rules,
         external_metrics=metrics,
+        procedures=procedures,
     )
     if profile_path is not None:
         config = apply_profile(config, profile_path)
     return config
+
+
+def _procedures(check: _Checker, value: Any) -> dict[str, Procedure]:
+    if not isinstance(value, dict):
+        raise check.fail("procedures", f"expected a mapping, got {_shown(value)}")
+    found = {}
+    for name, item in value.items():
+        where = f"procedures.{name}"
+        if not isinstance(name, str) or not _PROCEDURE_NAME.match(name):
+            raise check.fail(where, "malformed name (lower-case words joined by '-')")
+        entry = check.mapping(item, where, required=("title", "summary"))
+        found[name] = Procedure(
+            name,
+            check.text(entry["title"], f"{where}.title"),
+            check.text(entry["summary"], f"{where}.summary"),
+        )
+    return found
 
 
 def _windows(check: _Checker, value: Any) -> dict[str, str]:
@@ -449,6 +481,7 @@ def _rules(
     value: Any,
     components: Mapping[str, Component],
     windows: Mapping[str, str],
+    procedures: Mapping[str, Procedure],
 ) -> tuple[Rule, ...]:
     if not isinstance(value, dict):
         raise check.fail("rules", f"expected a mapping of component -> list, got {_shown(value)}")
@@ -463,7 +496,7 @@ def _rules(
     for component in components:
         items = check.sequence(value.get(component), f"rules.{component}")
         for index, item in enumerate(items):
-            rule = _rule(check, item, components[component], index, windows)
+            rule = _rule(check, item, components[component], index, windows, procedures)
             if rule.name in names:
                 raise check.fail(
                     f"{rule.where}.name",
@@ -475,7 +508,12 @@ def _rules(
 
 
 def _rule(
-    check: _Checker, item: Any, component: Component, index: int, windows: Mapping[str, str]
+    check: _Checker,
+    item: Any,
+    component: Component,
+    index: int,
+    windows: Mapping[str, str],
+    procedures: Mapping[str, Procedure],
 ) -> Rule:
     where = f"rules.{component.key}[{index}]"
     entry = check.mapping(item, where, required=_RULE_REQUIRED, optional=_RULE_OPTIONAL)
@@ -523,8 +561,20 @@ def _rule(
             raise check.fail(f"{where}.selector", "label matchers only, without braces")
     template = check.text(entry["template"], f"{where}.template", pattern=_IDENTIFIER)
     runbook = check.mapping(
-        entry["runbook"], f"{where}.runbook", required=("meaning", "confirm", "fix")
+        entry["runbook"],
+        f"{where}.runbook",
+        required=("meaning", "confirm", "fix"),
+        optional=("procedures",),
     )
+    linked: tuple[str, ...] = ()
+    if "procedures" in runbook:
+        linked = check.strings(runbook["procedures"], f"{where}.runbook.procedures")
+    unknown = [name for name in linked if name not in procedures]
+    if unknown:
+        raise check.fail(
+            f"{where}.runbook.procedures",
+            f"unknown procedure {', '.join(unknown)} (known: {', '.join(procedures) or 'none'})",
+        )
     tests = check.mapping(entry["tests"], f"{where}.tests", required=("firing", "silent"))
     return Rule(
         component=component.key,
@@ -539,6 +589,7 @@ def _rule(
             meaning=check.text(runbook["meaning"], f"{where}.runbook.meaning"),
             confirm=check.strings(runbook["confirm"], f"{where}.runbook.confirm"),
             fix=check.strings(runbook["fix"], f"{where}.runbook.fix"),
+            procedures=linked,
         ),
         firing=_test_case(check, tests["firing"], f"{where}.tests.firing", firing=True),
         silent=_test_case(check, tests["silent"], f"{where}.tests.silent", firing=False),

@@ -41,6 +41,7 @@ def render_runbooks(
                 render_text(env, config, rule, step, f"{where}.fix[{i}]")
                 for i, step in enumerate(rule.runbook.fix)
             ],
+            "procedures": [config.procedures[name] for name in rule.runbook.procedures],
         }
         files[runbook_path(rule.name)] = _render_file(env, RUNBOOK_TEMPLATE, context)
         pages.append(
@@ -54,6 +55,11 @@ def render_runbooks(
     files[f"{RUNBOOK_DIR}/README.md"] = _render_file(
         env,
         INDEX_TEMPLATE,
-        {"header": header(config), "source": shown_path(config.path), "pages": pages},
+        {
+            "header": header(config),
+            "source": shown_path(config.path),
+            "pages": pages,
+            "procedures": list(config.procedures.values()),
+        },
     )
     return files
