@@ -21,10 +21,7 @@ from qdrant_client import models
 from memops import workload as wl
 from memops.keyring import new_keyring, save_keyring
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection"),
-]
+pytestmark = pytest.mark.integration
 
 TENANTS = ["rebuild*[it]", "rebuild:it"]
 COLLECTION = "memory_rebuild_it"
