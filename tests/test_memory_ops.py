@@ -29,7 +29,6 @@ from standin_server import RunningStandin
 from memops import supersede
 from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.migrate import migrate
 from memops.ops.memory import ANONYMIZE, CHAIN, REJUDGE
 from memops.ops.runner import Operation, run_operation
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
@@ -61,7 +60,7 @@ def load() -> wl.Workload:
 def dbname(cluster: ScratchCluster, load: wl.Workload) -> str:
     name = cluster.new_database()
     with cluster.connect(name, autocommit=True) as conn:
-        migrate(conn)
+        cluster.migrate(conn)
         wl.write_postgres(conn, load)
     return name
 
