@@ -9,6 +9,11 @@
 -- the superuser (roles/postgresql; memops.audit_owner.ensure_role) and lent to
 -- the migrating role only while it migrates (memops.audit_owner.lent): a
 -- permanent membership would let the application SET ROLE and undo all this.
+--
+-- Not covered: the application role owns the database, hence the schema public
+-- (pg_database_owner), and a schema's owner may DROP any table in it; so it can
+-- still DROP TABLE execution_audit_log whole (or DROP DATABASE). Closing that
+-- needs the database and schema owned by another role as well.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'memops_audit_owner') THEN
