@@ -304,7 +304,7 @@ REDACTED = "[REDACTED]"  # memory_items_content_check would allow NULL too; this
 DEFAULT_SOFT_TTL_DAYS = 30.0
 DEFAULT_SUPERSEDE_TTL_DAYS = 90.0
 DEFAULT_MAX_SHARE = 0.5
-DEFAULT_MASS_MIN_ROWS = 10
+DEFAULT_MASS_MIN_ROWS = 1  # every tenant is held to the share; raise it to spare tiny ones
 DEFAULT_BATCH_SIZE = 1000
 
 # Due rows, on memory_items m LEFT JOIN its newer row n. A soft-deleted row is

@@ -573,7 +573,9 @@ def test_a_tenant_name_is_a_literal(stack: Stack, tenant: str) -> None:
     assert [t["tenant"] for t in planned["tenants"]] == [tenant]
     assert planned["counts"]["due"] == len(due_ids(stack.load, tenant)) > 0
     before = table(stack.conn)
-    code, _, err = stack.call(ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True))
+    code, _, err = stack.call(
+        ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True, allow_mass=True)
+    )
     assert code == EXIT_OK, err
     changed = {k for k, row in table(stack.conn).items() if before[k] != row}
     assert changed == due_ids(stack.load, tenant)
@@ -606,3 +608,19 @@ def test_settings_come_from_the_inventory_unless_given(stack: Stack) -> None:
     code, _, err = stack.call(ANONYMIZE, **anonymize_raw())
     assert code == EXIT_BAD_INPUT
     assert "inventory variable memory_anonymize_max_share: expected a number" in err
+
+
+def test_the_default_floor_holds_back_only_the_tenants_over_it(stack: Stack) -> None:
+    load = stack.load
+    share = {t: len(due_ids(load, t)) / len(load.items_of(t)) for t in load.tenants}
+    over = {t for t, s in share.items() if s > supersede.DEFAULT_MAX_SHARE}
+    under = {t for t, s in share.items() if 0 < s <= supersede.DEFAULT_MAX_SHARE}
+    assert over and under  # the workload has both
+    before = table(stack.conn)
+    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(apply=True))
+    assert code == EXIT_FAILED  # partial: some tenants done, the others refused
+    assert {d["tenant"] for d in done["done"]} == under
+    assert {t["tenant"] for t in done["tenants"] if t["blocked"]} == over
+    changed = {k for k, row in table(stack.conn).items() if before[k] != row}
+    assert changed == set().union(*(due_ids(load, t) for t in under))
+    assert all(f"tenant {t!r}: " in err for t in over)

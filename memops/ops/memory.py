@@ -198,7 +198,7 @@ _ANONYMIZE_SETTINGS: dict[str, options.Parser] = {
     "soft_ttl_days": options.number(default=supersede.DEFAULT_SOFT_TTL_DAYS, at_least=0),
     "supersede_ttl_days": options.number(default=supersede.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
     "max_share": options.number(default=supersede.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
-    "mass_min_rows": options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS),
+    "mass_min_rows": options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS, minimum=1),
     "batch_size": options.integer(default=supersede.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
 }
 

@@ -20,7 +20,7 @@ _HELP = {
     "max_share": "safety floor: a tenant with more than this share of its rows due is left "
     "alone without --allow-mass (default: memory_anonymize_max_share, else 0.5)",
     "mass_min_rows": "fewer due rows than this never count as a mass run "
-    "(default: memory_anonymize_mass_min_rows, else 10)",
+    "(default: memory_anonymize_mass_min_rows, else 1: every tenant is held to the share)",
     "batch_size": "rows per transaction, each with its audit row "
     "(default: memory_anonymize_batch_size, else 1000)",
 }
