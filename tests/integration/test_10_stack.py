@@ -7,11 +7,15 @@ import subprocess
 
 import psycopg
 import pytest
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke, migrate_cli
+from integration_helpers import (
+    TEST_INVENTORY,
+    DeployedStack,
+    audit_owner_lent,
+    invoke,
+    migrate_cli,
+)
 
-from memops import audit_owner, workload
-from memops.backup.postgres_tier import PostgresTier
-from memops.clients import postgres_connect
+from memops import workload
 from memops.migrate import current_version, latest_version
 from memops.targets import PostgresTarget
 
@@ -97,9 +101,7 @@ def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
 
     # The latest migration loses no data when reverted (0004 only hands the audit log to
     # its owner role). 0004 up and down need that role lent, as the deploy lends it.
-    deployment = dict(deployed_stack.targets.deployment.get("postgresql") or {})
-    admin = PostgresTier.from_deployment(target, deployment).admin
-    with postgres_connect(admin) as superuser, audit_owner.lent(superuser, target.user):
+    with audit_owner_lent(deployed_stack):
         down = migrate("--to", str(latest_version() - 1))
         assert down.returncode == 0, down.stderr
         with deployed_stack.clients.postgresql() as conn:
