@@ -26,7 +26,6 @@ from memops.backup import pg_tools
 from memops.backup.manifest import FileRecord, file_kind
 from memops.backup.postgres_tier import PostgresTier
 from memops.backup.verify import check_decompresses, registered_checkers
-from memops.migrate import migrate
 from memops.pgcluster import scratch_cluster
 
 # Text that compresses like chat turns, and a distinct random 64-float embedding per row
@@ -60,7 +59,7 @@ def main() -> None:
     with scratch_cluster("memops-bkpg-bench", 37502, app_role="bkpgb", db_prefix="bench") as c:
         db = c.new_database()
         with c.connect(db, autocommit=True) as conn:
-            migrate(conn)
+            c.migrate(conn)
             conn.execute(FILL % int(args.rows))
             conn.execute("VACUUM ANALYZE memory_items")
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from memops import audit_owner
+from memops.migrate import MigrationReport, migrate
 from memops.targets import PostgresTarget
 
 PG_VERSION = "15"
@@ -91,6 +93,15 @@ class ScratchCluster:
     def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.app_params(dbname), **kwargs)
 
+    def migrate(self, conn: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> MigrationReport:
+        """``memops.migrate.migrate`` on an app-role connection, as the deploy runs it.
+
+        The audit owner role is lent to the app role for the run only (migration
+        0004 needs it), so the code under test runs with production privileges.
+        """
+        with self.admin() as admin, audit_owner.lent(admin, self.app_role):
+            return migrate(conn, *args, **kwargs)
+
     def stop(self, mode: str = "immediate") -> None:
         _run(["pg_ctlcluster", PG_VERSION, self.name, "stop", "-m", mode])
 
@@ -130,6 +141,7 @@ def scratch_cluster(
                     sql.Identifier(app_role), sql.Literal(cluster.password)
                 )
             )
+            audit_owner.ensure_role(conn)  # as the deploy's postgresql role does
         yield cluster
     finally:
         _drop(name)

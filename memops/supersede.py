@@ -8,14 +8,16 @@ into Outcomes). Tenant names are data: they only ever travel as parameters.
   row or a whole tenant, with the UPDATE and its audit row in one transaction.
 - chain: walk a supersede chain backwards (older rows point at newer ones
   through ``superseded_by``) from a row, cycle-safe and depth-limited.
+- anonymize: redact rows past their retention (soft-deleted, superseded), in
+  batches, behind a per-tenant safety floor.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -293,3 +295,156 @@ def walk_chain(
     if not links:
         return Chain(str(row), None, max_depth=max_depth)
     return Chain(str(row), tenant, links, max_depth, truncated, tuple(cycles))
+
+
+# -- anonymize -----------------------------------------------------------------------
+
+ANONYMIZE_ACTION = "memory.anonymize"
+REDACTED = "[REDACTED]"  # memory_items_content_check would allow NULL too; this says why
+DEFAULT_SOFT_TTL_DAYS = 30.0
+DEFAULT_SUPERSEDE_TTL_DAYS = 90.0
+DEFAULT_MAX_SHARE = 0.5
+DEFAULT_MASS_MIN_ROWS = 1  # every tenant is held to the share; raise it to spare tiny ones
+DEFAULT_BATCH_SIZE = 1000
+
+# Due rows, on memory_items m LEFT JOIN its newer row n. A soft-deleted row is
+# due soft_ttl after deleted_at. A superseded row is due supersede_ttl after it
+# was superseded; no column records that moment, so the best lower bound
+# stands in for it: the later of the newer row's created_at (the judge cannot
+# supersede before the newer fact exists) and the row's own judge_at (the
+# judge's verdict on it). GREATEST ignores NULLs.
+_DUE = sql.SQL(
+    "m.anonymized_at IS NULL AND ("
+    "COALESCE(m.deleted_at < now() - %(soft_ttl)s, false)"
+    " OR (m.superseded_by IS NOT NULL"
+    " AND COALESCE(GREATEST(n.created_at, m.judge_at) < now() - %(supersede_ttl)s, false)))"
+)
+_FROM = sql.SQL(
+    "FROM memory_items m"
+    " LEFT JOIN memory_items n ON n.tenant_id = m.tenant_id AND n.id = m.superseded_by"
+)
+_PLAN = sql.SQL(
+    "SELECT m.tenant_id, count(*),"
+    " count(*) FILTER (WHERE {due}),"
+    " count(*) FILTER (WHERE {due} AND m.deleted_at IS NOT NULL)"
+    " {from_} {where} GROUP BY m.tenant_id ORDER BY m.tenant_id"
+)
+_BATCH = sql.SQL(
+    "SELECT m.id {from_} WHERE m.tenant_id = %(tenant)s AND {due}"
+    " ORDER BY m.id LIMIT %(batch)s FOR UPDATE OF m"
+)
+_REDACT = sql.SQL(
+    "UPDATE memory_items SET content = %(redacted)s, user_id = NULL, agent_id = NULL,"
+    " embedding = NULL, indexed_at = NULL, anonymized_at = now()"
+    " WHERE tenant_id = %(tenant)s AND id = ANY(%(ids)s) AND anonymized_at IS NULL"
+)
+
+# Removes the Qdrant points of (tenant, ids); returns how many it removed.
+PointRemover = Callable[[str, Sequence[uuid.UUID]], int]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """When rows are due and when a run counts as a mass run."""
+
+    soft_ttl_days: float = DEFAULT_SOFT_TTL_DAYS
+    supersede_ttl_days: float = DEFAULT_SUPERSEDE_TTL_DAYS
+    max_share: float = DEFAULT_MAX_SHARE  # of a tenant's rows (all of them, any state)
+    mass_min_rows: int = DEFAULT_MASS_MIN_ROWS  # fewer due rows than this are never a mass
+    allow_mass: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "soft_ttl": timedelta(days=self.soft_ttl_days),
+            "supersede_ttl": timedelta(days=self.supersede_ttl_days),
+        }
+
+    def is_mass(self, due: int, total: int) -> bool:
+        return due >= self.mass_min_rows and due > self.max_share * total
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    tenant: str
+    total: int  # every row of the tenant
+    due: int
+    deleted: int  # of the due rows: soft-deleted ones (the rest are superseded)
+    mass: bool  # over the safety floor
+    blocked: bool  # over it and not allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "total": self.total,
+            "due": self.due,
+            "due_deleted": self.deleted,
+            "due_superseded": self.due - self.deleted,
+            "share": round(self.due / self.total, 4) if self.total else 0.0,
+            "mass": self.mass,
+            "blocked": self.blocked,
+        }
+
+
+@dataclass(frozen=True)
+class TenantDone:
+    tenant: str
+    redacted: int
+    points_deleted: int
+    batches: int
+    audit_ids: Sequence[int]
+
+
+def plan_anonymize(
+    conn: psycopg.Connection[Any], retention: Retention, *, tenant: str | None = None
+) -> list[TenantPlan]:
+    """Per tenant: its rows, the due ones, and whether the safety floor holds it back."""
+    where = sql.SQL("WHERE m.tenant_id = %(tenant)s") if tenant is not None else sql.SQL("")
+    query = _PLAN.format(due=_DUE, from_=_FROM, where=where)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(query, retention.params() | {"tenant": tenant})
+        rows = cur.fetchall()
+    plans = []
+    for name, total, due, deleted in rows:
+        mass = retention.is_mass(due, total)
+        plans.append(TenantPlan(name, total, due, deleted, mass, mass and not retention.allow_mass))
+    return plans
+
+
+def anonymize_tenant(
+    conn: psycopg.Connection[Any],
+    plan: TenantPlan,
+    retention: Retention,
+    *,
+    actor: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    remove_points: PointRemover | None = None,
+) -> TenantDone:
+    """Anonymize the tenant's due rows, one transaction (and one audit row) per batch.
+
+    Each batch locks its rows, removes their Qdrant points, then redacts them:
+    a failure in Qdrant leaves the rows as they were (a later run retries), and
+    a point is never left behind for a row that is already anonymized.
+    """
+    params = retention.params() | {"tenant": plan.tenant, "batch": batch_size}
+    redacted = points = 0
+    audit_ids: list[int] = []
+    for number in range(1, plan.due // batch_size + 2):  # bounded even if rows keep coming
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(_BATCH.format(from_=_FROM, due=_DUE), params)
+            ids = [row[0] for row in cur.fetchall()]
+            if not ids:
+                break
+            removed = remove_points(plan.tenant, ids) if remove_points is not None else 0
+            cur.execute(_REDACT, {"redacted": REDACTED, "tenant": plan.tenant, "ids": ids})
+            details = {
+                "batch": number,
+                "rows": cur.rowcount,
+                "points_deleted": removed,
+                "soft_ttl_days": retention.soft_ttl_days,
+                "supersede_ttl_days": retention.supersede_ttl_days,
+                "allow_mass": retention.allow_mass,
+            }
+            redacted += cur.rowcount
+            points += removed
+            audit_ids.append(audit_event(cur, actor, ANONYMIZE_ACTION, plan.tenant, details))
+    return TenantDone(plan.tenant, redacted, points, len(audit_ids), tuple(audit_ids))

@@ -10,7 +10,6 @@ import pytest
 
 from memops import workload as wl
 from memops.backup.cross_tier import check_cross_tier
-from memops.migrate import migrate
 
 try:  # the module name depends on pytest's import mode
     from test_migrations import PgCluster, cluster_session
@@ -27,7 +26,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def conn(pg_cluster: PgCluster) -> Iterator[psycopg.Connection[Any]]:
     with pg_cluster.connect(pg_cluster.new_database(), autocommit=True) as connection:
-        migrate(connection)
+        pg_cluster.migrate(connection)
         yield connection
 
 

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from memops import audit_owner
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.manifest import FileRecord
 from memops.backup.postgres_tier import PostgresTier, check_pgdump
-from memops.migrate import migrate
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def cluster() -> Iterator[ScratchCluster]:
 def tier(cluster: ScratchCluster) -> PostgresTier:
     db = cluster.new_database()
     with cluster.connect(db, autocommit=True) as conn:
-        migrate(conn)
+        cluster.migrate(conn)
         for tenant in TENANTS:
             ids = []
             for i in range(5):
@@ -111,6 +112,10 @@ def test_whole_restore_swaps_in_and_keeps_old(tier: PostgresTier, tmp_path: Path
     report = tier.restore(tmp_path, artifact, set_id="s1")
     assert tier.tenant_summaries() == before
     assert report["old_database"].endswith("_pre_s1")
+    with tier._connect() as conn:  # pg_restore --no-owner made the app own it; given back
+        assert audit_owner.audit_log_owner(conn) == audit_owner.AUDIT_OWNER
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM execution_audit_log")
 
 
 def test_corrupted_dump_is_refused(tier: PostgresTier, tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ these tests prove: rejudge changes exactly the rows it names (one row, or a
 tenant's live facts) and writes its audit row in the same transaction; another
 tenant's row id, a dead row or a bad id changes nothing and says so; the chain
 walk returns the generator's chain in order, stops on a hand-made cycle and at
-the depth limit.
+the depth limit. Anonymize: a dry run changes nothing; --apply redacts exactly
+the due rows (one transaction and audit row per batch, no content in it) and
+removes their Qdrant points only; the safety floor blocks a mass run until
+--allow-mass; tenant names are literals; a second run finds nothing due.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from typing import Any
 import psycopg
 import pytest
 from op_calls import call
+from qdrant_client import QdrantClient, models
+from standin_server import RunningStandin
 
 from memops import supersede
 from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.migrate import migrate
-from memops.ops.memory import CHAIN, REJUDGE
+from memops.ops.memory import ANONYMIZE, CHAIN, REJUDGE
 from memops.ops.runner import Operation, run_operation
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.targets_file import merge_targets
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection"),
+]
 
 HOSTILE = "'; DROP TABLE memory_items; --"
 
@@ -53,7 +60,7 @@ def load() -> wl.Workload:
 def dbname(cluster: ScratchCluster, load: wl.Workload) -> str:
     name = cluster.new_database()
     with cluster.connect(name, autocommit=True) as conn:
-        migrate(conn)
+        cluster.migrate(conn)
         wl.write_postgres(conn, load)
     return name
 
@@ -359,3 +366,261 @@ def test_chain_of_an_unknown_or_foreign_row_is_refused(stack: Stack) -> None:
         code, _, err = stack.call(CHAIN, **{"tenant": None, "max_depth": None} | raw)
         assert code == EXIT_BAD_INPUT, raw
         assert fragment in err and len(err.splitlines()) == 1
+
+
+# -- anonymize -------------------------------------------------------------------------
+
+
+def anonymize_raw(**given: Any) -> dict[str, Any]:
+    return {
+        "tenant": None,
+        "apply": False,
+        "yes": True,
+        "allow_mass": False,
+        "soft_ttl_days": None,
+        "supersede_ttl_days": None,
+        "max_share": None,
+        "mass_min_rows": None,
+        "batch_size": None,
+    } | given
+
+
+def due_ids(load: wl.Workload, tenant: str | None = None) -> set[str]:
+    """Every workload timestamp is months in the past: all deleted or superseded rows are due."""
+    return {
+        i.id
+        for i in load.memory_items
+        if (tenant is None or i.tenant_id == tenant)
+        and i.anonymized_at is None
+        and (i.deleted_at is not None or i.superseded_by is not None)
+    }
+
+
+def test_anonymize_dry_run_counts_and_changes_nothing(stack: Stack) -> None:
+    before = table(stack.conn)
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw())
+    assert code == EXIT_OK, err
+    assert planned["dry_run"] is True
+    assert planned["counts"]["due"] == len(due_ids(stack.load)) > 0
+    assert planned["counts"]["redacted"] == 0
+    by_tenant = {t["tenant"]: t["due"] for t in planned["tenants"]}
+    assert by_tenant == {
+        t: len(due_ids(stack.load, t)) for t in stack.load.tenants if due_ids(stack.load, t)
+    }
+    assert table(stack.conn) == before and audit_rows(stack.conn) == []
+
+
+def test_nothing_is_due_before_its_ttl(stack: Stack) -> None:
+    code, planned, _ = stack.call(
+        ANONYMIZE, **anonymize_raw(soft_ttl_days="100000", supersede_ttl_days="100000")
+    )
+    assert code == EXIT_OK and planned["counts"]["due"] == 0
+
+
+def test_the_floor_blocks_a_mass_run_and_allow_mass_lets_it_through(stack: Stack) -> None:
+    before = table(stack.conn)
+    mass = {"apply": True, "max_share": "0.01", "mass_min_rows": "1"}
+    code, blocked, err = stack.call(ANONYMIZE, **anonymize_raw(**mass))
+    assert code == EXIT_BAD_INPUT  # a refusal: nothing changed
+    err = err.splitlines()[-1]  # after the notes (here: qdrant is not deployed), one line
+    assert "safety floor" in err and "--allow-mass" in err
+    for plan in blocked["tenants"]:  # the refusal names each tenant with its due, total, share
+        assert plan["blocked"] is True
+        share = f"{plan['due'] / plan['total']:.0%}"
+        assert (
+            f"tenant {plan['tenant']!r}: {plan['due']} of {plan['total']} rows due ({share})" in err
+        )
+    assert blocked["counts"]["blocked"] == blocked["counts"]["due"] == len(due_ids(stack.load))
+    assert blocked["counts"]["redacted"] == 0
+    assert table(stack.conn) == before and audit_rows(stack.conn) == []
+
+    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(**mass, allow_mass=True))
+    assert code == EXIT_OK, err
+    assert done["counts"]["redacted"] == len(due_ids(stack.load))
+    again = stack.call(ANONYMIZE, **anonymize_raw())[1]
+    assert again["counts"]["due"] == 0
+
+
+def test_applied_rows_are_redacted_and_keep_id_and_superseded_by(stack: Stack) -> None:
+    tenant = HOSTILE
+    expected = due_ids(stack.load, tenant)
+    assert expected
+    before = table(stack.conn)
+    code, done, err = stack.call(
+        ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True, batch_size="1")
+    )
+    assert code == EXIT_OK, err
+    assert done["counts"]["redacted"] == len(expected)
+    after = table(stack.conn)
+    columns = [c.name for c in stack.conn.execute("SELECT * FROM memory_items LIMIT 0").description]
+    for row_id, row in before.items():
+        if row_id not in expected:
+            assert after[row_id] == row, row_id  # other rows and other tenants untouched
+            continue
+        old, new = (
+            dict(zip(columns, row, strict=True)),
+            dict(zip(columns, after[row_id], strict=True)),
+        )
+        assert new["content"] == supersede.REDACTED
+        assert new["user_id"] is new["agent_id"] is new["embedding"] is new["indexed_at"] is None
+        assert new["anonymized_at"] is not None
+        kept = ("id", "tenant_id", "superseded_by", "deleted_at", "created_at", "source_kind")
+        assert {k: new[k] for k in kept} == {k: old[k] for k in kept}
+    audits = audit_rows(stack.conn)
+    assert len(audits) == len(expected)  # batch size 1: one transaction and audit row per row
+    assert {a[1:3] for a in audits} == {("memory.anonymize", tenant)}
+    assert all(set(a[3]) >= {"rows", "points_deleted", "batch"} for a in audits)
+    assert "content" not in json.dumps([a[3] for a in audits])
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"apply": True, "yes": False}, "pass --yes"),
+        ({"max_share": "0"}, "--max-share: expected a number greater than 0"),
+        ({"max_share": "1.5"}, "--max-share: expected a number"),
+        ({"batch_size": "0"}, "--batch-size: expected a whole number from 1"),
+        ({"soft_ttl_days": "-1"}, "--soft-ttl-days: expected a number at least 0"),
+    ],
+)
+def test_bad_anonymize_requests_are_one_line_exit_2(
+    raw: dict[str, Any], fragment: str, stack: Stack
+) -> None:
+    before = table(stack.conn)
+    code, _, err = stack.call(ANONYMIZE, **anonymize_raw(**raw))
+    assert code == EXIT_BAD_INPUT
+    assert fragment in err and len(err.splitlines()) == 1
+    assert table(stack.conn) == before
+
+
+def test_anonymize_removes_the_rows_points_and_publishes_counts(
+    stack: Stack, standin: RunningStandin, client: QdrantClient, tmp_path: Path
+) -> None:
+    collections = ("memory_fact", "memory_chat")
+    for kind in ("fact", "chat"):
+        wl.write_qdrant(client, stack.load, f"memory_{kind}", kind=kind)
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    component = {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key}
+    merge_targets(
+        tmp_path / "state", "inv", {"qdrant": component}, {"textfile_dir": str(textfiles)}
+    )
+    # Points of due rows exist when the row was deleted after being indexed (the
+    # generator drops those) or superseded: put one point of each due row back.
+    tenant = HOSTILE
+    due = due_ids(stack.load, tenant)
+    items = {i.id: i for i in stack.load.items_of(tenant)}
+    client.upsert(
+        "memory_fact",
+        points=[
+            models.PointStruct(
+                id=i, vector=[0.0] * stack.load.vector_dim, payload={"tenant_id": tenant}
+            )
+            for i in due
+            if items[i].embedding is not None
+        ],
+        wait=True,
+    )
+    # A point with a due row's id under another tenant's payload is not that row's: it stays.
+    stray = next(iter(due))
+    client.create_collection(
+        "memory_stray",
+        vectors_config=models.VectorParams(
+            size=stack.load.vector_dim, distance=models.Distance.COSINE
+        ),
+    )
+    client.upsert(
+        "memory_stray",
+        points=[
+            models.PointStruct(
+                id=stray, vector=[1.0] * stack.load.vector_dim, payload={"tenant_id": "acme"}
+            )
+        ],
+        wait=True,
+    )
+    before = {c: set(wl.read_qdrant(client, c, stack.load.tenants)) for c in collections}
+    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True))
+    assert code == EXIT_OK, err
+    after = {c: set(wl.read_qdrant(client, c, stack.load.tenants)) for c in collections}
+    removed = set().union(*before.values()) - set().union(*after.values())
+    assert removed and removed <= due
+    assert done["counts"]["points_deleted"] == len(removed)
+    assert all(after[c] == before[c] - due for c in collections)
+    assert [str(p.id) for p in client.retrieve("memory_stray", [stray])] == [stray]
+    metrics = (textfiles / "memops_anonymize.prom").read_text()
+    assert f'memops_anonymize_last_run_rows{{action="redacted"}} {len(due)}' in metrics
+    assert f'memops_anonymize_last_run_rows{{action="points_deleted"}} {len(removed)}' in metrics
+    assert 'memops_anonymize_last_run_rows{action="blocked"} 0' in metrics
+
+
+def test_a_second_apply_finds_nothing_due(stack: Stack) -> None:
+    code, first, err = stack.call(ANONYMIZE, **anonymize_raw(apply=True, allow_mass=True))
+    assert code == EXIT_OK, err
+    assert first["counts"]["redacted"] == len(due_ids(stack.load)) > 0
+    table_after, audits_after = table(stack.conn), audit_rows(stack.conn)
+    code, second, err = stack.call(ANONYMIZE, **anonymize_raw(apply=True, allow_mass=True))
+    assert code == EXIT_OK, err
+    assert second["counts"] == {"due": 0, "redacted": 0, "points_deleted": 0, "blocked": 0}
+    assert table(stack.conn) == table_after and audit_rows(stack.conn) == audits_after
+
+
+@pytest.mark.parametrize("tenant", ["glob*star", "percent%_like", "[brackets]", "acme", HOSTILE])
+def test_a_tenant_name_is_a_literal(stack: Stack, tenant: str) -> None:
+    """A glob or LIKE character matches only itself; "acme" is not "acme:eu" nor "ACME"."""
+    assert tenant in stack.load.tenants
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(tenant=tenant))
+    assert code == EXIT_OK, err
+    assert [t["tenant"] for t in planned["tenants"]] == [tenant]
+    assert planned["counts"]["due"] == len(due_ids(stack.load, tenant)) > 0
+    before = table(stack.conn)
+    code, _, err = stack.call(
+        ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True, allow_mass=True)
+    )
+    assert code == EXIT_OK, err
+    changed = {k for k, row in table(stack.conn).items() if before[k] != row}
+    assert changed == due_ids(stack.load, tenant)
+
+
+def test_a_tenant_with_no_rows_has_nothing_due(stack: Stack) -> None:
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(tenant="%", apply=True))
+    assert code == EXIT_OK, err
+    assert planned["counts"]["due"] == 0 and planned["tenants"] == []
+
+
+def test_settings_come_from_the_inventory_unless_given(stack: Stack) -> None:
+    variables = stack.inventory / "group_vars" / "all.yml"
+    variables.write_text(
+        "memory_anonymize_soft_ttl_days: 100000\nmemory_anonymize_supersede_ttl_days: 100000\n"
+    )
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw())
+    assert code == EXIT_OK, err
+    assert planned["counts"]["due"] == 0
+    assert planned["settings"]["soft_ttl_days"] == 100000
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(supersede_ttl_days="0"))
+    assert code == EXIT_OK, err
+    superseded = {
+        i.id
+        for i in stack.load.memory_items
+        if i.anonymized_at is None and i.superseded_by is not None
+    }
+    assert planned["counts"]["due"] == len(superseded) > 0
+    variables.write_text("memory_anonymize_max_share: 2\n")
+    code, _, err = stack.call(ANONYMIZE, **anonymize_raw())
+    assert code == EXIT_BAD_INPUT
+    assert "inventory variable memory_anonymize_max_share: expected a number" in err
+
+
+def test_the_default_floor_holds_back_only_the_tenants_over_it(stack: Stack) -> None:
+    load = stack.load
+    share = {t: len(due_ids(load, t)) / len(load.items_of(t)) for t in load.tenants}
+    over = {t for t, s in share.items() if s > supersede.DEFAULT_MAX_SHARE}
+    under = {t for t, s in share.items() if 0 < s <= supersede.DEFAULT_MAX_SHARE}
+    assert over and under  # the workload has both
+    before = table(stack.conn)
+    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(apply=True))
+    assert code == EXIT_FAILED  # partial: some tenants done, the others refused
+    assert {d["tenant"] for d in done["done"]} == under
+    assert {t["tenant"] for t in done["tenants"] if t["blocked"]} == over
+    changed = {k for k, row in table(stack.conn).items() if before[k] != row}
+    assert changed == set().union(*(due_ids(load, t) for t in under))
+    assert all(f"tenant {t!r}: " in err for t in over)

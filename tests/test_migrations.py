@@ -1,5 +1,9 @@
 """Migrations and their runner, against a real, throwaway PostgreSQL 15 cluster.
 
+The app role migrates with the audit owner lent (the ``lent`` fixture, as the
+deploy does); the ``app`` fixture takes it back to test what the application
+role alone can do to the audit log (INSERT and SELECT, nothing else).
+
 The cluster ``memops-mig-test`` (port 35432) lives in a temporary directory and
 is dropped at the end of the session. Each test gets its own database, owned by
 an unprivileged role that logs in with a password over TCP, as in production.
@@ -21,6 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from memops import audit_owner
 from memops import migrate as runner
 from memops.cli import migrate as cli
 from memops.migrate import MigrationError, current_version, discover, migrate
@@ -31,6 +36,8 @@ PORT = 35432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
+LATEST = 4
+ALL = list(range(1, LATEST + 1))
 
 
 # ------------------------------------------------------------------- the cluster
@@ -69,7 +76,15 @@ def dbname(pg_cluster: PgCluster) -> str:
 
 
 @pytest.fixture
-def conn(pg_cluster: PgCluster, dbname: str) -> Iterator[psycopg.Connection[Any]]:
+def lent(pg_cluster: PgCluster) -> Iterator[None]:
+    """The app role is a member of the audit owner during the test, as during a deploy's
+    migration (0004 up and down need it); it is not once the test ends."""
+    with pg_cluster.admin() as admin, audit_owner.lent(admin, APP_ROLE):
+        yield
+
+
+@pytest.fixture
+def conn(pg_cluster: PgCluster, dbname: str, lent: None) -> Iterator[psycopg.Connection[Any]]:
     with pg_cluster.connect(dbname, autocommit=True) as connection:
         yield connection
 
@@ -116,9 +131,10 @@ def test_discover_finds_versions_in_order() -> None:
         (1, "memory_items"),
         (2, "execution_audit_log"),
         (3, "memory_items_no_truncate"),
+        (4, "audit_owner"),
     ]
     assert all(len(m.checksum) == 64 for m in migrations)
-    assert runner.latest_version() == 3
+    assert runner.latest_version() == LATEST
 
 
 def test_discover_rejects_gaps_and_missing_down(tmp_path: Path) -> None:
@@ -141,11 +157,11 @@ def test_up_to_latest_creates_schema(conn: psycopg.Connection[Any]) -> None:
     assert report.as_dict() == {
         "changed": True,
         "from": 0,
-        "to": 3,
-        "applied": [1, 2, 3],
+        "to": LATEST,
+        "applied": ALL,
         "reverted": [],
     }
-    assert current_version(conn) == 3
+    assert current_version(conn) == LATEST
     relations = _relations(conn)
     assert {*TABLES, "schema_migrations"} <= relations
     assert {
@@ -174,20 +190,26 @@ def test_up_to_latest_creates_schema(conn: psycopg.Connection[Any]) -> None:
 def test_second_run_changes_nothing(conn: psycopg.Connection[Any]) -> None:
     migrate(conn)
     report = migrate(conn)
-    assert report.as_dict() == {"changed": False, "from": 3, "to": 3, "applied": [], "reverted": []}
-    assert migrate(conn, 3).changed is False
+    assert report.as_dict() == {
+        "changed": False,
+        "from": LATEST,
+        "to": LATEST,
+        "applied": [],
+        "reverted": [],
+    }
+    assert migrate(conn, LATEST).changed is False
 
 
 def test_down_to_zero_and_back_up(conn: psycopg.Connection[Any]) -> None:
     migrate(conn)
     report = migrate(conn, 0)
-    assert (report.changed, report.from_version, report.to_version) == (True, 3, 0)
-    assert report.reverted == [3, 2, 1]
+    assert (report.changed, report.from_version, report.to_version) == (True, LATEST, 0)
+    assert report.reverted == ALL[::-1]
     assert not set(TABLES) & _relations(conn)
     assert not set(FUNCTIONS) & _functions(conn)
     assert current_version(conn) == 0
     assert migrate(conn, 0).changed is False
-    assert migrate(conn).applied == [1, 2, 3]
+    assert migrate(conn).applied == ALL
     assert set(TABLES) <= _relations(conn)
 
 
@@ -208,7 +230,7 @@ def test_down_refuses_to_drop_data_without_permission(conn: psycopg.Connection[A
     assert "reverting 0002_execution_audit_log failed" in message
     assert "refusing to drop execution_audit_log" in message
     assert "--allow-data-loss" in message
-    assert current_version(conn) == 2  # 0003 was reverted, 0002 rolled back whole
+    assert current_version(conn) == 2  # 0004 and 0003 were reverted, 0002 rolled back whole
     assert "execution_audit_log" in _relations(conn)
 
     report = migrate(conn, 0, allow_data_loss=True)
@@ -221,15 +243,15 @@ def test_dry_run_changes_nothing(conn: psycopg.Connection[Any]) -> None:
     assert report.as_dict() == {
         "changed": True,
         "from": 0,
-        "to": 3,
-        "applied": [1, 2, 3],
+        "to": LATEST,
+        "applied": ALL,
         "reverted": [],
         "dry_run": True,
     }
     assert _relations(conn) == set()
     migrate(conn)
-    assert migrate(conn, 1, dry_run=True).reverted == [3, 2]
-    assert current_version(conn) == 3
+    assert migrate(conn, 1, dry_run=True).reverted == ALL[:0:-1]
+    assert current_version(conn) == LATEST
 
 
 def test_failed_migration_rolls_back_only_itself(
@@ -267,20 +289,24 @@ def test_line_endings_do_not_change_the_checksum(tmp_path: Path) -> None:
 
 def test_database_newer_than_code_is_refused(conn: psycopg.Connection[Any]) -> None:
     migrate(conn)
-    with pytest.raises(MigrationError, match="schema version 3, newer than this code knows"):
+    with pytest.raises(
+        MigrationError, match=f"schema version {LATEST}, newer than this code knows"
+    ):
         migrate(conn, migrations=discover()[:2])
     with pytest.raises(MigrationError, match="target version 9 is unknown"):
         migrate(conn, 9)
 
 
-def test_connection_inside_a_transaction_is_refused(pg_cluster: PgCluster, dbname: str) -> None:
+def test_connection_inside_a_transaction_is_refused(
+    pg_cluster: PgCluster, dbname: str, lent: None
+) -> None:
     with pg_cluster.connect(dbname) as connection:  # not autocommit
         connection.execute("SELECT 1")
         with pytest.raises(MigrationError, match="inside a transaction"):
             migrate(connection)
         connection.rollback()
-        assert migrate(connection).applied == [1, 2, 3]  # also works without autocommit
-        assert current_version(connection) == 3
+        assert migrate(connection).applied == ALL  # also works without autocommit
+        assert current_version(connection) == LATEST
 
 
 # ------------------------------------------------------------ append-only audit
@@ -297,6 +323,7 @@ def test_connection_inside_a_transaction_is_refused(pg_cluster: PgCluster, dbnam
 def test_audit_log_is_append_only(
     conn: psycopg.Connection[Any], statement: str, operation: str
 ) -> None:
+    """The triggers' layer: with the owner's privileges (lent here) the change is refused."""
     migrate(conn)
     _insert_audit(conn)
     with pytest.raises(psycopg.errors.RestrictViolation) as excinfo:
@@ -309,12 +336,131 @@ def test_audit_log_is_append_only(
 
 def test_audit_log_triggers_fire_in_replica_mode(pg_cluster: PgCluster, dbname: str) -> None:
     with pg_cluster.connect(dbname, autocommit=True) as app:
-        migrate(app)
+        pg_cluster.migrate(app)
         _insert_audit(app)
     with pg_cluster.admin(dbname) as admin:  # only a superuser may change the role
         admin.execute("SET session_replication_role = replica")
         with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
             admin.execute("DELETE FROM execution_audit_log")
+
+
+# ---------------------------------------------------------------- audit owner
+
+AUDIT_TRIGGERS = [
+    ("execution_audit_log_no_truncate", "A"),  # A: ENABLE ALWAYS
+    ("execution_audit_log_no_update_delete", "A"),
+]
+
+
+@pytest.fixture
+def app(pg_cluster: PgCluster, dbname: str) -> Iterator[psycopg.Connection[Any]]:
+    """An app-role session on a database migrated as the deploy does it: the audit owner
+    is lent for the migration and taken back, then the application writes one audit row."""
+    with pg_cluster.connect(dbname, autocommit=True) as connection:
+        pg_cluster.migrate(connection)
+        _insert_audit(connection)
+        yield connection
+
+
+def _audit_triggers(pg_cluster: PgCluster, dbname: str) -> list[tuple[str, str]]:
+    with pg_cluster.admin(dbname) as admin:
+        return admin.execute(
+            "SELECT tgname, tgenabled FROM pg_trigger"
+            " WHERE tgrelid = 'execution_audit_log'::regclass AND NOT tgisinternal ORDER BY 1"
+        ).fetchall()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ALTER TABLE execution_audit_log DISABLE TRIGGER execution_audit_log_no_update_delete",
+        "ALTER TABLE execution_audit_log DISABLE TRIGGER execution_audit_log_no_truncate",
+        "ALTER TABLE execution_audit_log DISABLE TRIGGER ALL",
+        "DROP TRIGGER execution_audit_log_no_update_delete ON execution_audit_log",
+        "DROP TRIGGER execution_audit_log_no_truncate ON execution_audit_log",
+        "DELETE FROM execution_audit_log",
+        "UPDATE execution_audit_log SET actor = 'someone else'",
+        "TRUNCATE execution_audit_log",
+        f"ALTER TABLE execution_audit_log OWNER TO {APP_ROLE}",
+        "CREATE OR REPLACE FUNCTION execution_audit_log_append_only() RETURNS trigger"
+        " LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$",
+        f"SET ROLE {audit_owner.AUDIT_OWNER}",
+        "SELECT setval('execution_audit_log_id_seq', 1)",
+    ],
+)
+def test_the_app_role_cannot_disable_drop_or_bypass_the_audit_trail(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str, statement: str
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute(statement)
+    assert _audit_triggers(pg_cluster, dbname) == AUDIT_TRIGGERS
+    assert app.execute("SELECT count(*) FROM execution_audit_log").fetchone() == (1,)
+
+
+def test_the_app_role_keeps_insert_and_select_only(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str
+) -> None:
+    with pg_cluster.admin() as admin:
+        assert not audit_owner.is_member(admin, APP_ROLE)  # the lent membership is back
+    app.execute(f"GRANT ALL ON execution_audit_log TO {APP_ROLE}")  # a warning: nothing to grant
+    privileges = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+    held = {
+        p
+        for p in privileges
+        if app.execute(
+            "SELECT has_table_privilege(current_user, 'execution_audit_log', %s)", (p,)
+        ).fetchone()
+        == (True,)
+    }
+    assert held == {"SELECT", "INSERT"}
+    inserted = app.execute(
+        "INSERT INTO execution_audit_log (actor, action) VALUES ('app', 'memory.rejudge')"
+        " RETURNING id"
+    ).fetchone()
+    assert inserted is not None and inserted[0] > 1
+    owners = app.execute(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = ANY(%s) ORDER BY relname",
+        (["execution_audit_log", "execution_audit_log_id_seq"],),
+    ).fetchall()
+    function_owner = app.execute(
+        "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = %s",
+        ("execution_audit_log_append_only",),
+    ).fetchone()
+    assert [*owners, function_owner] == [(audit_owner.AUDIT_OWNER,)] * 3
+    assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("DELETE FROM execution_audit_log")
+
+
+def test_audit_owner_migration_needs_the_lent_membership(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster
+) -> None:
+    with pytest.raises(
+        MigrationError,
+        match=f"reverting 0004_audit_owner failed: role {APP_ROLE} is not a member of "
+        f"{audit_owner.AUDIT_OWNER}",
+    ):
+        migrate(app, LATEST - 1)
+    assert current_version(app) == LATEST
+    assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
+    pg_cluster.migrate(app, 3)  # lent: the down hands the log back to the database owner
+    assert audit_owner.audit_log_owner(app) == APP_ROLE
+    with pytest.raises(MigrationError, match="applying 0004_audit_owner failed: role"):
+        migrate(app)
+    assert current_version(app) == 3
+    assert pg_cluster.migrate(app).applied == [4]
+    assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
+
+
+def test_audit_owner_migration_without_the_role_says_what_to_do(
+    conn: psycopg.Connection[Any], pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    directory = _copy_migrations(tmp_path)
+    for path in directory.glob("0004_*"):  # same text, another role name: a missing role
+        path.write_text(path.read_text().replace("memops_audit_owner", "memops_no_such_owner"))
+    with pytest.raises(MigrationError, match=r"role memops_no_such_owner does not exist.*deploy"):
+        migrate(conn, migrations=discover(directory))
+    assert current_version(conn) == 3
 
 
 def test_memory_items_is_never_truncated(conn: psycopg.Connection[Any]) -> None:
@@ -347,7 +493,7 @@ def test_supersede_chain_stays_within_tenant(conn: psycopg.Connection[Any]) -> N
 # ------------------------------------------------------------------ concurrency
 
 
-def test_concurrent_runners_apply_once(pg_cluster: PgCluster, dbname: str) -> None:
+def test_concurrent_runners_apply_once(pg_cluster: PgCluster, dbname: str, lent: None) -> None:
     barrier = threading.Barrier(2)
     reports: list[runner.MigrationReport] = []
     errors: list[BaseException] = []
@@ -366,14 +512,14 @@ def test_concurrent_runners_apply_once(pg_cluster: PgCluster, dbname: str) -> No
     for thread in threads:
         thread.join(60)
     assert not errors
-    assert sorted(r.applied for r in reports) == [[], [1, 2, 3]]
+    assert sorted(r.applied for r in reports) == [[], ALL]
     assert sorted(r.changed for r in reports) == [False, True]
     with pg_cluster.connect(dbname) as connection:
         rows = connection.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert rows == [(1,), (2,), (3,)]
+    assert rows == [(v,) for v in ALL]
 
 
-def test_runner_waits_for_the_lock(pg_cluster: PgCluster, dbname: str) -> None:
+def test_runner_waits_for_the_lock(pg_cluster: PgCluster, dbname: str, lent: None) -> None:
     with pg_cluster.connect(dbname, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (runner.LOCK_KEY,))
         with pg_cluster.connect(dbname, autocommit=True) as impatient:
@@ -393,7 +539,7 @@ def test_runner_waits_for_the_lock(pg_cluster: PgCluster, dbname: str) -> None:
         assert waiter.is_alive() and current_version(holder) == 0
         holder.execute("SELECT pg_advisory_unlock(%s)", (runner.LOCK_KEY,))
         waiter.join(30)
-    assert reports[0].applied == [1, 2, 3]
+    assert reports[0].applied == ALL
 
 
 # ------------------------------------------------------------------------ CLI
@@ -407,7 +553,9 @@ def _cli(argv: list[str]) -> int:
 
 
 @pytest.fixture
-def pg_env(pg_cluster: PgCluster, dbname: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def pg_env(
+    pg_cluster: PgCluster, dbname: str, lent: None, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     params = pg_cluster.app_params(dbname)
     for key, value in params.items():
         monkeypatch.setenv(f"MEMOPS_PG_{key.upper()}", str(value))
@@ -425,14 +573,14 @@ def test_cli_prints_one_json_line(
     assert json.loads(out) == {
         "changed": True,
         "from": 0,
-        "to": 3,
-        "applied": [1, 2, 3],
+        "to": LATEST,
+        "applied": ALL,
         "reverted": [],
     }
     assert _cli(["--to", "latest"]) == 0
     assert json.loads(capsys.readouterr().out)["changed"] is False
     assert _cli(["--to", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["reverted"] == [3, 2]
+    assert json.loads(capsys.readouterr().out)["reverted"] == ALL[:0:-1]
 
 
 def test_cli_errors_are_one_line_without_secrets(

@@ -28,7 +28,7 @@ INVOKE = str(Path(sys.executable).with_name("invoke"))
 ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
 NAMESPACES = {
     "backup": {"create", "list", "verify", "restore", "prune", "drill"},
-    "memory": {"rejudge", "chain"},
+    "memory": {"rejudge", "chain", "anonymize"},
     "rebuild": {"validate", "soft", "hard"},
     "validate": {"recall"},
     "rollout": {"gate"},

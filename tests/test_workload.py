@@ -22,7 +22,6 @@ from qdrant_client import QdrantClient, models
 
 from memops import memory_values
 from memops import workload as wl
-from memops.migrate import migrate
 
 try:  # the module name depends on pytest's import mode
     from test_migrations import PgCluster, cluster_session
@@ -41,7 +40,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def pg_conn(pg_cluster: PgCluster) -> Iterator[psycopg.Connection[Any]]:
     with pg_cluster.connect(pg_cluster.new_database(), autocommit=True) as conn:
-        migrate(conn)
+        pg_cluster.migrate(conn)
         yield conn
 
 

@@ -23,7 +23,6 @@ from memops import workload as wl
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.keyring import KeyRing, new_keyring, save_keyring
-from memops.migrate import migrate
 from memops.ops.rebuild import VALIDATE
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.targets_file import merge_targets
@@ -90,7 +89,7 @@ def tier_stack(
 ) -> Iterator[Stack]:
     dbname = tiers_cluster.new_database()
     with tiers_cluster.connect(dbname, autocommit=True) as conn:
-        migrate(conn)
+        tiers_cluster.migrate(conn)
         wl.write_postgres(conn, tiers_load)
     store = redis.Redis(port=tiers_redis_server.port, password=PASSWORD)
     store.flushall()

@@ -37,7 +37,7 @@ from typing import Any
 
 from psycopg import sql
 
-from memops import migrate
+from memops import audit_owner, migrate
 from memops.backup import pg_archive, pg_tools
 from memops.backup.artifacts import (
     BackupError,
@@ -321,6 +321,8 @@ class PostgresTier:
             )
         try:
             self._load(staging, artifact, new)
+            with self._connect(new, admin=True) as conn:
+                audit_owner.secure(conn)  # the load made the app role own the audit log
             self._check_loaded(new, artifact)
         except BaseException:
             with self._connect("postgres", admin=True) as conn:

@@ -9,8 +9,9 @@ confirmed) is exit 2; a database error is exit 1.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,15 +21,17 @@ from memops import supersede
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
+from memops.backup.settings import inventory_vars
 from memops.clients import postgres_connect
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory
 from memops.ops import options
-from memops.ops.backup import probe_line
+from memops.ops.backup import probe_line, textfile_dir
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
-from memops.targets import Targets, TargetsError
+from memops.targets import QdrantTarget, Targets, TargetsError
+from memops.textfile import gauge, publish
 
 MAX_CHAIN_DEPTH = 10_000
 
@@ -185,6 +188,271 @@ def _chain_lines(walked: supersede.Chain) -> tuple[list[str], list[str]]:
     return lines, notes
 
 
+# -- memory.anonymize --------------------------------------------------------------------
+
+ANONYMIZE_TEXTFILE = "memops_anonymize.prom"
+ANONYMIZE_ACTIONS = ("due", "redacted", "points_deleted", "blocked")
+# An option not given takes the inventory's group_vars value of this name, then the default.
+ANONYMIZE_VAR_PREFIX = "memory_anonymize_"
+_ANONYMIZE_SETTINGS: dict[str, options.Parser] = {
+    "soft_ttl_days": options.number(default=supersede.DEFAULT_SOFT_TTL_DAYS, at_least=0),
+    "supersede_ttl_days": options.number(default=supersede.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
+    "max_share": options.number(default=supersede.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
+    "mass_min_rows": options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS, minimum=1),
+    "batch_size": options.integer(default=supersede.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
+}
+
+
+class _QdrantFailed(Exception):
+    """Removing points failed; the batch in flight was rolled back."""
+
+
+def _given(parse: options.Parser) -> options.Parser:
+    """``parse``, except that an option not given stays None (the inventory decides)."""
+
+    def parse_given(name: str, raw: Any) -> Any:
+        return None if raw in (None, "") else parse(name, raw)
+
+    return parse_given
+
+
+def retention_settings(inventory: Inventory, given: dict[str, Any]) -> dict[str, Any]:
+    """Each setting: its option, else group_vars ``memory_anonymize_<name>``, else the default."""
+    variables = inventory_vars(inventory)
+    settled = {}
+    for name, parse in _ANONYMIZE_SETTINGS.items():
+        value = given.get(name)
+        if value is None:
+            var = ANONYMIZE_VAR_PREFIX + name
+            try:
+                value = parse(name, variables.get(var))
+            except options.OptionError as exc:
+                accepts = str(exc).split(": ", 1)[1]
+                raise _Refused(f"inventory variable {var}: {accepts}") from None
+        settled[name] = value
+    return settled
+
+
+def anonymize(
+    context: Context, *, tenant: str, apply: bool, yes: bool, allow_mass: bool, **given: Any
+) -> Outcome:
+    inventory = context.require_inventory()
+    done: list[supersede.TenantDone] = []
+    try:
+        settings = retention_settings(inventory, given)
+        batch_size = settings.pop("batch_size")
+        retention = supersede.Retention(**settings, allow_mass=allow_mass)
+        targets = _targets(inventory)
+        with _postgres(targets) as conn:
+            plans = supersede.plan_anonymize(conn, retention, tenant=tenant or None)
+            todo = [p for p in plans if p.due and not p.blocked]
+            if apply and todo:
+                due = sum(p.due for p in todo)
+                confirm(f"anonymize {due} row(s) of {len(todo)} tenant(s)", yes=yes)
+                with _point_remover(targets) as remove:
+                    for plan in todo:
+                        done.append(
+                            supersede.anonymize_tenant(
+                                conn,
+                                plan,
+                                retention,
+                                actor=actor(),
+                                batch_size=batch_size,
+                                remove_points=remove,
+                            )
+                        )
+    except _Refused as exc:
+        return _refused(str(exc), changed=0)
+    except NotConfirmed as exc:
+        return _refused(str(exc), changed=0)
+    except psycopg.Error as exc:
+        return _failed(f"postgresql: {exc}".strip(), redacted=_redacted(done))
+    except _QdrantFailed as exc:
+        return _failed(f"qdrant: {exc}", redacted=_redacted(done))
+    return _anonymize_outcome(targets, inventory, plans, done, retention, apply=apply)
+
+
+def _redacted(done: list[supersede.TenantDone]) -> int:
+    return sum(d.redacted for d in done)
+
+
+@contextlib.contextmanager
+def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
+    """Removes a tenant's points by id from every collection; None when Qdrant is not deployed.
+
+    The filter holds the ids and the tenant: a point with one of those ids in
+    another tenant's payload is not this row's point and stays.
+    """
+    try:
+        target = tier_target(targets, "qdrant")
+    except BackupError:
+        yield None
+        return
+    import httpx
+    from qdrant_client import models
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from memops.clients import qdrant_client
+
+    errors = (httpx.HTTPError, ResponseHandlingException, UnexpectedResponse)
+    client = qdrant_client(target)
+    try:
+        try:
+            names = [c.name for c in client.get_collections().collections]
+        except errors as exc:
+            raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
+
+        def remove(tenant: str, ids: Sequence[uuid.UUID]) -> int:
+            selector = models.Filter(
+                must=[
+                    models.HasIdCondition(has_id=[str(i) for i in ids]),
+                    models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant)),
+                ]
+            )
+            removed = 0
+            try:
+                for name in names:
+                    found = client.count(name, count_filter=selector, exact=True).count
+                    if found:
+                        client.delete(
+                            name, points_selector=models.FilterSelector(filter=selector), wait=True
+                        )
+                        removed += found
+            except errors as exc:
+                raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
+            return removed
+
+        yield remove
+    finally:
+        client.close()
+
+
+def _floor_refusal(blocked: list[supersede.TenantPlan], retention: supersede.Retention) -> str:
+    shown = "; ".join(
+        f"tenant {p.tenant!r}: {p.due} of {p.total} rows due ({p.due / p.total:.0%})"
+        for p in blocked
+    )
+    return (
+        f"safety floor (at most {retention.max_share:.0%} of a tenant's rows): {shown}; "
+        "those tenants were left alone: check them, then pass --allow-mass"
+    )
+
+
+def _anonymize_outcome(
+    targets: Targets,
+    inventory: Inventory,
+    plans: list[supersede.TenantPlan],
+    done: list[supersede.TenantDone],
+    retention: supersede.Retention,
+    *,
+    apply: bool,
+) -> Outcome:
+    blocked = [p for p in plans if p.blocked]
+    counts = {
+        "due": sum(p.due for p in plans),
+        "redacted": _redacted(done),
+        "points_deleted": sum(d.points_deleted for d in done),
+        "blocked": sum(p.due for p in blocked),
+    }
+    _publish(targets, counts, dry_run=not apply)
+    qdrant = any(isinstance(t, QdrantTarget) for t in targets.components.values())
+    refusal = _floor_refusal(blocked, retention) if blocked else ""
+    document: dict[str, Any] = {
+        "ok": not (apply and blocked),
+        "dry_run": not apply,
+        "counts": counts,
+        "settings": {
+            "soft_ttl_days": retention.soft_ttl_days,
+            "supersede_ttl_days": retention.supersede_ttl_days,
+            "max_share": retention.max_share,
+            "mass_min_rows": retention.mass_min_rows,
+            "allow_mass": retention.allow_mass,
+        },
+        "tenants": [p.to_dict() for p in plans if p.due],
+        "done": [
+            {
+                "tenant": d.tenant,
+                "redacted": d.redacted,
+                "points_deleted": d.points_deleted,
+                "batches": d.batches,
+                "audit_ids": list(d.audit_ids),
+            }
+            for d in done
+        ],
+        "qdrant": qdrant,
+    }
+    if refusal:
+        document["error" if apply else "warning"] = refusal
+    tenants_due = sum(1 for p in plans if p.due)
+    if apply:
+        head = (
+            f"anonymized {counts['redacted']} row(s) in {len(done)} tenant(s), "
+            f"{counts['points_deleted']} Qdrant point(s) removed; "
+            f"{counts['due']} were due in {tenants_due} tenant(s)"
+        )
+    else:
+        head = (
+            f"dry run: {counts['due']} row(s) due in {tenants_due} tenant(s), "
+            f"{counts['due'] - counts['blocked']} would be anonymized (nothing changed)"
+        )
+    lines = [head]
+    lines += [
+        f"  {p.tenant!r}: {p.due} due of {p.total} ({p.deleted} deleted, "
+        f"{p.due - p.deleted} superseded)" + ("  BLOCKED by the safety floor" if p.blocked else "")
+        for p in plans
+        if p.due
+    ]
+    notes = [] if qdrant else ["qdrant is not deployed: no points to remove"]
+    if done:
+        document["health"], health = probe_line(targets, inventory)
+        lines.append(health)
+    audit = counts | {"dry_run": not apply, "tenants": [d.tenant for d in done]}
+    if apply and blocked:  # nothing changed for them: a refusal, or a partial run when others ran
+        code, result = (EXIT_FAILED, "partial") if done else (EXIT_BAD_INPUT, "refused")
+        return Outcome(
+            code, document, lines=lines, notes=notes, error=refusal, result=result, audit=audit
+        )
+    return Outcome(
+        EXIT_OK,
+        document,
+        lines=lines,
+        notes=notes + ([refusal] if refusal else []),
+        result="ok" if apply else "dry-run",
+        audit=audit,
+    )
+
+
+def _publish(targets: Targets, counts: dict[str, int], *, dry_run: bool) -> None:
+    directory = textfile_dir(targets)
+    if directory is None:
+        return
+    lines = anonymize_metric_lines(counts, time.time(), dry_run=dry_run)
+    publish(directory, ANONYMIZE_TEXTFILE, lines)
+
+
+def anonymize_metric_lines(
+    counts: dict[str, int], finished_at: float, *, dry_run: bool
+) -> list[str]:
+    return [
+        *gauge(
+            "memops_anonymize_last_run_rows",
+            "Rows of the last memory.anonymize run, by action (due, redacted, "
+            "points_deleted, blocked by the safety floor).",
+            [({"action": action}, counts[action]) for action in ANONYMIZE_ACTIONS],
+        ),
+        *gauge(
+            "memops_anonymize_last_run_dry_run",
+            "1 when the last memory.anonymize run was a dry run (it redacted nothing).",
+            [({}, 1 if dry_run else 0)],
+        ),
+        *gauge(
+            "memops_anonymize_last_run_timestamp_seconds",
+            "Unix time the last memory.anonymize run finished.",
+            [({}, finished_at)],
+        ),
+    ]
+
+
 REJUDGE = Operation(
     "memory.rejudge",
     rejudge,
@@ -206,4 +474,16 @@ CHAIN = Operation(
             default=supersede.DEFAULT_MAX_DEPTH, minimum=1, maximum=MAX_CHAIN_DEPTH
         ),
     },
+)
+ANONYMIZE = Operation(
+    "memory.anonymize",
+    anonymize,
+    options={
+        "tenant": options.name_value(required=False),
+        "apply": options.flag(),
+        "yes": options.flag(),
+        "allow_mass": options.flag(),
+        **{name: _given(parse) for name, parse in _ANONYMIZE_SETTINGS.items()},
+    },
+    locks=True,
 )

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from invoke import Context
 
-from memops.ops.memory import CHAIN, REJUDGE
+from memops.ops.memory import ANONYMIZE, CHAIN, REJUDGE
 from memops.tasks.common import memops_task, run
 
 _HELP = {
     "tenant": "the tenant (taken literally: quotes, globs and SQL in it are just characters)",
     "row": "the memory item id (a UUID)",
     "max_depth": "walk at most this many rows back (default 100); a longer chain is truncated",
+    "apply": "anonymize (without it: a dry run that only counts the rows due)",
+    "allow_mass": "go ahead for tenants over the safety floor (--max-share of their rows due)",
+    "soft_ttl_days": "soft-deleted rows are due this many days after deleted_at "
+    "(default: memory_anonymize_soft_ttl_days in group_vars, else 30)",
+    "supersede_ttl_days": "superseded rows are due this many days after they were superseded "
+    "(default: memory_anonymize_supersede_ttl_days, else 90)",
+    "max_share": "safety floor: a tenant with more than this share of its rows due is left "
+    "alone without --allow-mass (default: memory_anonymize_max_share, else 0.5)",
+    "mass_min_rows": "fewer due rows than this never count as a mass run "
+    "(default: memory_anonymize_mass_min_rows, else 1: every tenant is held to the share)",
+    "batch_size": "rows per transaction, each with its audit row "
+    "(default: memory_anonymize_batch_size, else 1000)",
 }
 
 
@@ -40,3 +52,38 @@ def rejudge(
 def chain(c: Context, row, tenant=None, max_depth=None, inventory=None, json=False):
     """Walk a supersede chain backwards from a row: what it replaced, newest first."""
     run(c, CHAIN, inventory=inventory, json=json, row=row, tenant=tenant, max_depth=max_depth)
+
+
+@memops_task(
+    help=_HELP | {"tenant": "only this tenant (default: every tenant)"}, auto_shortflags=False
+)
+def anonymize(
+    c: Context,
+    tenant=None,
+    apply=False,
+    yes=False,
+    allow_mass=False,
+    soft_ttl_days=None,
+    supersede_ttl_days=None,
+    max_share=None,
+    mass_min_rows=None,
+    batch_size=None,
+    inventory=None,
+    json=False,
+):
+    """Redact rows past retention (soft-deleted, superseded); a dry run unless --apply."""
+    run(
+        c,
+        ANONYMIZE,
+        inventory=inventory,
+        json=json,
+        tenant=tenant,
+        apply=apply,
+        yes=yes,
+        allow_mass=allow_mass,
+        soft_ttl_days=soft_ttl_days,
+        supersede_ttl_days=supersede_ttl_days,
+        max_share=max_share,
+        mass_min_rows=mass_min_rows,
+        batch_size=batch_size,
+    )

@@ -7,17 +7,21 @@ same commands users type, through subprocess, and read their JSON output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memops.clients import StackClients, redis_client
+from memops import audit_owner
+from memops.backup.postgres_tier import PostgresTier
+from memops.clients import StackClients, postgres_connect, redis_client
 from memops.paths import PROJECT_DIR
 from memops.targets import PostgresTarget, RedisTarget, Targets, load_targets
 
@@ -144,3 +148,15 @@ def migrate_cli(target: PostgresTarget, *args: str) -> subprocess.CompletedProce
         text=True,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def audit_owner_lent(stack: DeployedStack) -> Iterator[None]:
+    """The application role holds memops_audit_owner inside the block, as while the deploy
+    migrates (migration 0004 up and down need it); the superuser lends it over the socket."""
+    target = stack.targets.components["postgresql"]
+    assert isinstance(target, PostgresTarget)
+    deployment = dict(stack.targets.deployment.get("postgresql") or {})
+    admin = PostgresTier.from_deployment(target, deployment).admin
+    with postgres_connect(admin) as superuser, audit_owner.lent(superuser, target.user):
+        yield

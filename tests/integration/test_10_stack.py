@@ -7,7 +7,13 @@ import subprocess
 
 import psycopg
 import pytest
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke, migrate_cli
+from integration_helpers import (
+    TEST_INVENTORY,
+    DeployedStack,
+    audit_owner_lent,
+    invoke,
+    migrate_cli,
+)
 
 from memops import workload
 from memops.migrate import current_version, latest_version
@@ -71,10 +77,15 @@ def test_audit_log_refuses_delete_and_update(deployed_stack: DeployedStack) -> N
             "INSERT INTO execution_audit_log (tenant_id, actor, action) VALUES (%s, %s, %s)",
             ["tenant-audit", "integration-test", "probe"],
         )
-        with pytest.raises(psycopg.Error, match="append-only"):
-            conn.execute("DELETE FROM execution_audit_log WHERE tenant_id = 'tenant-audit'")
-        with pytest.raises(psycopg.Error, match="append-only"):
-            conn.execute("UPDATE execution_audit_log SET actor = 'x'")
+        # The application role holds INSERT and SELECT only (0004): refused before the
+        # append-only triggers; nor can it disable them.
+        for statement in (
+            "DELETE FROM execution_audit_log WHERE tenant_id = 'tenant-audit'",
+            "UPDATE execution_audit_log SET actor = 'x'",
+            "ALTER TABLE execution_audit_log DISABLE TRIGGER ALL",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
         count = conn.execute(
             "SELECT count(*) FROM execution_audit_log WHERE tenant_id = 'tenant-audit'"
         ).fetchone()
@@ -88,13 +99,15 @@ def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
     def migrate(*args: str) -> subprocess.CompletedProcess[str]:
         return migrate_cli(target, *args)
 
-    # 0003 only adds a trigger, so going down one step loses no data.
-    down = migrate("--to", str(latest_version() - 1))
-    assert down.returncode == 0, down.stderr
-    with deployed_stack.clients.postgresql() as conn:
-        assert current_version(conn) == latest_version() - 1
-    up = migrate("--to", "latest")
-    assert up.returncode == 0, up.stderr
+    # The latest migration loses no data when reverted (0004 only hands the audit log to
+    # its owner role). 0004 up and down need that role lent, as the deploy lends it.
+    with audit_owner_lent(deployed_stack):
+        down = migrate("--to", str(latest_version() - 1))
+        assert down.returncode == 0, down.stderr
+        with deployed_stack.clients.postgresql() as conn:
+            assert current_version(conn) == latest_version() - 1
+        up = migrate("--to", "latest")
+        assert up.returncode == 0, up.stderr
     with deployed_stack.clients.postgresql() as conn:
         assert current_version(conn) == latest_version()
 

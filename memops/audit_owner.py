@@ -1,0 +1,83 @@
+"""The NOLOGIN role that owns the audit log, and lending it to a migrating role.
+
+Migration 0004 gives ``execution_audit_log`` (and its trigger function) to
+``memops_audit_owner``, so the application role can only INSERT and SELECT:
+it cannot disable or drop the append-only triggers, nor UPDATE, DELETE or
+TRUNCATE the log. Giving a table away, or taking it back in the down
+migration, needs membership in the new owner; a superuser creates the role
+and lends membership to the migrating role only while it migrates (the deploy
+does this through Ansible's postgresql modules; tests and tools use ``lent``).
+
+Every function here takes a superuser connection (autocommit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, LiteralString, cast
+
+import psycopg
+from psycopg import sql
+
+AUDIT_OWNER = "memops_audit_owner"  # fixed: migration 0004 names it
+AUDIT_OWNER_VERSION = 4  # the schema version from which the audit log belongs to it
+
+
+def ensure_role(admin: psycopg.Connection[Any]) -> bool:
+    """Create the owner role (NOLOGIN, no privileges of its own); True when created."""
+    row = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AUDIT_OWNER,)).fetchone()
+    if row is not None:
+        return False
+    admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(AUDIT_OWNER)))
+    return True
+
+
+@contextlib.contextmanager
+def lent(admin: psycopg.Connection[Any], role: str) -> Iterator[None]:
+    """``role`` is a member of the owner role inside the block, and not after it."""
+    ensure_role(admin)
+    grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(AUDIT_OWNER), sql.Identifier(role))
+    admin.execute(grant)
+    try:
+        yield
+    finally:
+        admin.execute(
+            sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(AUDIT_OWNER), sql.Identifier(role))
+        )
+
+
+def is_member(admin: psycopg.Connection[Any], role: str) -> bool:
+    row = admin.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m"
+        " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+        " WHERE g.rolname = %s AND r.rolname = %s)",
+        (AUDIT_OWNER, role),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def audit_log_owner(conn: psycopg.Connection[Any]) -> str | None:
+    """Who owns execution_audit_log in the connected database (None: no such table)."""
+    row = conn.execute(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE oid = to_regclass('execution_audit_log')"
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def secure(admin_db: psycopg.Connection[Any]) -> bool:
+    """Give the audit log to its owner again in a database a restore has loaded.
+
+    pg_restore --no-owner makes the application role own every object it
+    creates, the audit log included; this runs migration 0004's own statements
+    (idempotent) as the superuser. False when the schema is older than 0004.
+    """
+    from memops.migrate import current_version, discover
+
+    if current_version(admin_db) < AUDIT_OWNER_VERSION:
+        return False
+    migration = discover()[AUDIT_OWNER_VERSION - 1]
+    with admin_db.transaction():
+        admin_db.execute(cast(LiteralString, migration.up_sql))
+    return True

@@ -1,0 +1,221 @@
+"""docs/runbooks/supersede-lifecycle.md, every step run as typed, against a scratch stack.
+
+Each ``### `` section of the runbook runs on a fresh database loaded with the
+workload generator's data (R2 continues on M3's, whose set and anonymize it
+undoes). A step is a ```console block: ``$ invoke …`` and the lines it must print
+(stdout, then stderr, in that order, others may come between), with an optional
+``(exit N)``. Placeholders the reader types (``<tenant>``, ``<row>``, ``<head>``,
+``<other-tenant>``) are filled from the data; ``<set-id>`` is read from the
+output that first prints it; any other ``<…>`` and ``…`` match what is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from memops import workload as wl
+from memops.paths import PROJECT_DIR
+from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.targets_file import merge_targets
+
+pytestmark = pytest.mark.integration
+
+RUNBOOK = PROJECT_DIR / "docs" / "runbooks" / "supersede-lifecycle.md"
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+CONTINUES = {"R2: restore one tenant"}  # runs on the previous section's database
+TYPED = ("tenant", "other-tenant", "row", "head")  # placeholders filled from the data
+CAPTURED = ("set-id",)  # placeholders read from the output that prints them
+_PLACEHOLDER = re.compile(r"(<[a-z-]+>|…)")
+
+
+@dataclass(frozen=True)
+class Step:
+    command: str
+    expected: tuple[str, ...]
+    exit_code: int = 0
+
+
+@dataclass
+class Section:
+    title: str
+    steps: list[Step] = field(default_factory=list)
+
+
+def parse(text: str) -> list[Section]:
+    sections: list[Section] = []
+    for chunk in re.split(r"^### ", text, flags=re.MULTILINE)[1:]:
+        title, _, body = chunk.partition("\n")
+        section = Section(title.strip())
+        for block in re.findall(r"```console\n(.*?)```", body, flags=re.DOTALL):
+            lines = [line.strip() for line in block.splitlines() if line.strip()]
+            assert lines[0].startswith("$ invoke "), f"{title}: a step is one invoke command"
+            code = 0
+            if match := re.fullmatch(r"\(exit (\d+)\)", lines[-1]):
+                code, lines = int(match.group(1)), lines[:-1]
+            section.steps.append(Step(lines[0][2:], tuple(lines[1:]), code))
+        sections.append(section)
+    return sections
+
+
+def pattern(line: str, values: dict[str, str]) -> re.Pattern[str]:
+    regex = ""
+    for part in _PLACEHOLDER.split(" ".join(line.split())):
+        if part == "…":
+            regex += ".*"
+        elif _PLACEHOLDER.fullmatch(part):
+            name = part[1:-1]
+            if name in values:
+                regex += re.escape(values[name])
+            elif name in CAPTURED:
+                regex += rf"(?P<{name.replace('-', '_')}>\S+)"
+            else:
+                regex += r"\S+"
+        else:
+            regex += re.escape(part)
+    return re.compile(regex)
+
+
+def check_output(step: Step, lines: list[str], values: dict[str, str]) -> None:
+    """Every expected line matches a printed line, in order; captured placeholders bind."""
+    position = 0
+    for expected in step.expected:
+        compiled = pattern(expected, values)
+        while position < len(lines):
+            found = compiled.fullmatch(lines[position])
+            position += 1
+            if found:
+                values.update({k.replace("_", "-"): v for k, v in found.groupdict().items()})
+                break
+        else:
+            printed = "\n".join(lines)
+            pytest.fail(f"`{step.command}`: no line matches {expected!r} in order:\n{printed}")
+
+
+def chain_length(load: wl.Workload, head: str) -> int:
+    older = {i.superseded_by: i.id for i in load.memory_items if i.superseded_by}
+    length, row = 1, head
+    while row in older:
+        length, row = length + 1, older[row]
+    return length
+
+
+def is_due(item: wl.MemoryItem) -> bool:  # every workload timestamp is months old
+    return item.anonymized_at is None and (item.deleted_at is not None or bool(item.superseded_by))
+
+
+def scenario(load: wl.Workload) -> dict[str, str]:
+    """A plainly named tenant with a judged live fact, a chain of 3, and most rows due."""
+    plain = [t for t in load.tenants if re.fullmatch(r"[a-z][a-z0-9-]*", t)]
+    for tenant in plain:
+        items = load.items_of(tenant)
+        live = [
+            i
+            for i in items
+            if i.source_kind == wl.FACT and i.superseded_by is None and i.deleted_at is None
+        ]
+        judged = [i for i in live if i.judge_at is not None]
+        heads = [i for i in live if chain_length(load, i.id) >= 3]
+        if judged and heads and sum(map(is_due, items)) > len(items) / 2:
+            other = next(t for t in plain if t != tenant)
+            return {
+                "tenant": tenant,
+                "other-tenant": other,
+                "row": judged[0].id,
+                "head": heads[0].id,
+            }
+    raise AssertionError("the workload has no tenant for the runbook's scenario")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ScratchCluster]:
+    try:
+        with scratch_cluster("memops_memtest", 37506, app_role="runbook", db_prefix="rb") as c:
+            yield c
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@dataclass
+class Stack:
+    cluster: ScratchCluster
+    root: Path
+    load: wl.Workload
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inv"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def fresh_database(self) -> None:
+        name = self.cluster.new_database()
+        with self.cluster.connect(name, autocommit=True) as conn:
+            self.cluster.migrate(conn)
+            wl.write_postgres(conn, self.load)
+        admin = {"socket_dir": str(self.cluster.socket_dir), "port": self.cluster.port}
+        merge_targets(
+            self.state,
+            "inv",
+            {"postgresql": {"kind": "postgresql", **self.cluster.app_params(name)}},
+            {"postgresql": admin | {"admin_user": "postgres"}},
+        )
+
+    def run(self, step: Step, values: dict[str, str]) -> list[str]:
+        argv = []
+        for word in shlex.split(step.command)[1:]:
+            for name in TYPED + CAPTURED:
+                if f"<{name}>" in word:
+                    assert name in values, f"`{step.command}`: <{name}> is not known yet"
+                    word = word.replace(f"<{name}>", values[name])
+            argv.append(word)
+        done = subprocess.run(
+            [INVOKE, *argv, "--inventory", str(self.inventory)],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "MEMOPS_STATE_DIR": str(self.state)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        lines = [" ".join(line.split()) for line in (done.stdout + done.stderr).splitlines()]
+        assert done.returncode == step.exit_code, (step.command, done.stdout, done.stderr)
+        return [line for line in lines if line]
+
+
+@pytest.fixture
+def stack(cluster: ScratchCluster, tmp_path: Path) -> Stack:
+    inventory = tmp_path / "inv"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (inventory / "group_vars" / "all.yml").write_text("{}\n")
+    return Stack(cluster, tmp_path, wl.generate(seed=5150, tenants=2, items_per_tenant=12))
+
+
+def test_the_runbook_has_the_procedures() -> None:
+    titles = [s.title.split(":")[0] for s in parse(RUNBOOK.read_text())]
+    assert titles == ["A1", "A2", "A3", "M1", "M2", "M3", "R2", "R3"]
+    assert all(s.steps for s in parse(RUNBOOK.read_text()))
+
+
+def test_every_step_prints_what_the_runbook_says(stack: Stack) -> None:
+    values = scenario(stack.load)
+    ran = 0
+    for section in parse(RUNBOOK.read_text()):
+        if section.title not in CONTINUES:
+            stack.fresh_database()
+            values = {k: v for k, v in values.items() if k in TYPED}
+        for step in section.steps:
+            check_output(step, stack.run(step, values), values)
+            ran += 1
+    assert ran >= 25
