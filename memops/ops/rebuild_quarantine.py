@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import redis
 
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -21,6 +22,7 @@ from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.playbook import PlaybookOptions, run_playbook
 from memops.rebuild import quarantine as procedure
+from memops.rebuild.postgres_quarantine import PostgresQuarantineError
 from memops.rebuild.quarantine_state import TIERS, QuarantineStateError
 from memops.rebuild.redis_quarantine import RedisQuarantineError
 from memops.targets import TargetsError
@@ -71,6 +73,7 @@ def _run(
     except (
         procedure.QuarantineRefused,
         RedisQuarantineError,
+        PostgresQuarantineError,
         QuarantineStateError,
         TargetsError,
     ) as exc:
@@ -79,9 +82,11 @@ def _run(
         return _refused(str(exc), tenant=tenant)
     except redis.RedisError as exc:
         return _refused(f"redis: {exc}; nothing changed", tenant=tenant)
+    except psycopg.Error as exc:
+        return _refused(f"postgresql: {exc}; nothing changed".strip(), tenant=tenant)
     try:
         procedure.execute(state_dir, targets, planned)
-    except (RedisQuarantineError, redis.RedisError, OSError) as exc:
+    except (RedisQuarantineError, redis.RedisError, psycopg.Error, OSError) as exc:
         message = f"{planned.verb} of {tenant!r} failed half way: {exc}; run it again"
         return Outcome(
             EXIT_FAILED,
@@ -125,6 +130,13 @@ def _plan_lines(planned: procedure.Plan, *, done: bool = False) -> list[str]:
         lines.append(
             f"  redis: ACL user {redis_change['user']!r}: key patterns "
             f"{redis_change['patterns_before']} -> {after} (no key is touched)"
+        )
+    pg_change = planned.changes.get("postgresql")
+    if pg_change:
+        hidden = "hidden from" if planned.quarantine else "visible again to"
+        lines.append(
+            f"  postgresql: {pg_change['rows']} memory_items row(s) {hidden} the application role "
+            f"(memory_quarantine; memops connects as {pg_change['role']!r}, which still sees them)"
         )
     return lines
 

@@ -1,7 +1,9 @@
 """Quarantine and release of one namespace: the plan, then the change, tier by tier.
 
-Only the Redis tier is implemented: the app user's ACL key patterns stop matching
-the namespace's keys (memops.rebuild.redis_acl). Nothing is deleted or expired.
+Redis: the app user's ACL key patterns stop matching the namespace's keys
+(memops.rebuild.redis_acl). PostgreSQL: a row in memory_quarantine, which a row
+security policy on memory_items reads (memops.rebuild.postgres_quarantine). Qdrant
+is not implemented yet. Nothing is deleted or expired.
 The record in the state directory (memops.rebuild.quarantine_state) is what the
 deploy and ``invoke health`` read.
 """
@@ -16,11 +18,11 @@ from typing import Any
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
-from memops.clients import redis_client
-from memops.rebuild import quarantine_state, redis_quarantine
-from memops.targets import RedisTarget, Targets, TargetsError
+from memops.clients import postgres_connect, redis_client
+from memops.rebuild import postgres_quarantine, quarantine_state, redis_quarantine
+from memops.targets import PostgresTarget, RedisTarget, Targets, TargetsError
 
-IMPLEMENTED_TIERS = ("redis",)
+IMPLEMENTED_TIERS = ("redis", "postgresql")
 
 
 class QuarantineRefused(Exception):
@@ -99,7 +101,17 @@ def plan(
             result.changes["redis"] = redis_quarantine.plan(client, user, prefix, before, after)
         finally:
             client.close()
+    if "postgresql" in todo:
+        with postgres_connect(_postgres(targets)) as conn:
+            result.changes["postgresql"] = postgres_quarantine.plan(conn, tenant).to_dict()
     return result
+
+
+def _postgres(targets: Targets) -> PostgresTarget:
+    try:
+        return tier_target(targets, "postgresql")
+    except (TargetsError, BackupError) as exc:
+        raise QuarantineRefused(str(exc)) from None
 
 
 def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
@@ -118,6 +130,11 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
             redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
         finally:
             client.close()
+    if "postgresql" in planned.changes:
+        with postgres_connect(_postgres(targets)) as conn:
+            postgres_quarantine.apply(
+                conn, planned.tenant, quarantine=planned.quarantine, actor=actor()
+            )
     if not planned.quarantine:
         left = sorted(tiers - set(planned.tiers))
         if left:
