@@ -5,7 +5,7 @@ generator, hostile names included. What these tests prove: after a quarantine th
 app user's connections (also one that authenticated before) get NOPERM on every
 key of the namespace, read and write, while other namespaces (``acme:eu`` next to
 ``acme``) work; no key, value or TTL changes; release gives back exactly the ACL
-of before; dry run, a missing --yes, an unknown or unimplemented tier, a second
+of before; dry run, a missing --yes, an unknown or unimplemented tier (qdrant), a second
 quarantine and a hand-edited ACL change nothing; every run writes an audit line.
 """
 
@@ -203,7 +203,7 @@ def test_refusals_change_nothing(
     assert code == EXIT_OK and document["dry_run"] is True
     code, _, err = run(QUARANTINE, inventory, capsys, "acme", yes=False)  # pytest has no terminal
     assert code == EXIT_BAD_INPUT and "--yes" in err
-    code, _, err = run(QUARANTINE, inventory, capsys, "acme", tier="postgresql")
+    code, _, err = run(QUARANTINE, inventory, capsys, "acme", tier="qdrant")
     assert code == EXIT_BAD_INPUT and "not implemented" in err
     code, _, err = run(QUARANTINE, inventory, capsys, "acme", tier="bogus")
     assert code == EXIT_BAD_INPUT and "unknown 'bogus'" in err
