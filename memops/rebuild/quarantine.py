@@ -58,7 +58,7 @@ def check_tiers(tiers: tuple[str, ...]) -> None:
     if missing:
         raise QuarantineRefused(
             f"quarantine of {', '.join(missing)} is not implemented yet: pass "
-            f"--tier {','.join(IMPLEMENTED_TIERS)} (that tier only); nothing changed"
+            f"--tier {','.join(IMPLEMENTED_TIERS)} to quarantine only those; nothing changed"
         )
 
 
