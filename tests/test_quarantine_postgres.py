@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from op_calls import call
+from op_calls import call, scratch_inventory
 from psycopg import sql
 
 from memops import workload as wl
@@ -33,7 +33,6 @@ from memops.migrate import Migration, MigrationError, discover, migrate
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.rebuild.postgres_quarantine import QUARANTINE_MIGRATION
-from memops.targets_file import merge_targets
 
 pytestmark = pytest.mark.integration
 
@@ -113,14 +112,8 @@ def ops(
 def inventory_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, component: dict[str, Any]
 ) -> Path:
-    root = tmp_path / "inv"
-    (root / "group_vars").mkdir(parents=True, exist_ok=True)
-    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
-    (root / "group_vars" / "all.yml").write_text("{}\n")
-    state = tmp_path / "state"
-    monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
-    merge_targets(state, "inv", {"postgresql": {"kind": "postgresql", **component}}, {})
-    return root
+    postgresql = {"kind": "postgresql", **component}
+    return scratch_inventory(tmp_path, monkeypatch, {"postgresql": postgresql})
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ generator, hostile names included. What these tests prove: after a quarantine th
 app user's connections (also one that authenticated before) get NOPERM on every
 key of the namespace, read and write, while other namespaces (``acme:eu`` next to
 ``acme``) work; no key, value or TTL changes; release gives back exactly the ACL
-of before; dry run, a missing --yes, an unknown or unimplemented tier (qdrant), a second
+of before; dry run, a missing --yes, an unknown or undeployed tier, a second
 quarantine and a hand-edited ACL change nothing; every run writes an audit line.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from op_calls import call
+from op_calls import call, scratch_inventory
 
 from memops import workload as wl
 from memops.backup.redis_scratch import ScratchRedis
@@ -27,7 +27,6 @@ from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.rebuild.quarantine_state import QUARANTINE_FILE
 from memops.targets import RedisTarget
-from memops.targets_file import merge_targets
 
 pytestmark = pytest.mark.integration
 
@@ -62,16 +61,9 @@ def load(server: ScratchRedis) -> wl.Workload:
 
 @pytest.fixture
 def inventory(tmp_path: Path, server: ScratchRedis, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "inv"
-    (root / "group_vars").mkdir(parents=True)
-    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
-    (root / "group_vars" / "all.yml").write_text("{}\n")
-    state = tmp_path / "state"
-    monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
     component = {"kind": "redis", "host": "127.0.0.1", "port": PORT, "password": server.password}
     deployment = {"redis": {"key_prefix": wl.DEFAULT_PREFIX, "app_user": APP_USER}}
-    merge_targets(state, "inv", {"redis": component}, deployment)
-    return root
+    return scratch_inventory(tmp_path, monkeypatch, {"redis": component}, deployment)
 
 
 @pytest.fixture
@@ -204,7 +196,7 @@ def test_refusals_change_nothing(
     code, _, err = run(QUARANTINE, inventory, capsys, "acme", yes=False)  # pytest has no terminal
     assert code == EXIT_BAD_INPUT and "--yes" in err
     code, _, err = run(QUARANTINE, inventory, capsys, "acme", tier="qdrant")
-    assert code == EXIT_BAD_INPUT and "not implemented" in err
+    assert code == EXIT_BAD_INPUT and "no qdrant is deployed" in err
     code, _, err = run(QUARANTINE, inventory, capsys, "acme", tier="bogus")
     assert code == EXIT_BAD_INPUT and "unknown 'bogus'" in err
     code, _, err = run(RELEASE, inventory, capsys, "acme")

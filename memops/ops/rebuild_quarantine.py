@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import redis
 
+from memops.backup.artifacts import BackupError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.ops import options
 from memops.ops.backup import probe_line
@@ -23,6 +24,7 @@ from memops.ops.runner import Context, Operation, Outcome
 from memops.playbook import PlaybookOptions, run_playbook
 from memops.rebuild import quarantine as procedure
 from memops.rebuild.postgres_quarantine import PostgresQuarantineError
+from memops.rebuild.qdrant_quarantine import QdrantQuarantineError
 from memops.rebuild.quarantine_state import TIERS, QuarantineStateError
 from memops.rebuild.redis_quarantine import RedisQuarantineError
 from memops.targets import TargetsError
@@ -86,7 +88,14 @@ def _run(
         return _refused(f"postgresql: {exc}; nothing changed".strip(), tenant=tenant)
     try:
         procedure.execute(state_dir, targets, planned)
-    except (RedisQuarantineError, redis.RedisError, psycopg.Error, OSError) as exc:
+    except (
+        RedisQuarantineError,
+        redis.RedisError,
+        psycopg.Error,
+        QdrantQuarantineError,
+        BackupError,
+        OSError,
+    ) as exc:
         message = f"{planned.verb} of {tenant!r} failed half way: {exc}; run it again"
         return Outcome(
             EXIT_FAILED,
@@ -137,6 +146,14 @@ def _plan_lines(planned: procedure.Plan, *, done: bool = False) -> list[str]:
         lines.append(
             f"  postgresql: {pg_change['rows']} memory_items row(s) {hidden} the application role "
             f"(memory_quarantine; memops connects as {pg_change['role']!r}, which still sees them)"
+        )
+    qdrant_change = planned.changes.get("qdrant")
+    if qdrant_change:
+        points = qdrant_change["points"]
+        where = "into quarantine collections" if planned.quarantine else "back from quarantine"
+        lines.append(
+            f"  qdrant: {sum(points.values())} point(s) of {len(points)} collection(s) move "
+            f"{where} (memops-quarantine-*; copied and checked before the source copy goes)"
         )
     return lines
 

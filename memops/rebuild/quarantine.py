@@ -2,8 +2,10 @@
 
 Redis: the app user's ACL key patterns stop matching the namespace's keys
 (memops.rebuild.redis_acl). PostgreSQL: a row in memory_quarantine, which a row
-security policy on memory_items reads (memops.rebuild.postgres_quarantine). Qdrant
-is not implemented yet. Nothing is deleted or expired.
+security policy on memory_items reads (memops.rebuild.postgres_quarantine). Qdrant:
+the tenant's points move into per-namespace collections the app does not use
+(memops.rebuild.qdrant_quarantine), checked point by point before the source copy
+goes. Nothing is expired, and nothing is deleted that is not stored elsewhere.
 The record in the state directory (memops.rebuild.quarantine_state) is what the
 deploy and ``invoke health`` read.
 """
@@ -18,11 +20,17 @@ from typing import Any
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
+from memops.backup.qdrant_tier import QdrantTier
 from memops.clients import postgres_connect, redis_client
-from memops.rebuild import postgres_quarantine, quarantine_state, redis_quarantine
-from memops.targets import PostgresTarget, RedisTarget, Targets, TargetsError
+from memops.rebuild import (
+    postgres_quarantine,
+    qdrant_quarantine,
+    quarantine_state,
+    redis_quarantine,
+)
+from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets, TargetsError
 
-IMPLEMENTED_TIERS = ("redis", "postgresql")
+IMPLEMENTED_TIERS = ("redis", "postgresql", "qdrant")
 
 
 class QuarantineRefused(Exception):
@@ -104,7 +112,24 @@ def plan(
     if "postgresql" in todo:
         with postgres_connect(_postgres(targets)) as conn:
             result.changes["postgresql"] = postgres_quarantine.plan(conn, tenant).to_dict()
+    if "qdrant" in todo:
+        recorded = None if quarantine else dict(namespaces[tenant].get("qdrant_moves", {}))
+        with QdrantTier(_qdrant(targets)) as tier:
+            points = qdrant_quarantine.plan(tier, tenant, recorded)
+        moves = (
+            recorded
+            if recorded is not None
+            else {c: qdrant_quarantine.quarantine_collection(c, tenant) for c in points}
+        )
+        result.changes["qdrant"] = {"points": points, "_moves": moves}
     return result
+
+
+def _qdrant(targets: Targets) -> QdrantTarget:
+    try:
+        return tier_target(targets, "qdrant")
+    except (TargetsError, BackupError) as exc:
+        raise QuarantineRefused(str(exc)) from None
 
 
 def _postgres(targets: Targets) -> PostgresTarget:
@@ -121,6 +146,8 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
     tiers = set(entry["tiers"])
     if planned.quarantine:
         entry.update(tiers=sorted(tiers | set(planned.tiers)), since=_now(), actor=actor())
+        if "qdrant" in planned.changes:  # recorded first: a release finds them after a crash
+            entry["qdrant_moves"] = planned.changes["qdrant"]["_moves"]
         namespaces[planned.tenant] = entry
         quarantine_state.save(state_dir, namespaces)
     if "redis" in planned.changes:
@@ -135,7 +162,16 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
             postgres_quarantine.apply(
                 conn, planned.tenant, quarantine=planned.quarantine, actor=actor()
             )
+    if "qdrant" in planned.changes:
+        moves = planned.changes["qdrant"]["_moves"]
+        with QdrantTier(_qdrant(targets)) as tier:
+            if planned.quarantine:
+                qdrant_quarantine.quarantine(tier, planned.tenant, list(moves))
+            else:
+                qdrant_quarantine.release(tier, planned.tenant, moves)
     if not planned.quarantine:
+        if "qdrant" in planned.tiers:
+            entry.pop("qdrant_moves", None)
         left = sorted(tiers - set(planned.tiers))
         if left:
             namespaces[planned.tenant] = {**entry, "tiers": left}
