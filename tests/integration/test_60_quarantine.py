@@ -4,7 +4,8 @@ What these tests prove: `invoke rebuild.quarantine acme --tier redis` cuts the a
 user's own login (memory-service, from the role) off acme's keys, read and write,
 while acme:eu stays reachable; the Redis secrets file holds the quarantine
 (playbooks/quarantine.yml), so a re-deploy and a restart of Redis (stop, then the
-deploy starts it from its files) keep it; `invoke health` lists the namespace as a
+deploy starts it from its files) keep it; acme's Qdrant points leave the memory
+collection and come back exactly; `invoke health` lists the namespace as a
 note, not a failure; release gives back the exact secrets file and access.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.integration
 SECRETS_FILE = Path("/etc/redis/memops-test.secrets.conf")
 APP_USER = "memory-service"
 TENANTS = ("acme", "acme:eu")
+COLLECTION = "quarantine_test"
 
 
 def _app(stack: DeployedStack) -> redis.Redis:
@@ -62,8 +65,20 @@ def _access(app: redis.Redis, load: wl.Workload, tenant: str) -> tuple[int, int]
     return readable, writable
 
 
+def _points(qdrant: Any) -> dict[str, int]:
+    """Points per tenant in the memory collection."""
+    found: dict[str, int] = {}
+    records, offset = qdrant.scroll(COLLECTION, limit=1000)
+    assert offset is None
+    for record in records:
+        tenant = record.payload["tenant_id"]
+        found[tenant] = found.get(tenant, 0) + 1
+    return found
+
+
 def _quarantine(*args: str) -> None:
-    run = invoke(*args, "--tier", "redis", "--yes", "--inventory", TEST_INVENTORY, "--json")
+    tiers = "redis,qdrant"  # the test stack's schema has no 0005_quarantine yet
+    run = invoke(*args, "--tier", tiers, "--yes", "--inventory", TEST_INVENTORY, "--json")
     assert run.returncode == 0, f"{run.stderr.strip()}\n{run.stdout[-2000:]}"
 
 
@@ -75,6 +90,11 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
             admin.delete(key)
     wl.write_redis(admin, load)
     counts = {t: sum(1 for e in load.redis if e.tenant == t) for t in TENANTS}
+    qdrant = deployed_stack.clients.qdrant()
+    if qdrant.collection_exists(COLLECTION):
+        qdrant.delete_collection(COLLECTION)
+    wl.write_qdrant(qdrant, load, COLLECTION)
+    points = {t: sum(p.payload["tenant_id"] == t for p in load.qdrant) for t in TENANTS}
     secrets_before = SECRETS_FILE.read_bytes()
     app = _app(deployed_stack)
     assert _access(app, load, "acme") == (counts["acme"], counts["acme"])
@@ -82,12 +102,13 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
     _quarantine("rebuild.quarantine", "acme")
     assert _access(app, load, "acme") == (0, 0)
     assert _access(app, load, "acme:eu") == (counts["acme:eu"], counts["acme:eu"])
+    assert _points(qdrant) == {"acme:eu": points["acme:eu"]}
     persisted = SECRETS_FILE.read_bytes()
     assert persisted != secrets_before
 
     health = invoke("health", "--inventory", TEST_INVENTORY, "--json")
     assert health.returncode == 0, health.stderr
-    assert health.json()["quarantined"] == {"acme": ["redis"]}
+    assert health.json()["quarantined"] == {"acme": ["qdrant", "redis"]}
 
     redeploy = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "redis", "--json")
     assert redeploy.returncode == 0, redeploy.stderr
@@ -101,9 +122,12 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
     assert _access(app, load, "acme") == (0, 0)
     assert _access(app, load, "acme:eu") == (counts["acme:eu"], counts["acme:eu"])
     assert wl.verify_redis(deployed_stack.clients.redis(), load) == []  # nothing lost
+    assert _points(qdrant) == {"acme:eu": points["acme:eu"]}
 
     _quarantine("rebuild.release", "acme")
     assert SECRETS_FILE.read_bytes() == secrets_before
     assert _access(app, load, "acme") == (counts["acme"], counts["acme"])
+    assert _points(qdrant) == points
+    assert wl.verify_qdrant(qdrant, load, COLLECTION) == []
     health = invoke("health", "--inventory", TEST_INVENTORY, "--json")
     assert "quarantined" not in health.json()
