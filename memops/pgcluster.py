@@ -90,6 +90,18 @@ class ScratchCluster:
     def app_target(self, dbname: str) -> PostgresTarget:
         return PostgresTarget(name=self.name, **self.app_params(dbname))
 
+    @property
+    def ops_role(self) -> str:
+        return f"{self.app_role}_ops"
+
+    def ops_params(self, dbname: str) -> dict[str, Any]:
+        """memops' own login, as the deploy makes it (``postgresql_ops_user``): BYPASSRLS,
+        a member of the app role, so row security (a quarantine) never hides rows from it."""
+        return {**self.app_params(dbname), "user": self.ops_role}
+
+    def ops_target(self, dbname: str) -> PostgresTarget:
+        return PostgresTarget(name=self.name, **self.ops_params(dbname))
+
     def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.app_params(dbname), **kwargs)
 
@@ -139,6 +151,14 @@ def scratch_cluster(
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                     sql.Identifier(app_role), sql.Literal(cluster.password)
+                )
+            )
+            # memops' own login, as the deploy's postgresql role makes it
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(cluster.ops_role),
+                    sql.Literal(cluster.password),
+                    sql.Identifier(app_role),
                 )
             )
             audit_owner.ensure_role(conn)  # as the deploy's postgresql role does

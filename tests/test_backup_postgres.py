@@ -52,7 +52,9 @@ def tier(cluster: ScratchCluster) -> PostgresTier:
                 "INSERT INTO execution_audit_log (actor, action, tenant_id) VALUES ('t', 'a', %s)",
                 (tenant,),
             )
-    return PostgresTier(cluster.app_target(db), admin=cluster.admin_target())
+    return PostgresTier(
+        cluster.ops_target(db), admin=cluster.admin_target(), owner=cluster.app_role
+    )
 
 
 def test_tenant_restore_touches_only_that_tenant(tier: PostgresTier, tmp_path: Path) -> None:

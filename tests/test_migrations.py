@@ -36,7 +36,7 @@ PORT = 35432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
-LATEST = 4
+LATEST = 5
 ALL = list(range(1, LATEST + 1))
 
 
@@ -132,6 +132,7 @@ def test_discover_finds_versions_in_order() -> None:
         (2, "execution_audit_log"),
         (3, "memory_items_no_truncate"),
         (4, "audit_owner"),
+        (5, "quarantine"),
     ]
     assert all(len(m.checksum) == 64 for m in migrations)
     assert runner.latest_version() == LATEST
@@ -440,15 +441,15 @@ def test_audit_owner_migration_needs_the_lent_membership(
         match=f"reverting 0004_audit_owner failed: role {APP_ROLE} is not a member of "
         f"{audit_owner.AUDIT_OWNER}",
     ):
-        migrate(app, LATEST - 1)
-    assert current_version(app) == LATEST
+        migrate(app, 3)  # 0005 reverts (its own step), then 0004 fails and rolls back
+    assert current_version(app) == 4
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
     pg_cluster.migrate(app, 3)  # lent: the down hands the log back to the database owner
     assert audit_owner.audit_log_owner(app) == APP_ROLE
     with pytest.raises(MigrationError, match="applying 0004_audit_owner failed: role"):
         migrate(app)
     assert current_version(app) == 3
-    assert pg_cluster.migrate(app).applied == [4]
+    assert pg_cluster.migrate(app).applied == [4, 5]
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
 
 

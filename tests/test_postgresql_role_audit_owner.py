@@ -71,6 +71,8 @@ def run_tasks(
         "postgresql_app_user": APP_ROLE,
         "postgresql_app_password": cluster.password,
         "postgresql_app_db": DB,
+        "postgresql_ops_user": cluster.ops_role,
+        "postgresql_ops_password": cluster.password,
         "postgresql_port": cluster.port,
         "postgresql_probe_host": "127.0.0.1",
         "postgresql_monitor_user": "",

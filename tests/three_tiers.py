@@ -104,11 +104,15 @@ def tier_stack(
     monkeypatch.setenv("MEMOPS_STATE_DIR", str(state))
     components = {
         "redis": {"kind": "redis", "host": "127.0.0.1", "port": tiers_redis_server.port},
-        "postgresql": {"kind": "postgresql", **tiers_cluster.app_params(dbname)},
+        "postgresql": {"kind": "postgresql", **tiers_cluster.ops_params(dbname)},
         "qdrant": {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key},
     }
     components["redis"]["password"] = PASSWORD
-    merge_targets(state, "inv", components, {"redis": {"key_prefix": tiers_load.prefix}})
+    deployment = {
+        "redis": {"key_prefix": tiers_load.prefix},
+        "postgresql": {"app_user": tiers_cluster.app_role},
+    }
+    merge_targets(state, "inv", components, deployment)
     save_keyring(state / "keyring.json", tiers_ring)
     with tiers_cluster.connect(dbname, autocommit=True) as conn:
         yield Stack(root, state, store, conn, client, tiers_load, capsys)

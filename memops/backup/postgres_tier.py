@@ -111,19 +111,25 @@ class PostgresTier:
 
     ``admin`` is a superuser (or database-owner with CREATEDB) target on the same
     server, used to create, rename and drop databases and end sessions; it
-    defaults to ``target``.
+    defaults to ``target``. ``owner`` owns a database a whole restore creates and
+    its objects: the application role (deployment ``app_user``), which memops'
+    own login (``target.user``, the ops role) is a member of; it defaults to that login.
     """
 
-    def __init__(self, target: PostgresTarget, *, admin: PostgresTarget | None = None) -> None:
+    def __init__(
+        self, target: PostgresTarget, *, admin: PostgresTarget | None = None, owner: str = ""
+    ) -> None:
         self.target = target
         self.admin = admin or target
+        self.owner = owner or target.user
 
     @classmethod
     def from_deployment(cls, target: PostgresTarget, deployment: dict[str, Any]) -> PostgresTier:
         """The tier of a deployed cluster: its superuser over the local socket (peer auth)."""
         socket_dir = deployment.get("socket_dir")
+        owner = str(deployment.get("app_user") or "")
         if not socket_dir:
-            return cls(target)
+            return cls(target, owner=owner)
         admin = replace(
             target,
             host=str(socket_dir),
@@ -132,7 +138,7 @@ class PostgresTier:
             password=None,
             sslmode="disable",
         )
-        return cls(target, admin=admin)
+        return cls(target, admin=admin, owner=owner)
 
     def close(self) -> None:
         """Nothing stays open between calls."""
@@ -309,7 +315,7 @@ class PostgresTier:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new)))
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(new), sql.Identifier(self.target.user)
+                    sql.Identifier(new), sql.Identifier(self.owner)
                 )
             )
             # As the postgresql role leaves the live one: only the application role connects
@@ -377,7 +383,7 @@ class PostgresTier:
             schema if schema.is_file() else None,  # sets taken before it existed
             env=pg_tools.libpq_env(self.admin, dbname),
             connect=lambda: self._connect(dbname, admin=True),
-            role=self.target.user,
+            role=self.owner,
         )
 
     def _check_loaded(self, dbname: str, artifact: TierArtifact) -> None:

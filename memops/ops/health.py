@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from memops.health import HealthSnapshot, run_cycle
 from memops.health_metrics import write_textfile
@@ -11,6 +12,7 @@ from memops.inventory import Inventory
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
 from memops.probes import DEFAULT_TIMEOUT_S
+from memops.rebuild import quarantine_state
 from memops.targets import TARGETS_FILE, Targets, TargetsError, load_targets
 
 DEFAULT_RETRIES = 1
@@ -58,13 +60,32 @@ def health(context: Context, *, timeout: float, retries: int) -> Outcome:
         )
     except (TargetsError, HealthStateError) as exc:
         return Outcome.refused(str(exc))
+    document = snapshot.to_dict()
+    lines = snapshot_lines(snapshot, targets)
+    try:
+        quarantined = quarantine_state.load(inventory.state_dir)
+    except quarantine_state.QuarantineStateError as exc:
+        notes.append(str(exc))
+        quarantined = {}
+    if quarantined:  # information for the operator, not a failure
+        document["quarantined"] = {t: e.get("tiers", []) for t, e in sorted(quarantined.items())}
+        lines.append(quarantine_line(quarantined))
     return Outcome(
         snapshot.exit_code,
-        snapshot.to_dict(),
-        lines=snapshot_lines(snapshot, targets),
+        document,
+        lines=lines,
         notes=notes,
         result=str(snapshot.state),
     )
+
+
+def quarantine_line(quarantined: dict[str, dict[str, Any]]) -> str:
+    shown = ", ".join(
+        f"{tenant!r} ({', '.join(entry.get('tiers', []))}, since {entry.get('since', '?')})"
+        for tenant, entry in sorted(quarantined.items())
+    )
+    count = len(quarantined)
+    return f"quarantined namespaces ({count}): {shown}; `invoke rebuild.release NS` lifts one"
 
 
 def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:

@@ -1,4 +1,8 @@
-"""`invoke rebuild.*`: the memory rebuild runbook, one namespace at a time."""
+"""`invoke rebuild.*`: the memory rebuild runbook, one namespace at a time.
+
+validate, soft and hard are here; quarantine and release live in rebuild_quarantine
+and join the collection through the import below.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from invoke import Context
 
 from memops.ops.rebuild import HARD, SOFT, VALIDATE
 from memops.tasks.common import memops_task, run
+from memops.tasks.rebuild_quarantine import quarantine, release
+
+__all__ = ["hard", "quarantine", "release", "soft", "validate"]
 
 _HELP = {
     "namespace": "the tenant (taken literally: quotes, globs and SQL in it are just characters)",

@@ -1,0 +1,168 @@
+"""`rebuild.quarantine` and `rebuild.release`: cut the app's credentials off one namespace.
+
+The procedure is memops.rebuild.quarantine; this module checks, asks, runs it,
+keeps the change across restarts (playbooks/quarantine.yml writes the Redis
+secrets file from the record) and turns it into an Outcome. Refusals before
+anything changed are exit 2; a failure half way is exit 1 and says what is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import redis
+
+from memops.backup.artifacts import BackupError
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.ops import options
+from memops.ops.backup import probe_line
+from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.health import deployed_targets
+from memops.ops.runner import Context, Operation, Outcome
+from memops.playbook import PlaybookOptions, run_playbook
+from memops.rebuild import quarantine as procedure
+from memops.rebuild.postgres_quarantine import PostgresQuarantineError
+from memops.rebuild.qdrant_quarantine import QdrantQuarantineError
+from memops.rebuild.quarantine_state import TIERS, QuarantineStateError
+from memops.rebuild.redis_quarantine import RedisQuarantineError
+from memops.targets import TargetsError
+
+PLAYBOOK = "quarantine"
+
+
+def _refused(message: str, **document: Any) -> Outcome:
+    return Outcome(
+        EXIT_BAD_INPUT, {"ok": False, "error": message, **document}, error=message, result="refused"
+    )
+
+
+def quarantine(
+    context: Context, *, namespace: str, tier: Sequence[str], dry_run: bool, yes: bool
+) -> Outcome:
+    return _run(context, namespace, tuple(tier) or TIERS, dry_run, yes, quarantine=True)
+
+
+def release(
+    context: Context, *, namespace: str, tier: Sequence[str], dry_run: bool, yes: bool
+) -> Outcome:
+    return _run(context, namespace, tuple(tier) or TIERS, dry_run, yes, quarantine=False)
+
+
+def _run(
+    context: Context,
+    tenant: str,
+    tiers: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    *,
+    quarantine: bool,
+) -> Outcome:
+    inventory = context.require_inventory()
+    state_dir = inventory.state_dir
+    try:
+        targets = deployed_targets(inventory)
+        planned = procedure.plan(state_dir, targets, tenant, tiers, quarantine=quarantine)
+        lines = _plan_lines(planned)
+        if dry_run:
+            lines[0] = f"dry run: would {lines[0]} (nothing changed)"
+            document = {"ok": True, "dry_run": True, **planned.to_dict()}
+            return Outcome(
+                EXIT_OK, document, lines=lines, result="dry-run", audit=planned.to_dict()
+            )
+        confirm(f"{planned.verb} namespace {tenant!r} in {', '.join(planned.tiers)}", yes=yes)
+    except (
+        procedure.QuarantineRefused,
+        RedisQuarantineError,
+        PostgresQuarantineError,
+        QuarantineStateError,
+        TargetsError,
+    ) as exc:
+        return _refused(str(exc), tenant=tenant)
+    except NotConfirmed as exc:
+        return _refused(str(exc), tenant=tenant)
+    except redis.RedisError as exc:
+        return _refused(f"redis: {exc}; nothing changed", tenant=tenant)
+    except psycopg.Error as exc:
+        return _refused(f"postgresql: {exc}; nothing changed".strip(), tenant=tenant)
+    try:
+        procedure.execute(state_dir, targets, planned)
+    except (
+        RedisQuarantineError,
+        redis.RedisError,
+        psycopg.Error,
+        QdrantQuarantineError,
+        BackupError,
+        OSError,
+    ) as exc:
+        message = f"{planned.verb} of {tenant!r} failed half way: {exc}; run it again"
+        return Outcome(
+            EXIT_FAILED,
+            {"ok": False, "error": message, **planned.to_dict()},
+            error=message,
+            result="failed",
+            audit=planned.to_dict(),
+        )
+    notes = []
+    if "redis" in planned.changes:
+        persisted = run_playbook(PLAYBOOK, inventory, PlaybookOptions(), echo=context.echo)
+        if not persisted.ok:
+            notes.append(
+                f"the live ACL is changed but the Redis secrets file was not rewritten "
+                f"({persisted.error_line}); a restart before the next deploy would undo it: "
+                "run `invoke deploy --tags redis`"
+            )
+    done = _plan_lines(planned, done=True)
+    document: dict[str, Any] = {"ok": True, "dry_run": False, **planned.to_dict()}
+    document["health"], health = probe_line(targets, inventory)
+    return Outcome(
+        EXIT_OK,
+        document,
+        lines=[*done, health],
+        notes=notes,
+        result="ok",
+        audit=planned.to_dict(),
+    )
+
+
+def _plan_lines(planned: procedure.Plan, *, done: bool = False) -> list[str]:
+    verb = ("quarantined" if planned.quarantine else "released") if done else planned.verb
+    lines = [f"{verb} namespace {planned.tenant!r} in {', '.join(planned.tiers)}"]
+    redis_change = planned.changes.get("redis")
+    if redis_change:
+        after = (
+            "the role's own pattern again"
+            if redis_change["restores_base"]
+            else f"{redis_change['patterns_after']} patterns"
+        )
+        lines.append(
+            f"  redis: ACL user {redis_change['user']!r}: key patterns "
+            f"{redis_change['patterns_before']} -> {after} (no key is touched)"
+        )
+    pg_change = planned.changes.get("postgresql")
+    if pg_change:
+        hidden = "hidden from" if planned.quarantine else "visible again to"
+        lines.append(
+            f"  postgresql: {pg_change['rows']} memory_items row(s) {hidden} the application role "
+            f"(memory_quarantine; memops connects as {pg_change['role']!r}, which still sees them)"
+        )
+    qdrant_change = planned.changes.get("qdrant")
+    if qdrant_change:
+        points = qdrant_change["points"]
+        where = "into quarantine collections" if planned.quarantine else "back from quarantine"
+        lines.append(
+            f"  qdrant: {sum(points.values())} point(s) of {len(points)} collection(s) move "
+            f"{where} (memops-quarantine-*; copied and checked before the source copy goes)"
+        )
+    return lines
+
+
+_OPTIONS = {
+    "namespace": options.name_value(),
+    "tier": options.choices(lambda: TIERS, many=True),
+    "dry_run": options.flag(),
+    "yes": options.flag(),
+}
+QUARANTINE = Operation("rebuild.quarantine", quarantine, options=_OPTIONS, locks=True)
+RELEASE = Operation("rebuild.release", release, options=_OPTIONS, locks=True)

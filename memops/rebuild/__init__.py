@@ -1,0 +1,1 @@
+"""Namespace rebuild procedures (the `rebuild.*` tasks): quarantine and release here."""

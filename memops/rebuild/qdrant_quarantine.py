@@ -1,0 +1,100 @@
+"""Qdrant part of a quarantine: the tenant's points move to collections the app does not use.
+
+Qdrant's access control is per collection (JWT RBAC ``access`` claims; the payload
+filters that could narrow a token to a tenant are deprecated since 1.16), so a
+tenant inside a shared collection cannot be hidden in place. Quarantine moves the
+tenant's points of every memory collection into its own collection
+``memops-quarantine-<hash>`` (same vectors config and payload indexes): copy, check
+every point's id, vector and payload digest, and only then delete them from the
+source. Release moves them back the same way and drops the quarantine collection.
+Nothing is lost on a failure half way: the points are in the source, the quarantine
+collection, or both (ids are the same, so running it again converges).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
+
+QUARANTINE_PREFIX = "memops-quarantine-"
+
+
+class QdrantQuarantineError(Exception):
+    """A move did not check out: nothing more was deleted."""
+
+
+def quarantine_collection(collection: str, tenant: str) -> str:
+    """The collection that holds ``tenant``'s points of ``collection`` while quarantined."""
+    digest = hashlib.sha256(f"{collection}\0{tenant}".encode()).hexdigest()[:32]
+    return QUARANTINE_PREFIX + digest
+
+
+def memory_collections(tier: QdrantTier) -> list[str]:
+    return [name for name in tier.collections() if not name.startswith(QUARANTINE_PREFIX)]
+
+
+def _points(tier: QdrantTier, collection: str, tenant: str) -> list[dict[str, Any]]:
+    found = tier.scroll(collection, [tenant])
+    return sorted(
+        (p for p in found if p["payload"].get(TENANT_FIELD) == tenant), key=lambda p: str(p["id"])
+    )
+
+
+def plan(tier: QdrantTier, tenant: str, moves: dict[str, str] | None) -> dict[str, int]:
+    """Points per source collection that would move (quarantine: moves is None)."""
+    if moves is None:
+        counts = {c: len(_points(tier, c, tenant)) for c in memory_collections(tier)}
+    else:
+        counts = {c: len(_points(tier, q, tenant)) for c, q in moves.items()}
+    return {c: n for c, n in counts.items() if n}
+
+
+def _move(tier: QdrantTier, source: str, dest: str, tenant: str) -> int:
+    points = _points(tier, source, tenant)
+    if not points:
+        return 0
+    tier._upsert(dest, points)
+    copied = {point_digest(p) for p in _points(tier, dest, tenant)}
+    missing = [p["id"] for p in points if point_digest(p) not in copied]
+    if missing:
+        raise QdrantQuarantineError(
+            f"qdrant: {len(missing)} point(s) of {source!r} did not arrive intact in {dest!r} "
+            f"(first: {missing[0]}); nothing deleted from {source!r}"
+        )
+    tier._delete_tenants(source, [tenant])
+    return len(points)
+
+
+def quarantine(tier: QdrantTier, tenant: str, collections: Sequence[str]) -> dict[str, str]:
+    """Move the tenant's points out of ``collections``; returns source -> quarantine collection."""
+    moves = {}
+    for collection in collections:
+        dest = quarantine_collection(collection, tenant)
+        if not tier.client.collection_exists(dest):
+            info = tier._json("GET", f"/collections/{quote(collection, safe='')}")
+            header = {
+                "vectors": info["config"]["params"]["vectors"],
+                "payload_schema": {
+                    key: value.get("data_type")
+                    for key, value in (info.get("payload_schema") or {}).items()
+                },
+            }
+            tier._recreate(dest, header)
+        _move(tier, collection, dest, tenant)
+        moves[collection] = dest
+    return moves
+
+
+def release(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> None:
+    """Move the points back and drop the emptied quarantine collections."""
+    for collection, dest in sorted(moves.items()):
+        if not tier.client.collection_exists(dest):
+            continue  # released already
+        _move(tier, dest, collection, tenant)
+        if tier.client.count(dest, exact=True).count:
+            raise QdrantQuarantineError(f"qdrant: {dest!r} is not empty after the release")
+        tier.client.delete_collection(dest)

@@ -1,0 +1,184 @@
+"""Quarantine and release of one namespace: the plan, then the change, tier by tier.
+
+Redis: the app user's ACL key patterns stop matching the namespace's keys
+(memops.rebuild.redis_acl). PostgreSQL: a row in memory_quarantine, which a row
+security policy on memory_items reads (memops.rebuild.postgres_quarantine). Qdrant:
+the tenant's points move into per-namespace collections the app does not use
+(memops.rebuild.qdrant_quarantine), checked point by point before the source copy
+goes. Nothing is expired, and nothing is deleted that is not stored elsewhere.
+The record in the state directory (memops.rebuild.quarantine_state) is what the
+deploy and ``invoke health`` read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from memops.audit import actor
+from memops.backup.artifacts import BackupError
+from memops.backup.engines import tier_target
+from memops.backup.qdrant_tier import QdrantTier
+from memops.clients import postgres_connect, redis_client
+from memops.rebuild import (
+    postgres_quarantine,
+    qdrant_quarantine,
+    quarantine_state,
+    redis_quarantine,
+)
+from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets, TargetsError
+
+IMPLEMENTED_TIERS = ("redis", "postgresql", "qdrant")
+
+
+class QuarantineRefused(Exception):
+    """Nothing was changed: the one-line reason."""
+
+
+@dataclass
+class Plan:
+    tenant: str
+    quarantine: bool  # False: release
+    tiers: tuple[str, ...]
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # tier -> what changes
+
+    @property
+    def verb(self) -> str:
+        return "quarantine" if self.quarantine else "release"
+
+    def to_dict(self) -> dict[str, Any]:
+        shown = {
+            t: {k: v for k, v in c.items() if not k.startswith("_")}
+            for t, c in self.changes.items()
+        }
+        return {
+            "tenant": self.tenant,
+            "action": self.verb,
+            "tiers": list(self.tiers),
+            "changes": shown,
+        }
+
+
+def check_tiers(tiers: tuple[str, ...]) -> None:
+    missing = [t for t in tiers if t not in IMPLEMENTED_TIERS]
+    if missing:
+        raise QuarantineRefused(
+            f"quarantine of {', '.join(missing)} is not implemented yet: pass "
+            f"--tier {','.join(IMPLEMENTED_TIERS)} to quarantine only those; nothing changed"
+        )
+
+
+def _redis(targets: Targets) -> tuple[RedisTarget, str, str]:
+    try:
+        target = tier_target(targets, "redis")
+    except (TargetsError, BackupError) as exc:
+        raise QuarantineRefused(str(exc)) from None
+    deployment = targets.deployment.get("redis") or {}
+    user, prefix = deployment.get("app_user"), deployment.get("key_prefix")
+    if not user or not prefix:
+        raise QuarantineRefused(
+            "targets.json names no Redis app user or key prefix (deployment.redis): "
+            "re-deploy with redis_app_user set; nothing changed"
+        )
+    return target, str(user), str(prefix)
+
+
+def plan(
+    state_dir: Path, targets: Targets, tenant: str, tiers: tuple[str, ...], *, quarantine: bool
+) -> Plan:
+    """What (un)quarantining ``tenant`` in ``tiers`` changes; refused when nothing would."""
+    check_tiers(tiers)
+    namespaces = quarantine_state.load(state_dir)
+    entry_tiers = set(namespaces.get(tenant, {}).get("tiers", ()))
+    todo = tuple(t for t in tiers if (t not in entry_tiers) == quarantine)
+    if not todo:
+        state = "already quarantined" if quarantine else "not quarantined"
+        raise QuarantineRefused(
+            f"namespace {tenant!r} is {state} in {', '.join(tiers)}; nothing changed"
+        )
+    result = Plan(tenant, quarantine, todo)
+    if "redis" in todo:
+        target, user, prefix = _redis(targets)
+        before = quarantine_state.tenants_in(namespaces, "redis")
+        after = sorted({*before, tenant}) if quarantine else [t for t in before if t != tenant]
+        redis_quarantine.check_names([tenant])
+        client = redis_client(target)
+        try:
+            result.changes["redis"] = redis_quarantine.plan(client, user, prefix, before, after)
+        finally:
+            client.close()
+    if "postgresql" in todo:
+        with postgres_connect(_postgres(targets)) as conn:
+            result.changes["postgresql"] = postgres_quarantine.plan(conn, tenant).to_dict()
+    if "qdrant" in todo:
+        recorded = None if quarantine else dict(namespaces[tenant].get("qdrant_moves", {}))
+        with QdrantTier(_qdrant(targets)) as tier:
+            points = qdrant_quarantine.plan(tier, tenant, recorded)
+        moves = (
+            recorded
+            if recorded is not None
+            else {c: qdrant_quarantine.quarantine_collection(c, tenant) for c in points}
+        )
+        result.changes["qdrant"] = {"points": points, "_moves": moves}
+    return result
+
+
+def _qdrant(targets: Targets) -> QdrantTarget:
+    try:
+        return tier_target(targets, "qdrant")
+    except (TargetsError, BackupError) as exc:
+        raise QuarantineRefused(str(exc)) from None
+
+
+def _postgres(targets: Targets) -> PostgresTarget:
+    try:
+        return tier_target(targets, "postgresql")
+    except (TargetsError, BackupError) as exc:
+        raise QuarantineRefused(str(exc)) from None
+
+
+def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
+    """Change the tiers and the record (record first on quarantine, last on release)."""
+    namespaces = quarantine_state.load(state_dir)
+    entry = namespaces.get(planned.tenant, {"tiers": []})
+    tiers = set(entry["tiers"])
+    if planned.quarantine:
+        entry.update(tiers=sorted(tiers | set(planned.tiers)), since=_now(), actor=actor())
+        if "qdrant" in planned.changes:  # recorded first: a release finds them after a crash
+            entry["qdrant_moves"] = planned.changes["qdrant"]["_moves"]
+        namespaces[planned.tenant] = entry
+        quarantine_state.save(state_dir, namespaces)
+    if "redis" in planned.changes:
+        target, user, _prefix = _redis(targets)
+        client = redis_client(target)
+        try:
+            redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
+        finally:
+            client.close()
+    if "postgresql" in planned.changes:
+        with postgres_connect(_postgres(targets)) as conn:
+            postgres_quarantine.apply(
+                conn, planned.tenant, quarantine=planned.quarantine, actor=actor()
+            )
+    if "qdrant" in planned.changes:
+        moves = planned.changes["qdrant"]["_moves"]
+        with QdrantTier(_qdrant(targets)) as tier:
+            if planned.quarantine:
+                qdrant_quarantine.quarantine(tier, planned.tenant, list(moves))
+            else:
+                qdrant_quarantine.release(tier, planned.tenant, moves)
+    if not planned.quarantine:
+        if "qdrant" in planned.tiers:
+            entry.pop("qdrant_moves", None)
+        left = sorted(tiers - set(planned.tiers))
+        if left:
+            namespaces[planned.tenant] = {**entry, "tiers": left}
+        else:
+            namespaces.pop(planned.tenant, None)
+        quarantine_state.save(state_dir, namespaces)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
