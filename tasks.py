@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from memops.tasks import backup, memory
+from memops.tasks import backup, keys, memory
 from memops.tasks.common import CONFIG_DEFAULTS
 from memops.tasks.stack import ROOT_TASKS
 
@@ -18,4 +18,5 @@ for root_task in ROOT_TASKS:
     ns.add_task(root_task)
 ns.add_collection(Collection.from_module(backup, name="backup"))
 ns.add_collection(Collection.from_module(memory, name="memory"))
+ns.add_collection(Collection.from_module(keys, name="keys"))
 ns.configure(CONFIG_DEFAULTS)

@@ -29,6 +29,7 @@ ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
 NAMESPACES = {
     "backup": {"create", "list", "verify", "restore", "prune", "drill"},
     "memory": {"rejudge", "chain"},
+    "keys": {"init", "status", "rotate", "retire"},
 }
 
 
