@@ -35,7 +35,8 @@ from memops import workload as wl
 from memops.backup.redis_scratch import ScratchRedis
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.keyring import KeyRing, load_keyring, new_keyring, save_keyring
+from memops.keyring import KeyRing, is_vaulted, load_keyring, new_keyring, save_keyring
+from memops.keyring_vault import PASSWORD_FILE_ENV
 from memops.memory_scan import scan_batch
 from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
@@ -372,6 +373,30 @@ def test_rotation_killed_half_way_resumes_and_every_value_stays_readable(
     assert final is not None and final.finished
     # A batch written just before the kill, its checkpoint not yet saved, counts as current.
     assert final.counts.moved <= len(sealed) <= final.counts.moved + final.counts.current
+
+
+def test_a_ring_in_ansible_vault_rotates_and_stays_vaulted(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = tmp_path / "vault-pass"
+    password.write_text("vault test password\n")
+    monkeypatch.setenv(PASSWORD_FILE_ENV, str(password))
+    code, doc, err = stack.call(INIT, vault=True)
+    assert code == EXIT_OK and doc["vault"], err
+    ring = stack.ring()
+    load = wl.generate(9, prefix=PREFIX, keyring=ring, tenants=1, redis_keys_per_tenant=20)
+    wl.write_redis(stack.client, load)
+
+    code, doc, err = stack.call(ROTATE, yes=True)
+
+    assert code == EXIT_OK, err
+    assert is_vaulted(stack.ring_path) and stack.ring().active == doc["active"] != ring.active
+    for entry in load.redis:
+        if entry.key_id:
+            assert opened(stack.client, entry.key, stack.ring()).key_id == doc["active"]
+    monkeypatch.delenv(PASSWORD_FILE_ENV)
+    code, _doc, err = stack.call(STATUS)
+    assert code == EXIT_BAD_INPUT and PASSWORD_FILE_ENV in err
 
 
 # -- retire ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from memops.inventory import Inventory
 from memops.keyring import (
     KeyRing,
     KeyRingError,
+    is_vaulted,
     keyring_path,
     load_keyring,
     new_keyring,
@@ -120,21 +121,29 @@ def _redis_error(exc: Exception, during: str) -> _Failed:
 # -- keys.init ---------------------------------------------------------------------------
 
 
-def init(context: Context) -> Outcome:
+def init(context: Context, *, vault: bool) -> Outcome:
     path = ring_file(context.require_inventory())
     try:
         ring = load_keyring(path)
         if ring is None:
             ring = new_keyring()
-            save_keyring(path, ring)
+            save_keyring(path, ring, vault=vault)
             created = True
         else:
             created = False
     except KeyRingError as exc:
         return _outcome_error(_Refused(str(exc)))
-    document = {"ok": True, "keyring": str(path), "created": created, "active": ring.active}
+    vaulted = is_vaulted(path)
+    document = {
+        "ok": True,
+        "keyring": str(path),
+        "created": created,
+        "active": ring.active,
+        "vault": vaulted,
+    }
+    how = "mode 0600, Ansible Vault" if vaulted else "mode 0600"
     line = (
-        f"created key ring {path} (mode 0600) with one key: {ring.active} (active)"
+        f"created key ring {path} ({how}) with one key: {ring.active} (active)"
         if created
         else f"key ring {path} already exists (active key {ring.active}): nothing changed"
     )
@@ -171,6 +180,7 @@ def status(context: Context, *, batch: int) -> Outcome:
     document = {
         "ok": not unknown,
         "keyring": str(path),
+        "vault": is_vaulted(path),
         "active": ring.active,
         "keys": {key_id: counts.get(key_id, 0) for key_id in sorted(ring.keys)},
         "not_sealed": plain,
@@ -178,7 +188,8 @@ def status(context: Context, *, batch: int) -> Outcome:
         "pattern": value_pattern(prefix),
         "rotation": _rotation_state(checkpoint),
     }
-    lines = [f"key ring {path}: {len(ring.keys)} key(s); values {value_pattern(prefix)}:"]
+    vaulted = " (Ansible Vault)" if is_vaulted(path) else ""
+    lines = [f"key ring {path}{vaulted}: {len(ring.keys)} key(s); values {value_pattern(prefix)}:"]
     for key_id in sorted(ring.keys, key=lambda k: (k != ring.active, k)):
         mark = "  active" if key_id == ring.active else ""
         lines.append(f"  {key_id}  {counts.get(key_id, 0):>9,} values{mark}")
@@ -415,7 +426,7 @@ def retire(context: Context, *, key_id: str, batch: int, dry_run: bool, yes: boo
 
 _BATCH = options.integer(default=DEFAULT_BATCH, minimum=1, maximum=MAX_BATCH)
 
-INIT = Operation("keys.init", init, locks=True)
+INIT = Operation("keys.init", init, options={"vault": options.flag()}, locks=True)
 STATUS = Operation("keys.status", status, options={"batch": _BATCH})
 ROTATE = Operation(
     "keys.rotate",

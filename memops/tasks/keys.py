@@ -10,14 +10,15 @@ from memops.tasks.common import memops_task, run
 _HELP = {
     "batch": "values read and rewritten per SCAN step and Lua call (default 500)",
     "key_id": "the key id to remove, as keys.status prints it (16 hex digits)",
+    "vault": "encrypt the new ring file with Ansible Vault (ANSIBLE_VAULT_PASSWORD_FILE)",
     "no_new_key": "move the values under the current active key, without adding a key",
 }
 
 
-@memops_task()
-def init(c: Context, inventory=None, json=False):
+@memops_task(help=_HELP)
+def init(c: Context, vault=False, inventory=None, json=False):
     """Create the key ring (one random key, mode 0600) when there is none; never replace one."""
-    run(c, INIT, inventory=inventory, json=json)
+    run(c, INIT, inventory=inventory, json=json, vault=vault)
 
 
 @memops_task(help=_HELP)
