@@ -275,7 +275,7 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
             ring = ring.with_new_key()  # only in memory until confirmed
             plan = start_checkpoint(ring.active, ring, prefix)
             question = (
-                f"add key {ring.active} to the key ring {path}, make it active and "
+                f"add a new key to the key ring {path}, make it active and "
                 f"re-encrypt {value_pattern(prefix)} under it"
             )
         try:
