@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,7 @@ from memops.keyring_vault import PASSWORD_FILE_ENV
 from memops.memory_scan import scan_batch
 from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
+from memops.ops.runner import run_operation
 from memops.rotation import (
     COMPARE_AND_SET,
     Checkpoint,
@@ -510,3 +512,51 @@ def test_refusals_are_one_line_and_touch_nothing(
     assert code == EXIT_FAILED and "redis" in err and len(err.splitlines()) == 1
     assert PASSWORD not in err
     assert (state / "keyring.json").read_bytes() == ring_bytes
+
+
+# -- the runbook -------------------------------------------------------------------------
+
+RUNBOOK = REPO / "docs" / "runbooks" / "key-rotation.md"
+
+
+def shape(line: str, ring_path: Path) -> str:
+    """A line with what differs between runs (path, ids, times, numbers) masked."""
+    line = line.replace(str(ring_path), "RING").replace(".state/production/keyring.json", "RING")
+    line = re.sub(r"\b[0-9a-f]{16}\b", "ID", line)
+    line = re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "TIME", line)
+    line = re.sub(r"\d[\d,]*", "N", line)
+    return " ".join(line.split())
+
+
+def test_the_runbook_shows_what_each_step_prints(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step of docs/runbooks/key-rotation.md, run in order: its first line is in the page."""
+    merge_targets(stack.state, "inv", {}, {"redis": {"key_prefix": "claude-flow"}})
+    shown = {shape(line, stack.ring_path) for line in RUNBOOK.read_text().splitlines()}
+    steps: list[tuple[Any, dict[str, Any]]] = [
+        (INIT, {}),
+        (STATUS, {}),
+        (ROTATE, {"dry_run": True}),
+        (ROTATE, {"yes": True}),
+        (STATUS, {}),
+        (ROTATE, {"no_new_key": True, "yes": True}),
+    ]
+    for number, (operation, raw) in enumerate(steps):
+        if number == 1:
+            load = wl.generate(4, prefix="claude-flow", keyring=stack.ring(), tenants=2)
+            wl.write_redis(stack.client, load)
+        first = run_step(stack, operation, raw)
+        assert shape(first, stack.ring_path) in shown, f"{operation.name} {raw}: {first}"
+    old = next(k for k in stack.ring().keys if k != stack.ring().active)
+    for raw in ({"dry_run": True}, {"yes": True}):
+        first = run_step(stack, RETIRE, {"key_id": old, **raw})
+        assert shape(first, stack.ring_path) in shown, first
+
+
+def run_step(stack: Stack, operation: Any, raw: dict[str, Any]) -> str:
+    stack.capsys.readouterr()
+    code = run_operation(operation, raw, inventory_spec=str(stack.inventory))
+    out, err = stack.capsys.readouterr()
+    assert code == EXIT_OK, err
+    return out.splitlines()[0]

@@ -355,7 +355,7 @@ def _rotate_outcome(
     if counts.unreadable:
         notes.append(
             f"{counts.unread:,} value(s) could not be read and were left untouched "
-            "(`invoke rebuild.validate` names them)"
+            "(`invoke rebuild.validate NS` names them, when available)"
         )
     audit = {"active": ring.active if not dry_run or resumed else None, "batches": done.batches}
     return Outcome(
