@@ -449,13 +449,16 @@ def test_retire_refuses_during_an_unfinished_rotation(stack: Stack) -> None:
 
 
 def test_dry_run_changes_nothing_not_even_the_ring(stack: Stack) -> None:
-    _ring, load = seeded(stack)
+    ring, load = seeded(stack)
     before, ring_bytes = snapshot(stack.client), stack.ring_path.read_bytes()
 
     code, doc, err = stack.call(ROTATE, dry_run=True, batch="9")
 
     assert code == EXIT_OK, err
     assert doc["dry_run"] and doc["counts"]["moved"] == len([e for e in load.redis if e.key_id])
+    assert doc["active"] is None  # the new key of a dry run exists nowhere
+    code, doc, err = stack.call(ROTATE, dry_run=True, no_new_key=True)
+    assert code == EXIT_OK and doc["active"] == ring.active and doc["counts"]["moved"] == 0
     assert snapshot(stack.client) == before
     assert stack.ring_path.read_bytes() == ring_bytes
     assert not checkpoint_path(stack.state).exists()

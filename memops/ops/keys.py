@@ -281,7 +281,8 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
         try:
             if dry_run:
                 done = rotate_values(client, ring, plan, None, batch=batch, dry_run=True)
-                return _rotate_outcome(done, ring, path, resuming, dry_run=True)
+                drawn = not (resuming or no_new_key)  # a key that was never saved
+                return _rotate_outcome(done, ring, path, resuming, dry_run=True, drawn=drawn)
             confirm(question, yes=yes)
             # The order keeps every value readable and a crash harmless: the checkpoint
             # names the new key first (no secret in it), then the ring gains the key
@@ -314,22 +315,29 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
 
 
 def _rotate_outcome(
-    done: Checkpoint, ring: KeyRing, path: Path, resumed: bool, *, dry_run: bool
+    done: Checkpoint,
+    ring: KeyRing,
+    path: Path,
+    resumed: bool,
+    *,
+    dry_run: bool,
+    drawn: bool = False,
 ) -> Outcome:
+    """``drawn``: a dry run's ring holds a new key that exists only in memory."""
     counts = done.counts
     older = sorted(k for k in ring.keys if k != ring.active)
     document = {
         "ok": True,
         "dry_run": dry_run,
         "keyring": str(path),
-        "active": None if dry_run and not resumed else ring.active,
+        "active": None if drawn else ring.active,
         "older_keys": older,
         "resumed": resumed,
         "batches": done.batches,
         "counts": counts.to_dict(),
     }
     if dry_run:
-        key = f"key {ring.active}" if resumed else "a new key"
+        key = "a new key" if drawn else f"key {ring.active}"
         lines = [
             f"dry run: would re-encrypt under {key}: {_counts_text(counts, moved='would move')}",
             "nothing changed (no value, no key ring, no checkpoint)",
@@ -357,7 +365,7 @@ def _rotate_outcome(
             f"{counts.unread:,} value(s) could not be read and were left untouched "
             "(`invoke rebuild.validate NS` names them, when available)"
         )
-    audit = {"active": ring.active if not dry_run or resumed else None, "batches": done.batches}
+    audit = {"active": None if drawn else ring.active, "batches": done.batches}
     return Outcome(
         EXIT_OK,
         document,
