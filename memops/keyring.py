@@ -10,6 +10,10 @@ so that values not yet re-encrypted remain readable (``keys.rotate`` moves them,
 fingerprint (``memops.backup.crypto.key_id_of``), safe to print and to store
 beside each value; the secrets themselves never leave this module in a message.
 
+The file may be encrypted with Ansible Vault (``ansible-vault encrypt``, or
+``invoke keys.init --vault``): it is opened with Ansible's vault password and
+stays vaulted when rewritten (``memops.keyring_vault``).
+
 The file is named by the inventory (``memory_keyring_file``) or
 ``MEMOPS_KEYRING_FILE``; by default it is ``keyring.json`` in the state directory.
 """
@@ -26,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memops import keyring_vault
 from memops.backup.crypto import key_id_of
-from memops.files import write_private_atomic
+from memops.files import PRIVATE, write_atomic
 
 KEYRING_VAR = "memory_keyring_file"
 KEYRING_ENV = "MEMOPS_KEYRING_FILE"
@@ -104,15 +109,43 @@ def load_keyring(path: Path) -> KeyRing | None:
             f"key ring {path} has mode {mode & 0o777:04o}: others may read it; chmod 600 it"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        if keyring_vault.is_vaulted(raw):
+            raw = keyring_vault.decrypt(raw, f"key ring {path}")
+        data = json.loads(raw.decode("utf-8"))
+    except keyring_vault.VaultError as exc:
+        raise KeyRingError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise KeyRingError(f"key ring {path}: unreadable ({type(exc).__name__})") from None
     return _parse(data, path)
 
 
-def save_keyring(path: Path, ring: KeyRing) -> None:
-    """Replace the ring file atomically (mode 0600): a reader sees the old ring or the new one."""
-    write_private_atomic(path, ring.to_json() + "\n")
+def save_keyring(path: Path, ring: KeyRing, *, vault: bool | None = None) -> None:
+    """Replace the ring file atomically (mode 0600): a reader sees the old ring or the new one.
+
+    ``vault``: encrypt it with Ansible Vault (``memops.keyring_vault``); None keeps
+    what the file is now (a vaulted ring stays vaulted, under the same vault id).
+    """
+    text = (ring.to_json() + "\n").encode("utf-8")
+    try:
+        current = path.read_bytes() if vault is not False and path.exists() else b""
+        if vault or (vault is None and keyring_vault.is_vaulted(current)):
+            vault_id = keyring_vault.vault_id_of(current) if current else None
+            text = keyring_vault.encrypt(text, f"key ring {path}", vault_id=vault_id)
+    except keyring_vault.VaultError as exc:
+        raise KeyRingError(str(exc)) from None
+    except OSError as exc:
+        raise KeyRingError(f"key ring {path}: {exc.strerror}") from None
+    write_atomic(path, text, mode=PRIVATE)
+
+
+def is_vaulted(path: Path) -> bool:
+    """True when the ring file is encrypted with Ansible Vault."""
+    try:
+        with path.open("rb") as handle:
+            return keyring_vault.is_vaulted(handle.read(64))
+    except OSError:
+        return False
 
 
 def _parse(data: Any, path: Path) -> KeyRing:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -85,7 +86,7 @@ def sealed_value(
     """The encrypted form; ``nonce`` only for reproducible test data (never reuse one)."""
     nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
     inner = canonical_json({"content": content, "content_hash": content_hash(content)})
-    ciphertext = AESGCM(secret).encrypt(nonce, inner.encode("utf-8"), key_name.encode("utf-8"))
+    ciphertext = _cipher(secret).encrypt(nonce, inner.encode("utf-8"), key_name.encode("utf-8"))
     return canonical_json(
         {
             "enc": ALGORITHM,
@@ -99,16 +100,23 @@ def sealed_value(
 
 def inspect_value(raw: bytes | str, key_name: str, ring: KeyRing | None) -> ValueCheck:
     """Good, corrupt or undecryptable, with the reason; never raises."""
+    return _inspect(raw, key_name, ring)[0]
+
+
+def _inspect(
+    raw: bytes | str, key_name: str, ring: KeyRing | None
+) -> tuple[ValueCheck, dict[str, Any]]:
+    """The check, and the envelope it read (empty when it is not a JSON object)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         envelope = json.loads(text)
     except (UnicodeDecodeError, ValueError):
-        return ValueCheck(CORRUPT, NOT_JSON)
+        return ValueCheck(CORRUPT, NOT_JSON), {}
     if not isinstance(envelope, dict) or not isinstance(envelope.get("created_at"), str):
-        return ValueCheck(CORRUPT, MISSING_FIELD)
+        return ValueCheck(CORRUPT, MISSING_FIELD), {}
     if "enc" not in envelope:
-        return _check_inner(envelope, None)
-    return _open(envelope, key_name, ring)
+        return _check_inner(envelope, None), envelope
+    return _open(envelope, key_name, ring), envelope
 
 
 def reseal(raw: bytes | str, key_name: str, ring: KeyRing) -> str | None:
@@ -118,10 +126,9 @@ def reseal(raw: bytes | str, key_name: str, ring: KeyRing) -> str | None:
     open (corrupt, unknown key) is left as it is too: rotation moves readable
     values and counts the others, it never rewrites what it cannot read.
     """
-    check = inspect_value(raw, key_name, ring)
+    check, envelope = _inspect(raw, key_name, ring)
     if not check.good or check.key_id in (None, ring.active):
         return None
-    envelope = json.loads(raw)
     assert check.content is not None
     return sealed_value(
         check.content,
@@ -142,6 +149,12 @@ def key_id_of_value(raw: bytes | str) -> str | None:
     return key_id if isinstance(key_id, str) and "enc" in envelope else None
 
 
+@functools.lru_cache(maxsize=16)
+def _cipher(secret: bytes) -> AESGCM:
+    """One cipher object per key: a rotation opens and seals a million values with two keys."""
+    return AESGCM(secret)
+
+
 def _open(envelope: dict[str, Any], key_name: str, ring: KeyRing | None) -> ValueCheck:
     key_id = envelope.get("key_id")
     fields = (envelope.get("nonce"), envelope.get("ciphertext"))
@@ -160,7 +173,7 @@ def _open(envelope: dict[str, Any], key_name: str, ring: KeyRing | None) -> Valu
         nonce, ciphertext = (base64.b64decode(f, validate=True) for f in fields)
         if len(nonce) != NONCE_BYTES:
             return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)
-        inner = AESGCM(secret).decrypt(nonce, ciphertext, key_name.encode("utf-8"))
+        inner = _cipher(secret).decrypt(nonce, ciphertext, key_name.encode("utf-8"))
         decoded = json.loads(inner.decode("utf-8"))
     except (binascii.Error, ValueError):  # bad base64, or plaintext that is not JSON
         return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)

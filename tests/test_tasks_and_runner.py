@@ -32,6 +32,7 @@ NAMESPACES = {
     "rebuild": {"validate", "soft", "hard", "quarantine", "release"},
     "validate": {"recall"},
     "rollout": {"gate"},
+    "keys": {"init", "status", "rotate", "retire"},
 }
 
 

@@ -234,3 +234,16 @@ def uuid_value(*, required: bool = True) -> Parser:
             raise _refuse(name, "a row id (a UUID)", raw) from None
 
     return parse
+
+
+def key_id() -> Parser:
+    """A key ring key id as ``invoke keys.status`` prints it: 16 hex digits."""
+    import re
+
+    def parse(name: str, raw: Any) -> str:
+        text_value = "" if raw is None else str(raw).strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{16}", text_value):
+            raise _refuse(name, "a key id (16 hex digits, see keys.status)", raw)
+        return text_value
+
+    return parse

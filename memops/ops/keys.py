@@ -1,0 +1,460 @@
+"""The `keys.*` operations: the key ring of encrypted memory values, and its rotation.
+
+``keys.init`` creates the first ring; ``keys.status`` lists its key ids and how
+many Redis values each one seals; ``keys.rotate`` adds a new key, makes it
+active, saves the ring and only then re-encrypts the values (resuming an
+interrupted rotation from its checkpoint instead when there is one);
+``keys.retire`` removes a key that no value names any more. Key ids are
+fingerprints, safe to print and audit; the secrets stay in the ring file.
+
+A refusal before anything changed (no ring, an unsafe ring file, nothing
+deployed, an unknown or active key, not confirmed) is exit 2; Redis failing
+(down, wrong password) is exit 1 and leaves the checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memops.backup.artifacts import BackupError
+from memops.backup.engines import tier_target
+from memops.backup.redis_tier import DEFAULT_PREFIX
+from memops.backup.settings import inventory_vars
+from memops.clients import redis_client
+from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.inventory import Inventory
+from memops.keyring import (
+    KeyRing,
+    KeyRingError,
+    is_vaulted,
+    keyring_path,
+    load_keyring,
+    new_keyring,
+    save_keyring,
+)
+from memops.memory_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts, value_pattern
+from memops.ops import options
+from memops.ops.backup import probe_line
+from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.health import deployed_targets
+from memops.ops.runner import Context, Operation, Outcome
+from memops.rotation import (
+    Checkpoint,
+    CheckpointError,
+    Counts,
+    checkpoint_path,
+    load_checkpoint,
+    rotate_values,
+    save_checkpoint,
+    start_checkpoint,
+)
+from memops.targets import Targets, TargetsError
+
+if TYPE_CHECKING:
+    import redis
+
+MAX_BATCH = 10_000
+
+
+class _Refused(Exception):
+    """Nothing was touched: exit 2 with this message."""
+
+
+class _Failed(Exception):
+    """A service failed: exit 1 with this message."""
+
+
+def _outcome_error(exc: Exception, **document: Any) -> Outcome:
+    refused = isinstance(exc, _Refused)
+    code, result = (EXIT_BAD_INPUT, "refused") if refused else (EXIT_FAILED, "failed")
+    message = str(exc)
+    return Outcome(code, {"ok": False, "error": message, **document}, error=message, result=result)
+
+
+def ring_file(inventory: Inventory) -> Path:
+    return keyring_path(inventory_vars(inventory), inventory.state_dir)
+
+
+def _ring(path: Path) -> KeyRing:
+    try:
+        ring = load_keyring(path)
+    except KeyRingError as exc:
+        raise _Refused(str(exc)) from None
+    if ring is None:
+        raise _Refused(f"no key ring at {path}: create one with `invoke keys.init`")
+    return ring
+
+
+def _checkpoint(inventory: Inventory) -> Checkpoint | None:
+    try:
+        return load_checkpoint(checkpoint_path(inventory.state_dir))
+    except CheckpointError as exc:
+        raise _Refused(str(exc)) from None
+
+
+def _redis(inventory: Inventory) -> tuple[Targets, redis.Redis, str]:
+    """The deployed Redis, answering PING, and the key prefix of its memory values."""
+    import redis
+
+    try:
+        targets = deployed_targets(inventory)
+        target = tier_target(targets, "redis")
+    except (TargetsError, BackupError) as exc:
+        raise _Refused(str(exc)) from None
+    prefix = str((targets.deployment.get("redis") or {}).get("key_prefix") or DEFAULT_PREFIX)
+    client = redis_client(target, timeout_s=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise _Failed(f"redis {target.host}:{target.port}: {exc}") from None
+    return targets, client, prefix
+
+
+def _redis_error(exc: Exception, during: str) -> _Failed:
+    return _Failed(f"redis: {exc} ({during})")
+
+
+# -- keys.init ---------------------------------------------------------------------------
+
+
+def init(context: Context, *, vault: bool) -> Outcome:
+    path = ring_file(context.require_inventory())
+    try:
+        ring = load_keyring(path)
+        if ring is None:
+            ring = new_keyring()
+            save_keyring(path, ring, vault=vault)
+            created = True
+        else:
+            created = False
+    except KeyRingError as exc:
+        return _outcome_error(_Refused(str(exc)))
+    vaulted = is_vaulted(path)
+    document = {
+        "ok": True,
+        "keyring": str(path),
+        "created": created,
+        "active": ring.active,
+        "vault": vaulted,
+    }
+    how = "mode 0600, Ansible Vault" if vaulted else "mode 0600"
+    line = (
+        f"created key ring {path} ({how}) with one key: {ring.active} (active)"
+        if created
+        else f"key ring {path} already exists (active key {ring.active}): nothing changed"
+    )
+    return Outcome(
+        EXIT_OK,
+        document,
+        lines=[line],
+        result="created" if created else "unchanged",
+        audit={"active": ring.active, "created": created},
+    )
+
+
+# -- keys.status -------------------------------------------------------------------------
+
+
+def status(context: Context, *, batch: int) -> Outcome:
+    inventory = context.require_inventory()
+    path = ring_file(inventory)
+    import redis
+
+    try:
+        ring = _ring(path)
+        checkpoint = _checkpoint(inventory)
+        _targets, client, prefix = _redis(inventory)
+        with client:
+            try:
+                counts = key_id_counts(client, prefix, batch)
+            except redis.RedisError as exc:
+                raise _redis_error(exc, "counting values") from None
+    except (_Refused, _Failed) as exc:
+        return _outcome_error(exc, keyring=str(path))
+    plain = counts.pop(NOT_SEALED, 0)
+    unknown = {k: n for k, n in counts.items() if k not in ring.keys}
+    document = {
+        "ok": not unknown,
+        "keyring": str(path),
+        "vault": is_vaulted(path),
+        "active": ring.active,
+        "keys": {key_id: counts.get(key_id, 0) for key_id in sorted(ring.keys)},
+        "not_sealed": plain,
+        "unknown_keys": unknown,
+        "pattern": value_pattern(prefix),
+        "rotation": _rotation_state(checkpoint),
+    }
+    vaulted = " (Ansible Vault)" if is_vaulted(path) else ""
+    lines = [f"key ring {path}{vaulted}: {len(ring.keys)} key(s); values {value_pattern(prefix)}:"]
+    for key_id in sorted(ring.keys, key=lambda k: (k != ring.active, k)):
+        mark = "  active" if key_id == ring.active else ""
+        lines.append(f"  {key_id}  {counts.get(key_id, 0):>9,} values{mark}")
+    lines.append(f"  {'not sealed':<16}  {plain:>9,} values (plain, or no key id)")
+    notes = [
+        f"{n:,} values name key {k}, which is not in the ring: they cannot be read"
+        for k, n in sorted(unknown.items())
+    ]
+    lines.append(_rotation_line(checkpoint))
+    return Outcome(
+        EXIT_OK if not unknown else EXIT_FAILED,
+        document,
+        lines=lines,
+        notes=notes,
+        error="values sealed with keys the ring does not hold" if unknown else "",
+        audit={"active": ring.active, "keys": sorted(ring.keys)},
+    )
+
+
+def _rotation_state(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {
+        "to_key": checkpoint.to_key,
+        "from_keys": list(checkpoint.from_keys),
+        "finished": checkpoint.finished,
+        "batches": checkpoint.batches,
+        "counts": checkpoint.counts.to_dict(),
+        "started_at": checkpoint.started_at,
+        "updated_at": checkpoint.updated_at,
+    }
+
+
+def _rotation_line(checkpoint: Checkpoint | None) -> str:
+    if checkpoint is None:
+        return "rotation: none recorded"
+    if checkpoint.finished:
+        return (
+            f"rotation: the last one, to {checkpoint.to_key}, finished at "
+            f"{checkpoint.updated_at} ({_counts_text(checkpoint.counts)})"
+        )
+    return (
+        f"rotation: to {checkpoint.to_key} UNFINISHED, stopped after {checkpoint.batches} "
+        f"batch(es) at {checkpoint.updated_at}: run `invoke keys.rotate` to resume it"
+    )
+
+
+def _counts_text(counts: Counts, *, moved: str = "moved") -> str:
+    text = (
+        f"{counts.moved:,} {moved}, {counts.current:,} already current, {counts.plain:,} plain, "
+        f"{counts.changed:,} changed meanwhile (left as written), {counts.gone:,} gone"
+    )
+    if counts.unreadable:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in counts.unreadable.items())
+        text += f", {counts.unread:,} unreadable ({reasons})"
+    return text
+
+
+# -- keys.rotate -------------------------------------------------------------------------
+
+
+def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes: bool) -> Outcome:
+    inventory = context.require_inventory()
+    path = ring_file(inventory)
+    state_path = checkpoint_path(inventory.state_dir)
+    import redis
+
+    try:
+        ring = _ring(path)
+        previous = _checkpoint(inventory)
+        targets, client, prefix = _redis(inventory)
+    except (_Refused, _Failed) as exc:
+        return _outcome_error(exc, keyring=str(path))
+    with client:
+        resuming = previous is not None and previous.resumes(ring, prefix)
+        if resuming:
+            assert previous is not None
+            plan, question = previous, f"resume the rotation to key {ring.active}"
+        elif no_new_key:
+            plan = start_checkpoint(ring.active, ring, prefix)
+            question = f"re-encrypt {value_pattern(prefix)} under the active key {ring.active}"
+        else:
+            ring = ring.with_new_key()  # only in memory until confirmed
+            plan = start_checkpoint(ring.active, ring, prefix)
+            question = (
+                f"add a new key to the key ring {path}, make it active and "
+                f"re-encrypt {value_pattern(prefix)} under it"
+            )
+        try:
+            if dry_run:
+                done = rotate_values(client, ring, plan, None, batch=batch, dry_run=True)
+                drawn = not (resuming or no_new_key)  # a key that was never saved
+                return _rotate_outcome(done, ring, path, resuming, dry_run=True, drawn=drawn)
+            confirm(question, yes=yes)
+            # The order keeps every value readable and a crash harmless: the checkpoint
+            # names the new key first (no secret in it), then the ring gains the key
+            # and makes it active, and only then is a value rewritten. A crash before
+            # the ring is saved leaves a checkpoint whose key is not active: ignored.
+            if not resuming:
+                save_checkpoint(state_path, plan)
+                save_keyring(path, ring)
+            done = rotate_values(client, ring, plan, state_path, batch=batch)
+        except NotConfirmed as exc:
+            return _outcome_error(_Refused(str(exc)), keyring=str(path))
+        except KeyRingError as exc:
+            return _outcome_error(_Failed(str(exc)), keyring=str(path))
+        except redis.RedisError as exc:
+            stopped = _checkpoint(inventory)
+            where = (
+                f"stopped after {stopped.batches} batch(es); the checkpoint {state_path} "
+                "resumes it: run `invoke keys.rotate` again"
+                if stopped is not None and stopped.resumes(ring, prefix)
+                else "no value was rewritten"
+            )
+            return _outcome_error(_redis_error(exc, where), keyring=str(path))
+    outcome = _rotate_outcome(done, ring, path, resuming, dry_run=False)
+    health, health_line = probe_line(targets, inventory)
+    return replace(
+        outcome,
+        document={**outcome.document, "health": health},
+        lines=(*outcome.lines, health_line),
+    )
+
+
+def _rotate_outcome(
+    done: Checkpoint,
+    ring: KeyRing,
+    path: Path,
+    resumed: bool,
+    *,
+    dry_run: bool,
+    drawn: bool = False,
+) -> Outcome:
+    """``drawn``: a dry run's ring holds a new key that exists only in memory."""
+    counts = done.counts
+    older = sorted(k for k in ring.keys if k != ring.active)
+    document = {
+        "ok": True,
+        "dry_run": dry_run,
+        "keyring": str(path),
+        "active": None if drawn else ring.active,
+        "older_keys": older,
+        "resumed": resumed,
+        "batches": done.batches,
+        "counts": counts.to_dict(),
+    }
+    if dry_run:
+        key = "a new key" if drawn else f"key {ring.active}"
+        lines = [
+            f"dry run: would re-encrypt under {key}: {_counts_text(counts, moved='would move')}",
+            "nothing changed (no value, no key ring, no checkpoint)",
+        ]
+    else:
+        how = "resumed and finished" if resumed else "finished"
+        lines = [
+            f"rotation to key {ring.active} {how} in {done.batches} batch(es): "
+            f"{_counts_text(counts)}"
+        ]
+        if older:
+            shown = ", ".join(older)
+            lines.append(
+                f"older key(s) still in the ring: {shown}; retire each with "
+                "`invoke keys.retire KEY_ID` once `invoke keys.status` shows 0 values under it"
+            )
+    notes = []
+    if counts.changed:
+        notes.append(
+            f"{counts.changed:,} value(s) changed while being re-encrypted and were left as "
+            "their writer left them: `invoke keys.status` shows whether any names an older key"
+        )
+    if counts.unreadable:
+        notes.append(
+            f"{counts.unread:,} value(s) could not be read and were left untouched "
+            "(`invoke rebuild.validate NS` names them, when available)"
+        )
+    audit = {"active": None if drawn else ring.active, "batches": done.batches}
+    return Outcome(
+        EXIT_OK,
+        document,
+        lines=lines,
+        notes=notes,
+        result="dry-run" if dry_run else "ok",
+        audit=audit | counts.to_dict(),
+    )
+
+
+# -- keys.retire -------------------------------------------------------------------------
+
+
+def retire(context: Context, *, key_id: str, batch: int, dry_run: bool, yes: bool) -> Outcome:
+    inventory = context.require_inventory()
+    path = ring_file(inventory)
+    import redis
+
+    try:
+        ring = _ring(path)
+        if key_id not in ring.keys:
+            known = ", ".join(sorted(ring.keys))
+            raise _Refused(f"key {key_id} is not in the key ring {path} (it holds {known})")
+        if key_id == ring.active:
+            raise _Refused(
+                f"key {key_id} is the active key: `invoke keys.rotate` to a new key first"
+            )
+        checkpoint = _checkpoint(inventory)
+        if checkpoint is not None and not checkpoint.finished:
+            raise _Refused(
+                f"a rotation to key {checkpoint.to_key} is unfinished: "
+                "finish it with `invoke keys.rotate` first"
+            )
+        _targets, client, prefix = _redis(inventory)
+        with client:
+            try:
+                counts: Counter[str] = key_id_counts(client, prefix, batch)
+            except redis.RedisError as exc:
+                raise _redis_error(exc, "counting values; nothing changed") from None
+        using = counts.get(key_id, 0)
+        if using:
+            raise _Refused(
+                f"{using:,} value(s) under {value_pattern(prefix)} are still sealed with key "
+                f"{key_id}: run `invoke keys.rotate --no-new-key` to move them, then retire it"
+            )
+        document = {"ok": True, "keyring": str(path), "key_id": key_id, "dry_run": dry_run}
+        if dry_run:
+            line = f"dry run: would remove key {key_id} from {path}; no value uses it"
+            return Outcome(EXIT_OK, document, lines=[line, "nothing changed"], result="dry-run")
+        confirm(f"remove key {key_id} from the key ring {path} for good", yes=yes)
+        save_keyring(path, ring.without_key(key_id))
+    except NotConfirmed as exc:
+        return _outcome_error(_Refused(str(exc)), keyring=str(path), key_id=key_id)
+    except KeyRingError as exc:
+        return _outcome_error(_Refused(str(exc)), keyring=str(path), key_id=key_id)
+    except (_Refused, _Failed) as exc:
+        return _outcome_error(exc, keyring=str(path), key_id=key_id)
+    left = sorted(k for k in ring.keys if k != key_id)
+    return Outcome(
+        EXIT_OK,
+        {**document, "keys": left},
+        lines=[f"retired key {key_id}: the ring {path} now holds {', '.join(left)}"],
+        audit={"key_id": key_id},
+    )
+
+
+_BATCH = options.integer(default=DEFAULT_BATCH, minimum=1, maximum=MAX_BATCH)
+
+INIT = Operation("keys.init", init, options={"vault": options.flag()}, locks=True)
+STATUS = Operation("keys.status", status, options={"batch": _BATCH})
+ROTATE = Operation(
+    "keys.rotate",
+    rotate,
+    options={
+        "batch": _BATCH,
+        "no_new_key": options.flag(),
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+)
+RETIRE = Operation(
+    "keys.retire",
+    retire,
+    options={
+        "key_id": options.key_id(),
+        "batch": _BATCH,
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+)

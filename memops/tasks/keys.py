@@ -1,0 +1,59 @@
+"""`invoke keys.*`: the key ring of encrypted memory values and its rotation."""
+
+from __future__ import annotations
+
+from invoke import Context
+
+from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
+from memops.tasks.common import memops_task, run
+
+_HELP = {
+    "batch": "values read and rewritten per SCAN step and Lua call (default 500)",
+    "key_id": "the key id to remove, as keys.status prints it (16 hex digits)",
+    "vault": "encrypt the new ring file with Ansible Vault (ANSIBLE_VAULT_PASSWORD_FILE)",
+    "no_new_key": "move the values under the current active key, without adding a key",
+}
+
+
+@memops_task(help=_HELP)
+def init(c: Context, vault=False, inventory=None, json=False):
+    """Create the key ring (one random key, mode 0600) when there is none; never replace one."""
+    run(c, INIT, inventory=inventory, json=json, vault=vault)
+
+
+@memops_task(help=_HELP)
+def status(c: Context, batch=None, inventory=None, json=False):
+    """The ring's key ids, the active one, how many Redis values each seals, the last rotation."""
+    run(c, STATUS, inventory=inventory, json=json, batch=batch)
+
+
+@memops_task(help=_HELP)
+def rotate(
+    c: Context, batch=None, no_new_key=False, inventory=None, dry_run=False, yes=False, json=False
+):
+    """Add a new active key, then re-encrypt every sealed value under it (resumes if stopped)."""
+    run(
+        c,
+        ROTATE,
+        inventory=inventory,
+        json=json,
+        batch=batch,
+        no_new_key=no_new_key,
+        dry_run=dry_run,
+        yes=yes,
+    )
+
+
+@memops_task(help=_HELP)
+def retire(c: Context, key_id, batch=None, inventory=None, dry_run=False, yes=False, json=False):
+    """Remove an old key from the ring; refused while any value is sealed with it."""
+    run(
+        c,
+        RETIRE,
+        inventory=inventory,
+        json=json,
+        key_id=key_id,
+        batch=batch,
+        dry_run=dry_run,
+        yes=yes,
+    )
