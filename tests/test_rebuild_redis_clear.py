@@ -6,6 +6,7 @@ before and after, so a wider match or a touched TTL fails the test.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from memops import workload as wl
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.clients import redis_client
+from memops.progress import LineMeter, reporting
 from memops.rebuild.redis_clear import clear_namespace
 
 pytestmark = pytest.mark.integration
@@ -79,13 +81,16 @@ def test_clear_removes_the_namespace_and_nothing_else(client) -> None:
     doomed, others = split(client, "acme")
     assert len(doomed) > 3000 and {k.encode() for k in ACME_LOOKALIKES} <= others.keys()
 
-    result = clear_namespace(client, PREFIX, "acme", count=200, max_keys=1000)
+    lines = io.StringIO()
+    with reporting(LineMeter(lines)):
+        result = clear_namespace(client, PREFIX, "acme", count=200, max_keys=1000)
 
     assert members(client, "acme") == set()
     assert dump_all(client) == others  # payloads and absolute expiries, exactly
     assert result.unlinked == len(doomed) and result.members >= len(doomed)
     assert result.neighbours >= len(ACME_LOOKALIKES)
     assert result.calls > 1 and not result.dry_run
+    assert lines.getvalue() == f"  … redis clear 'acme': {len(doomed):,} keys\n"
 
 
 @pytest.mark.parametrize(
