@@ -9,7 +9,9 @@ that RDB. Per run, on the same data (issue #10, "Benchmarks"):
 - reference: ``redis-cli --scan --pattern 'bench:memory:tenant-a:*' | xargs -n 1000
   redis-cli unlink``;
 - memops: ``memops.rebuild.redis_clear.clear_namespace``;
-a concurrent client pings the server during each (p50/p99 reported). Prints one JSON.
+a concurrent client pings the server during each (p50/p99 reported), and the server's
+CPU seconds (INFO cpu) show how much of each run was the server's own work: on a shared
+machine the wall time swings with the load, the CPU seconds much less. Prints one JSON.
 Goal: speedup (reference seconds / memops seconds) >= 3 with PING p99 < 20 ms.
 """
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from benchmarks.redis_namespace import Pinger, fill, percentile  # noqa: E402
 from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
+from memops.backup.redis_server import info  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
 from memops.rebuild.redis_clear import (  # noqa: E402
     BUDGET_MS,
@@ -59,6 +62,12 @@ def xargs_unlink(port: int) -> None:
         raise SystemExit("benchmark: redis-cli --scan failed")
 
 
+def server_cpu_s(client) -> float:
+    """CPU seconds redis-server has used (its main thread and the rest): INFO cpu."""
+    fields = info(client, "cpu")
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
 def timed(server: ScratchRedis, n: int, clear) -> dict[str, float]:
     """Restart on the RDB (2N keys), run ``clear`` with a pinger; seconds and PING latencies."""
     server.start(timeout_s=600)
@@ -68,9 +77,11 @@ def timed(server: ScratchRedis, n: int, clear) -> dict[str, float]:
     pinger = Pinger(server)
     pinger.start()
     time.sleep(0.2)  # the pinger's baseline
+    cpu_before = server_cpu_s(client)
     started = time.perf_counter()
     clear(client)
     seconds = time.perf_counter() - started
+    cpu_s = server_cpu_s(client) - cpu_before
     pinger.stop.set()
     pinger.join()
     left = client.dbsize()
@@ -81,6 +92,7 @@ def timed(server: ScratchRedis, n: int, clear) -> dict[str, float]:
     pings = pinger.latencies_ms
     return {
         "s": round(seconds, 3),
+        "server_cpu_s": round(cpu_s, 3),
         "ping_p50_ms": round(statistics.median(pings), 2),
         "ping_p99_ms": round(percentile(pings, 0.99), 2),
         "ping_max_ms": round(max(pings), 2),
