@@ -226,7 +226,7 @@ def generate(
             id=item.id,
             kind=item.source_kind,
             vector=item.embedding,
-            payload={"tenant_id": item.tenant_id, "kind": item.source_kind, "memory_id": item.id},
+            payload=point_payload(item.tenant_id, item.source_kind, item.id),
         )
         for item in items
         if item.embedding is not None and item.indexed_at is not None and item.deleted_at is None
@@ -348,6 +348,11 @@ def _uuid(rng: random.Random) -> str:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def point_payload(tenant: str, kind: str, memory_id: str) -> dict[str, Any]:
+    """The payload of a memory item's Qdrant point (``tenant_id`` is payload-indexed)."""
+    return {"tenant_id": tenant, "kind": kind, "memory_id": memory_id}
 
 
 def redis_key(prefix: str, tenant: str, type_: str, id_: str) -> str:
@@ -578,27 +583,42 @@ def write_qdrant(
     A missing collection is created with DOT distance, which stores vectors as
     given (COSINE would renormalize them) and a keyword index on tenant_id.
     """
+    points = [p for p in workload.qdrant if kind is None or p.kind == kind]
+    ensure_collection(client, collection, workload.vector_dim)
+    for chunk in _chunks(points, batch):
+        upsert_points(client, collection, chunk)
+    return len(points)
+
+
+def upsert_points(client: QdrantClient, collection: str, points: Sequence[QdrantPoint]) -> None:
+    """Upsert ``points`` (id, vector, payload) in one request, waiting until applied."""
     from qdrant_client import models
 
-    points = [p for p in workload.qdrant if kind is None or p.kind == kind]
-    if not client.collection_exists(collection):
-        client.create_collection(
-            collection,
-            vectors_config=models.VectorParams(
-                size=workload.vector_dim, distance=models.Distance.DOT
-            ),
-        )
-        client.create_payload_index(collection, "tenant_id", models.PayloadSchemaType.KEYWORD)
-    for chunk in _chunks(points, batch):
-        client.upsert(
-            collection,
-            points=[
-                models.PointStruct(id=p.id, vector=list(p.vector), payload=dict(p.payload))
-                for p in chunk
-            ],
-            wait=True,
-        )
-    return len(points)
+    client.upsert(
+        collection,
+        points=[
+            models.PointStruct(id=p.id, vector=list(p.vector), payload=dict(p.payload))
+            for p in points
+        ],
+        wait=True,
+    )
+
+
+def ensure_collection(client: QdrantClient, collection: str, vector_dim: int) -> bool:
+    """Create ``collection`` as the workload does (DOT, tenant_id keyword index) if missing.
+
+    True when it was created.
+    """
+    from qdrant_client import models
+
+    if client.collection_exists(collection):
+        return False
+    client.create_collection(
+        collection,
+        vectors_config=models.VectorParams(size=vector_dim, distance=models.Distance.DOT),
+    )
+    client.create_payload_index(collection, "tenant_id", models.PayloadSchemaType.KEYWORD)
+    return True
 
 
 def read_qdrant(
