@@ -28,7 +28,7 @@ from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.keyring import new_keyring
 from memops.ops.backup import CREATE
-from memops.ops.rebuild import HARD, SOFT
+from memops.ops.rebuild import HARD, REINDEX, SOFT
 from memops.rebuild import validate as v
 
 pytestmark = [
@@ -392,3 +392,44 @@ def test_hard_rebuild_refuses_a_set_without_the_namespace_and_changes_nothing(
     code, _, err = hard_call(tier_stack, namespace=tenant, from_backup="20990101T000000Z-deadbeef")
     assert code == EXIT_BAD_INPUT
     assert full_snapshot(tier_stack) == before
+
+
+# ------------------------------------------------------------------------- reindex
+
+
+def test_reindex_gives_back_the_emptied_points_and_nothing_else(tier_stack: Stack) -> None:
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    before = snapshot(tier_stack)
+    selector = models.Filter(
+        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
+    )
+    for name in COLLECTIONS:
+        tier_stack.qdrant.delete(
+            name, points_selector=models.FilterSelector(filter=selector), wait=True
+        )
+    emptied = snapshot(tier_stack)
+    mine = {p for p in before["points"] if p not in emptied["points"]}
+    assert mine
+
+    raw = {"keep_orphans": False, "dry_run": True, "yes": True}
+    code, document, err = call(
+        REINDEX, tier_stack.inventory, tier_stack.capsys, namespace=tenant, **raw
+    )
+    assert code == EXIT_OK, err
+    assert document["created"] == len(mine) and snapshot(tier_stack) == emptied
+
+    code, document, err = call(
+        REINDEX,
+        tier_stack.inventory,
+        tier_stack.capsys,
+        namespace=tenant,
+        **raw | {"dry_run": False},
+    )
+    assert code == EXIT_OK, err
+    assert document["after"]["clean"] is True
+    after = snapshot(tier_stack)
+    assert after["points"].keys() == before["points"].keys()
+    for point, (payload, vector) in before["points"].items():
+        assert after["points"][point][0] == payload
+        assert after["points"][point][1] == pytest.approx(vector, abs=1e-6)
+    assert after["redis"] == before["redis"] and after["rows"] == before["rows"]

@@ -19,7 +19,6 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from memops import workload as wl
-from memops.migrate import migrate
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.rebuild.reindex import ReindexError, per_kind, reindex_namespace
 
@@ -46,7 +45,7 @@ def load() -> wl.Workload:
 def dbname(cluster: ScratchCluster, load: wl.Workload) -> str:
     name = cluster.new_database()
     with cluster.connect(name, autocommit=True) as conn:
-        migrate(conn)
+        cluster.migrate(conn)
         wl.write_postgres(conn, load)
     return name
 

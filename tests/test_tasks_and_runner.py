@@ -29,7 +29,7 @@ ROOT_TASKS = {"up", "deploy", "health", "render", "test"}
 NAMESPACES = {
     "backup": {"create", "list", "verify", "restore", "prune", "drill"},
     "memory": {"rejudge", "chain", "anonymize"},
-    "rebuild": {"validate", "soft", "hard", "quarantine", "release"},
+    "rebuild": {"validate", "soft", "hard", "reindex", "quarantine", "release"},
     "validate": {"recall"},
     "rollout": {"gate"},
     "keys": {"init", "status", "rotate", "retire"},

@@ -17,10 +17,10 @@ from memops.ops.runner import Operation, execute_operation
 def _operations() -> dict[str, Operation]:
     from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
     from memops.ops.drill import DRILL
-    from memops.ops.rebuild import HARD, SOFT, VALIDATE
+    from memops.ops.rebuild import HARD, REINDEX, SOFT, VALIDATE
     from memops.ops.validate import RECALL
 
-    found = (CREATE, LIST, VERIFY, RESTORE, PRUNE, DRILL, VALIDATE, SOFT, HARD, RECALL)
+    found = (CREATE, LIST, VERIFY, RESTORE, PRUNE, DRILL, VALIDATE, SOFT, HARD, REINDEX, RECALL)
     return {op.name: op for op in found}
 
 

@@ -31,6 +31,8 @@ from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.rebuild import hit_rate, soft
+from memops.rebuild.redis_clear import ClearError, clear_namespace
+from memops.rebuild.reindex import ReindexError, reindex_namespace
 from memops.rebuild.validate import (
     SHOWN,
     NamespaceReport,
@@ -150,7 +152,7 @@ def run_guarded(namespace: str, body: Any) -> Outcome:
         return Outcome.refused(str(exc), tenant=namespace, changed=0)
     except NotConfirmed as exc:
         return Outcome.refused(str(exc), result="not-confirmed", tenant=namespace, changed=0)
-    except (BackupError, OSError) as exc:
+    except (BackupError, OSError, ClearError, ReindexError) as exc:
         return Outcome.failed(str(exc), tenant=namespace)
     except Exception as exc:
         message = tier_failure(exc)
@@ -399,6 +401,10 @@ def hard_rebuild(
             yes=yes,
         )
         safety = namespace_backup(inventory, scope, namespace)
+        cleared = None
+        if "redis" in plan.tiers:  # server-side batched SCAN + UNLINK, then the set's keys
+            with open_clients(Scope(scope.targets, ("redis",), scope.prefix, None)) as only:
+                cleared = clear_namespace(only.redis, scope.prefix, namespace)
         with engines(scope.targets, plan.tiers) as opened:
             restored = restore_set(
                 store,
@@ -412,6 +418,7 @@ def hard_rebuild(
         health, health_line = probe_line(scope.targets, inventory)
         document |= {
             "safety_backup": safety.set_id,
+            "redis_cleared": cleared.unlinked if cleared else None,
             "reports": restored.reports,
             "seconds": round(restored.seconds, 3),
             "after": after.to_dict(),
@@ -419,7 +426,9 @@ def hard_rebuild(
             "ok": after.clean,
         }
         lines += [
-            f"  safety backup {safety.set_id}; restored in {restored.seconds:.1f} s",
+            f"  safety backup {safety.set_id}"
+            + (f"; {cleared.unlinked} Redis key(s) cleared" if cleared else "")
+            + f"; restored in {restored.seconds:.1f} s",
             *validation_lines(namespace, list(after.tiers.values())),
             health_line,
         ]
@@ -433,6 +442,78 @@ def hard_rebuild(
         )
 
     return run_guarded(namespace, body)
+
+
+# -- rebuild.reindex ---------------------------------------------------------------------
+
+
+def reindex(
+    context: Context, *, namespace: str, keep_orphans: bool, dry_run: bool, yes: bool
+) -> Outcome:
+    """Rebuild the namespace's Qdrant points from the embeddings memory_items keeps."""
+    inventory = context.require_inventory()
+
+    def body() -> Outcome:
+        scope = scope_of(inventory, ("postgresql", "qdrant"))
+        with open_clients(scope) as clients:
+            planned = reindex_namespace(
+                clients.postgresql, clients.qdrant, namespace, prune=not keep_orphans, dry_run=True
+            )
+            if planned.rows == 0 and planned.deleted == 0:
+                raise Refused(
+                    f"namespace {namespace!r} has no indexed live rows and no points: "
+                    "check the tenant name"
+                )
+            lines = [_reindex_line(planned, dry_run=True)]
+            changes = planned.created + planned.updated + planned.deleted
+            if dry_run or changes == 0:
+                if not dry_run:
+                    lines = [
+                        f"nothing to reindex: {planned.unchanged} point(s) of {namespace!r} match"
+                    ]
+                return Outcome(
+                    EXIT_OK,
+                    {"ok": True, "changed": 0, **planned.to_dict()},
+                    lines=lines,
+                    result="dry-run" if dry_run else "ok",
+                )
+            confirm(f"reindex {namespace!r}: {changes} point change(s) in Qdrant", yes=yes)
+            done = reindex_namespace(
+                clients.postgresql, clients.qdrant, namespace, prune=not keep_orphans
+            )
+            after = validate_scope(scope, clients, namespace)
+        health, health_line = probe_line(scope.targets, inventory)
+        lines = [
+            _reindex_line(done, dry_run=False),
+            *validation_lines(namespace, list(after.tiers.values())),
+            health_line,
+        ]
+        document = {
+            "ok": after.clean,
+            "changed": done.created + done.updated + done.deleted,
+            **done.to_dict(),
+            "after": after.to_dict(),
+            "health": health,
+        }
+        error = "" if after.clean else f"namespace {namespace!r} is not clean after the reindex"
+        return Outcome(
+            EXIT_OK if after.clean else EXIT_FAILED,
+            document,
+            lines=lines,
+            error=error,
+            audit={"tenant": namespace, "changed": document["changed"]},
+        )
+
+    return run_guarded(namespace, body)
+
+
+def _reindex_line(result: Any, *, dry_run: bool) -> str:
+    verb = "dry run: would reindex" if dry_run else "reindexed"
+    return (
+        f"{verb} {result.tenant!r} from {result.rows} indexed row(s): "
+        f"{result.created} created, {result.updated} updated, {result.deleted} deleted, "
+        f"{result.unchanged} unchanged"
+    )
 
 
 def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
@@ -457,6 +538,18 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
 
 _TIER = options.choices(lambda: TIERS, many=True)
 
+REINDEX = Operation(
+    "rebuild.reindex",
+    reindex,
+    options={
+        "namespace": options.name_value(),
+        "keep_orphans": options.flag(),
+        "dry_run": options.flag(),
+        "yes": options.flag(),
+    },
+    locks=True,
+    playbook="rebuild",
+)
 HARD = Operation(
     "rebuild.hard",
     hard_rebuild,

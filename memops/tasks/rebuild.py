@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from invoke import Context
 
-from memops.ops.rebuild import HARD, SOFT, VALIDATE
+from memops.ops.rebuild import HARD, REINDEX, SOFT, VALIDATE
 from memops.tasks.common import memops_task, run
 from memops.tasks.rebuild_quarantine import quarantine, release
 
-__all__ = ["hard", "quarantine", "release", "soft", "validate"]
+__all__ = ["hard", "quarantine", "reindex", "release", "soft", "validate"]
 
 _HELP = {
     "namespace": "the tenant (taken literally: quotes, globs and SQL in it are just characters)",
@@ -108,6 +108,30 @@ def hard(
         namespace=namespace,
         from_backup=from_backup,
         tier=tier,
+        dry_run=dry_run,
+        yes=yes,
+    )
+
+
+@memops_task(
+    help={
+        "namespace": _HELP["namespace"],
+        "keep_orphans": "keep the tenant's points that no live indexed row wants (default: delete)",
+        "dry_run": "print the points to create, update and delete; change nothing",
+        "yes": "confirm without a prompt (needed when not interactive)",
+    }
+)
+def reindex(
+    c: Context, namespace, keep_orphans=False, dry_run=False, yes=False, inventory=None, json=False
+):
+    """Rebuild the namespace's Qdrant points from the embeddings kept in memory_items."""
+    run(
+        c,
+        REINDEX,
+        inventory=inventory,
+        json=json,
+        namespace=namespace,
+        keep_orphans=keep_orphans,
         dry_run=dry_run,
         yes=yes,
     )

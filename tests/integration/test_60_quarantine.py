@@ -77,7 +77,7 @@ def _points(qdrant: Any) -> dict[str, int]:
 
 
 def _quarantine(*args: str) -> None:
-    tiers = "redis,qdrant"  # the test stack's schema has no 0005_quarantine yet
+    tiers = "redis,postgresql,qdrant"
     run = invoke(*args, "--tier", tiers, "--yes", "--inventory", TEST_INVENTORY, "--json")
     assert run.returncode == 0, f"{run.stderr.strip()}\n{run.stdout[-2000:]}"
 
