@@ -1,4 +1,4 @@
-"""PostgreSQL tier against a real, throwaway PostgreSQL 15 cluster (port 37501)."""
+"""PostgreSQL tier against a real, throwaway PostgreSQL 15 cluster (port 31501)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ TENANTS = ("acme", "acme:eu", "glob*star", "[brackets]", "o'brien", CONTROL)
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ScratchCluster]:
     try:
-        with scratch_cluster("memops-bkpg-test", 37501, app_role="bkpg", db_prefix="bkpg") as c:
+        with scratch_cluster("memops-bkpg-test", 31501, app_role="bkpg", db_prefix="bkpg") as c:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))

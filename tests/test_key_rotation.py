@@ -56,7 +56,7 @@ from memops.targets_file import merge_targets
 
 pytestmark = pytest.mark.integration
 
-PORTS = range(38800, 38820)  # this suite's share of the machine
+PORTS = range(31800, 31820)  # this suite's share of the machine
 PASSWORD = "rotation-test-secret"
 PREFIX = "rot"
 REPO = Path(__file__).resolve().parents[1]

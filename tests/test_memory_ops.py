@@ -45,7 +45,7 @@ HOSTILE = "'; DROP TABLE memory_items; --"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ScratchCluster]:
     try:
-        with scratch_cluster("memops_memtest", 37506, app_role="memtest", db_prefix="mem") as c:
+        with scratch_cluster("memops_memtest", 31506, app_role="memtest", db_prefix="mem") as c:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))

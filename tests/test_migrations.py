@@ -4,7 +4,7 @@ The app role migrates with the audit owner lent (the ``lent`` fixture, as the
 deploy does); the ``app`` fixture takes it back to test what the application
 role alone can do to the audit log (INSERT and SELECT, nothing else).
 
-The cluster ``memops-mig-test`` (port 35432) lives in a temporary directory and
+The cluster ``memops-mig-test`` (port 31432) lives in a temporary directory and
 is dropped at the end of the session. Each test gets its own database, owned by
 an unprivileged role that logs in with a password over TCP, as in production.
 ``tests/test_workload.py`` shares the same cluster through ``cluster_session``.
@@ -32,7 +32,7 @@ from memops.migrate import MigrationError, current_version, discover, migrate
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 CLUSTER = "memops-mig-test"
-PORT = 35432
+PORT = 31432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")

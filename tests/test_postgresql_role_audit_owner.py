@@ -53,7 +53,7 @@ def cluster() -> Iterator[ScratchCluster]:
     if probe.returncode != 0:
         pytest.skip("the system Python has no psycopg2 (python3-psycopg2)")
     try:
-        with scratch_cluster("memops_memtest", 37506, app_role=APP_ROLE, db_prefix="role") as c:
+        with scratch_cluster("memops_memtest", 31506, app_role=APP_ROLE, db_prefix="role") as c:
             with c.admin() as admin:  # as the role finds a cluster: no audit owner yet
                 admin.execute(f"DROP ROLE {audit_owner.AUDIT_OWNER}")
             yield c

@@ -36,7 +36,7 @@ from memops.rebuild.postgres_quarantine import QUARANTINE_MIGRATION
 
 pytestmark = pytest.mark.integration
 
-PORT = 38704
+PORT = 31704
 OPS_ROLE = "qops"
 TENANTS = ("acme", "acme:eu", wl.NASTY_TENANTS[7], "percent%_like", "percentX_like", "o'brien")
 

@@ -24,7 +24,7 @@ from memops.rebuild.redis_acl import allowed_patterns, config_token, key_allowed
 pytestmark = pytest.mark.integration
 
 PREFIX = "memops"
-PORT = 38701
+PORT = 31701
 TYPES = ("chat", "fact", "eu", "x*", "sp ace")
 # quarantined sets: a prefix of another tenant, its extension, both, and the hostile ones
 QUARANTINES = [

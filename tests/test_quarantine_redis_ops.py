@@ -30,7 +30,7 @@ from memops.targets import RedisTarget
 
 pytestmark = pytest.mark.integration
 
-PORT = 38703
+PORT = 31703
 APP_USER = "memory-service"
 APP_PASSWORD = "app-password-0123456789"
 TENANTS = ("acme", "acme:eu", "[brackets]", "o'brien", "with space", wl.NASTY_TENANTS[7])

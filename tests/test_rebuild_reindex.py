@@ -30,7 +30,7 @@ HOSTILE = ("acme", "glob*star", "'; DROP TABLE memory_items; --")
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ScratchCluster]:
     try:
-        with scratch_cluster("memops_reindex", 38630, app_role="reindex", db_prefix="rx") as c:
+        with scratch_cluster("memops_reindex", 31630, app_role="reindex", db_prefix="rx") as c:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))

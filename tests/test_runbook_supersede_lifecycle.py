@@ -138,7 +138,7 @@ def scenario(load: wl.Workload) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ScratchCluster]:
     try:
-        with scratch_cluster("memops_memtest", 37506, app_role="runbook", db_prefix="rb") as c:
+        with scratch_cluster("memops_memtest", 31506, app_role="runbook", db_prefix="rb") as c:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))
@@ -167,8 +167,8 @@ class Stack:
         merge_targets(
             self.state,
             "inv",
-            {"postgresql": {"kind": "postgresql", **self.cluster.app_params(name)}},
-            {"postgresql": admin | {"admin_user": "postgres"}},
+            {"postgresql": {"kind": "postgresql", **self.cluster.ops_params(name)}},
+            {"postgresql": admin | {"admin_user": "postgres", "app_user": self.cluster.app_role}},
         )
 
     def run(self, step: Step, values: dict[str, str]) -> list[str]:

@@ -34,7 +34,7 @@ COLLECTIONS = tuple(f"memory_{kind}" for kind in wl.SOURCE_KINDS)
 @pytest.fixture(scope="module")
 def tiers_cluster() -> Iterator[ScratchCluster]:
     try:
-        with scratch_cluster("memops_rebuildtest", 37512, app_role="rbtest", db_prefix="rb") as c:
+        with scratch_cluster("memops_rebuildtest", 31512, app_role="rbtest", db_prefix="rb") as c:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))

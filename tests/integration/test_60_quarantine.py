@@ -108,7 +108,7 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
 
     health = invoke("health", "--inventory", TEST_INVENTORY, "--json")
     assert health.returncode == 0, health.stderr
-    assert health.json()["quarantined"] == {"acme": ["qdrant", "redis"]}
+    assert health.json()["quarantined"] == {"acme": ["postgresql", "qdrant", "redis"]}
 
     redeploy = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "redis", "--json")
     assert redeploy.returncode == 0, redeploy.stderr
