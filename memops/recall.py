@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.embedder import DIM, embed
 from memops.memory_values import inspect_value, plain_value
-from memops.workload import key_in_namespace, redis_key, tenant_pattern
+from memops.qdrant_points import tenant_selector
+from memops.rebuild.redis_clear import clear_namespace
+from memops.workload import redis_key
 
 if TYPE_CHECKING:
     import psycopg
@@ -286,12 +288,7 @@ def ask_redis(client: redis.Redis, prefix: str, case: Case) -> str | None:
 
 
 def clear_redis(client: redis.Redis, prefix: str) -> int:
-    keys = [
-        k
-        for k in client.scan_iter(match=tenant_pattern(prefix, TENANT), count=1000)
-        if key_in_namespace(k.decode("utf-8", "surrogateescape"), prefix, TENANT)
-    ]
-    return int(client.unlink(*keys)) if keys else 0
+    return clear_namespace(client, prefix, TENANT).unlinked
 
 
 # ---------------------------------------------------------------------- postgresql
@@ -374,15 +371,10 @@ def ask_qdrant(
     client: QdrantClient, conn: psycopg.Connection[Any] | None, case: Case
 ) -> str | None:
     """The content of the nearest point's row (or the point id when there is no episodic tier)."""
-    from qdrant_client import models
-
     if not client.collection_exists(COLLECTION):
         return None
-    selector = models.Filter(
-        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=TENANT))]
-    )
     found = client.query_points(
-        COLLECTION, query=list(embed(case.request)), query_filter=selector, limit=1
+        COLLECTION, query=list(embed(case.request)), query_filter=tenant_selector(TENANT), limit=1
     ).points
     if not found:
         return None

@@ -401,7 +401,7 @@ def _text(value: str | bytes) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -411,7 +411,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def write_redis(client: redis.Redis, workload: Workload, *, batch: int = 500) -> int:
     """SET every key with its TTL; returns the number of keys written."""
-    for chunk in _chunks(workload.redis, batch):
+    for chunk in chunks(workload.redis, batch):
         pipe = client.pipeline(transaction=False)
         for entry in chunk:
             pipe.set(entry.key, entry.value, ex=entry.ttl)
@@ -427,7 +427,7 @@ def read_redis(client: redis.Redis, prefix: str, tenant: str) -> dict[str, tuple
         if key_in_namespace(key, prefix, tenant)
     ]
     result: dict[str, tuple[str, int]] = {}
-    for chunk in _chunks(keys, 500):
+    for chunk in chunks(keys, 500):
         pipe = client.pipeline(transaction=False)
         for key in chunk:
             pipe.get(key)
@@ -585,7 +585,7 @@ def write_qdrant(
     """
     points = [p for p in workload.qdrant if kind is None or p.kind == kind]
     ensure_collection(client, collection, workload.vector_dim)
-    for chunk in _chunks(points, batch):
+    for chunk in chunks(points, batch):
         upsert_points(client, collection, chunk)
     return len(points)
 

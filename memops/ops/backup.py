@@ -293,13 +293,14 @@ def _targets() -> list[str]:
     return list(TARGET_KINDS)
 
 
-_TIER = options.choices(lambda: TIERS, many=True)
+TIER_OPTION = options.choices(lambda: TIERS, many=True)
+
 TARGET_OPTION = options.choices(_targets)
 
 CREATE = Operation(
     "backup.create",
     create,
-    options={"tier": _TIER, "namespace": options.names(), "target": TARGET_OPTION},
+    options={"tier": TIER_OPTION, "namespace": options.names(), "target": TARGET_OPTION},
     locks=True,
     playbook="backup",
 )
@@ -315,7 +316,7 @@ RESTORE = Operation(
     restore,
     options={
         "set_id": options.set_id(),
-        "tier": _TIER,
+        "tier": TIER_OPTION,
         "namespace": options.names(),
         "target": TARGET_OPTION,
         "dry_run": options.flag(),

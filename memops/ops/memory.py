@@ -30,6 +30,7 @@ from memops.ops.backup import probe_line, textfile_dir
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
+from memops.qdrant_points import collection_names, delete_tenant_points
 from memops.targets import QdrantTarget, Targets, TargetsError
 from memops.textfile import gauge, publish
 
@@ -289,7 +290,6 @@ def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
         yield None
         return
     import httpx
-    from qdrant_client import models
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
     from memops.clients import qdrant_client
@@ -298,29 +298,15 @@ def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
     client = qdrant_client(target)
     try:
         try:
-            names = [c.name for c in client.get_collections().collections]
+            names = collection_names(client)
         except errors as exc:
             raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
 
         def remove(tenant: str, ids: Sequence[uuid.UUID]) -> int:
-            selector = models.Filter(
-                must=[
-                    models.HasIdCondition(has_id=[str(i) for i in ids]),
-                    models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant)),
-                ]
-            )
-            removed = 0
             try:
-                for name in names:
-                    found = client.count(name, count_filter=selector, exact=True).count
-                    if found:
-                        client.delete(
-                            name, points_selector=models.FilterSelector(filter=selector), wait=True
-                        )
-                        removed += found
+                return delete_tenant_points(client, tenant, {name: ids for name in names})
             except errors as exc:
                 raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
-            return removed
 
         yield remove
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memops.audit import actor
-from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
+from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
 from memops.backup.manifest import Manifest, ManifestError
 from memops.backup.sets import create_set, plan_restore, restore_set
@@ -26,10 +26,11 @@ from memops.inventory import Inventory
 from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.memory_values import CORRUPT, UNDECRYPTABLE
 from memops.ops import options
-from memops.ops.backup import deployed_tiers, probe_line, procedure_options
+from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
+from memops.qdrant_points import delete_tenant_points
 from memops.rebuild import hit_rate, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
 from memops.rebuild.reindex import ReindexError, reindex_namespace
@@ -276,8 +277,12 @@ def _apply_soft(
             clients.postgresql, plan.tenant, plan.rows, actor=actor(), set_id=set_id
         )
     if clients.qdrant is not None:
-        points = plan.points + soft.points_of_rows(clients.qdrant, done.rows_deleted)
-        done.points_deleted = soft.delete_points(clients.qdrant, plan.tenant, points)
+        done.points_deleted = delete_tenant_points(
+            clients.qdrant, plan.tenant, soft.by_collection(plan.points)
+        )
+        done.points_deleted += delete_tenant_points(
+            clients.qdrant, plan.tenant, soft.points_of_rows(clients.qdrant, done.rows_deleted)
+        )
     return done
 
 
@@ -536,8 +541,6 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
     return lines
 
 
-_TIER = options.choices(lambda: TIERS, many=True)
-
 REINDEX = Operation(
     "rebuild.reindex",
     reindex,
@@ -556,7 +559,7 @@ HARD = Operation(
     options={
         "namespace": options.name_value(),
         "from_backup": options.set_id(),
-        "tier": _TIER,
+        "tier": TIER_OPTION,
         "dry_run": options.flag(),
         "yes": options.flag(),
     },
@@ -568,7 +571,7 @@ SOFT = Operation(
     soft_rebuild,
     options={
         "namespace": options.name_value(),
-        "tier": _TIER,
+        "tier": TIER_OPTION,
         "include_undecryptable": options.flag(),
         "dry_run": options.flag(),
         "yes": options.flag(),
@@ -581,7 +584,7 @@ VALIDATE = Operation(
     validate,
     options={
         "namespace": options.name_value(),
-        "tier": _TIER,
+        "tier": TIER_OPTION,
         "benchmark": options.flag(),
         "min_hit_rate": options.number(
             default=hit_rate.DEFAULT_MIN_HIT_RATE, at_least=0.0, at_most=1.0

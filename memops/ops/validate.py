@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memops import recall
-from memops.backup.artifacts import TIERS
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
 from memops.ops import options
+from memops.ops.backup import TIER_OPTION
 from memops.ops.rebuild import open_clients, run_guarded, scope_of
 from memops.ops.runner import Context, Operation, Outcome
 
@@ -89,7 +89,7 @@ RECALL = Operation(
     "validate.recall",
     recall_check,
     options={
-        "tier": options.choices(lambda: TIERS, many=True),
+        "tier": TIER_OPTION,
         "threshold": options.number(
             default=recall.DEFAULT_THRESHOLD, greater_than=0.0, at_most=1.0
         ),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memops.memory_values import GOOD
+from memops.qdrant_points import collection_names, tenant_selector
 from memops.rebuild.validate import NO_POINT, NamespaceReport, TierReport
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def measure(
             _count_entries(found, report.tiers[tier])
     if qdrant is not None and "qdrant" in report.tiers and "postgresql" in report.tiers:
         bad = {o.id for o in report.tiers["qdrant"].offenders}
-        names = sorted(c.name for c in qdrant.get_collections().collections)
+        names = collection_names(qdrant)
         for row_id in sorted(report.indexed)[:max_queries]:
             first = _nearest(qdrant, names, report.tenant, report.indexed[row_id].embedding)
             found.count("qdrant", first == row_id and row_id not in bad)
@@ -90,11 +91,7 @@ def _count_entries(found: HitRate, tier: TierReport) -> None:
 
 def _nearest(client: QdrantClient, collections: list[str], tenant: str, vector: Any) -> str:
     """The id of the best match over the collections (an empty string when none)."""
-    from qdrant_client import models
-
-    selector = models.Filter(
-        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
-    )
+    selector = tenant_selector(tenant)
     best: tuple[float, str] | None = None
     for name in collections:
         answer = client.query_points(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from memops.keyring import KeyRing
 from memops.memory_values import CORRUPT, UNDECRYPTABLE, inspect_value
+from memops.qdrant_points import collection_names
 from memops.rebuild.validate import NO_POINT, ORPHANED, NamespaceReport
 from memops.supersede import audit_event
 
@@ -163,27 +164,13 @@ def soft_delete_rows(
     return deleted, audit_id
 
 
-def points_of_rows(client: QdrantClient, rows: Sequence[str]) -> list[tuple[str, str]]:
-    """(collection, id) for the rows' ids in every collection (deleting one absent is a no-op)."""
-    names = sorted(c.name for c in client.get_collections().collections)
-    return [(name, row) for name in names for row in rows]
+def points_of_rows(client: QdrantClient, rows: Sequence[str]) -> dict[str, list[str]]:
+    """The rows' ids in every collection (deleting one absent is a no-op)."""
+    return {name: list(rows) for name in collection_names(client)}
 
 
-def delete_points(client: QdrantClient, tenant: str, points: Sequence[tuple[str, str]]) -> int:
-    """Delete the points by id, restricted to the tenant's; how many were there."""
-    from qdrant_client import models
-
-    removed = 0
-    by_collection: dict[str, list[str]] = {}
+def by_collection(points: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
     for collection, point_id in points:
-        by_collection.setdefault(collection, []).append(point_id)
-    for collection, ids in sorted(by_collection.items()):
-        selector = models.Filter(
-            must=[
-                models.HasIdCondition(has_id=list(ids)),
-                models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant)),
-            ]
-        )
-        removed += client.count(collection, count_filter=selector, exact=True).count
-        client.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
-    return removed
+        found.setdefault(collection, []).append(point_id)
+    return found

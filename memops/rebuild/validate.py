@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from memops.keyring import KeyRing
 from memops.memory_values import CORRUPT, GOOD, UNDECRYPTABLE, inspect_value
 from memops.progress import meter
-from memops.workload import key_in_namespace, tenant_pattern
+from memops.qdrant_points import collection_names, tenant_selector
+from memops.workload import chunks, key_in_namespace, tenant_pattern
 
 if TYPE_CHECKING:
     import psycopg
@@ -135,7 +136,7 @@ def validate_redis(
     report = TierReport("redis")
     keys = sorted(namespace_keys(client, prefix, tenant))
     with meter().count(f"redis {tenant}", "keys", total=len(keys)) as counter:
-        for chunk in _chunks(keys, batch):
+        for chunk in chunks(keys, batch):
             for key, raw in zip(chunk, client.mget(chunk), strict=True):
                 if raw is None:
                     continue  # expired or removed since the scan: nothing to judge
@@ -185,12 +186,8 @@ def _row_problem(content: str | None, embedding: Sequence[float] | None) -> str:
 
 def tenant_points(client: QdrantClient, tenant: str, *, page: int = 256) -> Iterator[Any]:
     """(collection, record) of every point of ``tenant`` in every collection."""
-    from qdrant_client import models
-
-    selector = models.Filter(
-        must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
-    )
-    for collection in sorted(c.name for c in client.get_collections().collections):
+    selector = tenant_selector(tenant)
+    for collection in collection_names(client):
         offset = None
         while True:
             records, offset = client.scroll(
@@ -275,11 +272,6 @@ def _same_vector(a: Sequence[float], b: Sequence[float]) -> bool:
     if len(a) != len(b):
         return False
     return all(abs(x - y) <= VECTOR_TOLERANCE for x, y in zip(a, b, strict=True))
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # ------------------------------------------------------------------------ together
