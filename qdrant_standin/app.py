@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from qdrant_standin import collections_api, points_api, service_api, snapshots_api
+from qdrant_standin.access import Forbidden, InvalidToken, grant_for
 from qdrant_standin.context import Context
 from qdrant_standin.protocol import ApiError, Request, Response, failed, ok, text
-from qdrant_standin.router import Router
+from qdrant_standin.router import Match, Router
 
 LOG = logging.getLogger("qdrant_standin")
 
@@ -27,7 +27,7 @@ class App:
     def handle(self, request: Request) -> Response:
         match = ROUTER.find(request.method, request.path)
         endpoint = match.route.pattern if match.route else "unknown"
-        response = self._auth_failure(request)
+        response = self._auth_failure(request, match)
         if response is None:
             try:
                 if match.route is None:
@@ -44,11 +44,14 @@ class App:
         self.ctx.metrics.observe(request.method, endpoint, response.status, request.elapsed())
         return response
 
-    def _auth_failure(self, request: Request) -> Response | None:
-        """401 as Qdrant sends it (plain text) when a key is set and not given."""
-        expected = self.ctx.settings.api_key
+    def _auth_failure(self, request: Request, match: Match) -> Response | None:
+        """401 as Qdrant sends it (plain text) without a valid credential, 403 without access.
+
+        No key configured: everything is open, as in Qdrant.
+        """
+        api_key = self.ctx.settings.api_key
         path = request.path
-        if expected is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if api_key is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return None
         given = request.headers.get("api-key")
         if given is None:
@@ -56,8 +59,14 @@ class App:
             given = bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else None
         if given is None:
             return text(401, "Must provide an API key or an Authorization bearer token")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return text(401, "Invalid API key or JWT")
+        try:
+            request.grant = grant_for(given, api_key, jwt_rbac=self.ctx.settings.jwt_rbac)
+            if match.route is not None:
+                request.grant.check(match.route.access, match.params.get("name"))
+        except InvalidToken as exc:
+            return text(401, str(exc))
+        except Forbidden as exc:
+            return failed(request, ApiError(403, f"Forbidden: {exc}"))
         return None
 
 

@@ -98,11 +98,12 @@ def _setup_logging(level: int) -> None:
 
 def _log_start(settings: Settings, port: int) -> None:
     LOG.info(
-        "Qdrant stand-in %s: storage %s, snapshots %s, API key %s",
+        "Qdrant stand-in %s: storage %s, snapshots %s, API key %s, JWT RBAC %s",
         VERSION,
         settings.storage_path,
         settings.snapshots_path,
         "required" if settings.api_key else "not set",
+        "on" if settings.jwt_rbac else "off",
     )
     LOG.info("Qdrant HTTP listening on %d", port)
 

@@ -6,13 +6,15 @@ from typing import Any
 
 from qdrant_client.http import models
 
+from qdrant_standin.access import LIST, MANAGE, WRITE
 from qdrant_standin.context import Context
 from qdrant_standin.protocol import Request, update_result, wrong_input
 from qdrant_standin.router import Route
 
 
 def list_collections(ctx: Context, request: Request) -> dict[str, Any]:
-    return {"collections": [{"name": name} for name in ctx.store.names()]}
+    names = request.grant.visible(ctx.store.names())
+    return {"collections": [{"name": name} for name in names]}
 
 
 def get_collection(ctx: Context, request: Request) -> dict[str, Any]:
@@ -49,11 +51,11 @@ def delete_index(ctx: Context, request: Request) -> dict[str, Any]:
 
 
 ROUTES = [
-    Route("GET", "/collections", list_collections),
+    Route("GET", "/collections", list_collections, LIST),
     Route("GET", "/collections/{name}", get_collection),
-    Route("PUT", "/collections/{name}", create_collection),
-    Route("DELETE", "/collections/{name}", delete_collection),
+    Route("PUT", "/collections/{name}", create_collection, MANAGE),
+    Route("DELETE", "/collections/{name}", delete_collection, MANAGE),
     Route("GET", "/collections/{name}/exists", collection_exists),
-    Route("PUT", "/collections/{name}/index", create_index),
-    Route("DELETE", "/collections/{name}/index/{field_name}", delete_index),
+    Route("PUT", "/collections/{name}/index", create_index, WRITE),
+    Route("DELETE", "/collections/{name}/index/{field_name}", delete_index, WRITE),
 ]

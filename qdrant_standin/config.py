@@ -22,7 +22,13 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "INFO",
     "telemetry_disabled": False,
     "storage": {"storage_path": "./storage", "snapshots_path": "./snapshots"},
-    "service": {"host": "0.0.0.0", "http_port": 6333, "grpc_port": 6334, "api_key": None},
+    "service": {
+        "host": "0.0.0.0",
+        "http_port": 6333,
+        "grpc_port": 6334,
+        "api_key": None,
+        "jwt_rbac": False,
+    },
 }
 
 # Qdrant's level names (Rust's `log` crate) -> Python's
@@ -51,6 +57,7 @@ class Settings:
     log_level: int
     telemetry_disabled: bool
     api_key: str | None = field(default=None, repr=False)
+    jwt_rbac: bool = False  # accept JWTs signed with the API key (qdrant_standin.access)
 
 
 def load_settings(config_path: Path | None, environ: Mapping[str, str]) -> Settings:
@@ -116,6 +123,7 @@ def _to_settings(raw: dict[str, Any]) -> Settings:
         telemetry_disabled=_flag(raw.get("telemetry_disabled"), "telemetry_disabled"),
         # like Qdrant, an empty key means no key
         api_key=str(api_key) if api_key not in (None, "") else None,
+        jwt_rbac=_flag(service.get("jwt_rbac"), "service.jwt_rbac"),
     )
 
 

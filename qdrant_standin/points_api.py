@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from qdrant_client.http import models
 
+from qdrant_standin.access import WRITE
 from qdrant_standin.context import Context
 from qdrant_standin.protocol import Request, bad_request, not_found, update_result
 from qdrant_standin.router import Route
@@ -100,9 +101,9 @@ def _point_id(text: str) -> int | str:
 
 
 ROUTES = [
-    Route("PUT", "/collections/{name}/points", upsert_points),
+    Route("PUT", "/collections/{name}/points", upsert_points, WRITE),
     Route("POST", "/collections/{name}/points", retrieve_points),
-    Route("POST", "/collections/{name}/points/delete", delete_points),
+    Route("POST", "/collections/{name}/points/delete", delete_points, WRITE),
     Route("POST", "/collections/{name}/points/scroll", scroll_points),
     Route("POST", "/collections/{name}/points/count", count_points),
     Route("POST", "/collections/{name}/points/query", query_points),

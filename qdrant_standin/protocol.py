@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from qdrant_standin.access import FULL, Grant
+
 T = TypeVar("T")
 
 
@@ -56,6 +58,7 @@ class Request:
     body: bytes
     started: float = field(default_factory=time.perf_counter)
     params: dict[str, str] = field(default_factory=dict)
+    grant: Grant = FULL  # what the request's credential may do, set by the app
 
     def json(self) -> Any:
         """The body as JSON; an empty body is ``{}`` (Qdrant's optional bodies)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from qdrant_standin.access import READ
 from qdrant_standin.protocol import Request
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ class Route:
     method: str
     pattern: str  # also the `endpoint` label of the REST metrics
     handler: Handler
+    access: str = READ  # what the credential must allow (qdrant_standin.access)
 
     @property
     def regex(self) -> re.Pattern[str]:

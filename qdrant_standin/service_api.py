@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from qdrant_standin import COMMIT, TITLE, VERSION
+from qdrant_standin.access import GLOBAL_READ, OPEN
 from qdrant_standin.context import Context
 from qdrant_standin.protocol import Request, Response, text
 from qdrant_standin.router import Route
@@ -35,9 +36,9 @@ def metrics(ctx: Context, request: Request) -> Response:
 
 
 ROUTES = [
-    Route("GET", "/", version_info),
-    Route("GET", "/healthz", healthz),
-    Route("GET", "/livez", livez),
-    Route("GET", "/readyz", readyz),
-    Route("GET", "/metrics", metrics),
+    Route("GET", "/", version_info, OPEN),
+    Route("GET", "/healthz", healthz, OPEN),
+    Route("GET", "/livez", livez, OPEN),
+    Route("GET", "/readyz", readyz, OPEN),
+    Route("GET", "/metrics", metrics, GLOBAL_READ),
 ]

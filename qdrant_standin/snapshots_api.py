@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from qdrant_client.http import models
 
 from qdrant_standin import snapshot_format
+from qdrant_standin.access import MANAGE
 from qdrant_standin.context import Context
 from qdrant_standin.multipart import form_file
 from qdrant_standin.protocol import ApiError, Request, Response, bad_request, not_found
@@ -114,9 +115,9 @@ def _priority(value: str | None) -> None:
 
 ROUTES = [
     Route("GET", "/collections/{name}/snapshots", list_snapshots),
-    Route("POST", "/collections/{name}/snapshots", create_snapshot),
-    Route("POST", "/collections/{name}/snapshots/upload", upload_snapshot),
-    Route("PUT", "/collections/{name}/snapshots/recover", recover_snapshot),
+    Route("POST", "/collections/{name}/snapshots", create_snapshot, MANAGE),
+    Route("POST", "/collections/{name}/snapshots/upload", upload_snapshot, MANAGE),
+    Route("PUT", "/collections/{name}/snapshots/recover", recover_snapshot, MANAGE),
     Route("GET", "/collections/{name}/snapshots/{snapshot_name}", download_snapshot),
-    Route("DELETE", "/collections/{name}/snapshots/{snapshot_name}", delete_snapshot),
+    Route("DELETE", "/collections/{name}/snapshots/{snapshot_name}", delete_snapshot, MANAGE),
 ]

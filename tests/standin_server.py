@@ -39,7 +39,10 @@ class RunningStandin:
 
 
 @contextlib.contextmanager
-def running_standin(directory: Path, api_key: str = "standin-test-key") -> Iterator[RunningStandin]:
+def running_standin(
+    directory: Path, api_key: str = "standin-test-key", *, jwt_rbac: bool = True
+) -> Iterator[RunningStandin]:
+    """A stand-in with an API key and, as memops deploys it, JWT RBAC on."""
     port = free_port()
     config = {
         "log_level": "WARN",
@@ -48,7 +51,13 @@ def running_standin(directory: Path, api_key: str = "standin-test-key") -> Itera
             "storage_path": str(directory / "storage"),
             "snapshots_path": str(directory / "snapshots"),
         },
-        "service": {"host": "127.0.0.1", "http_port": port, "grpc_port": None, "api_key": api_key},
+        "service": {
+            "host": "127.0.0.1",
+            "http_port": port,
+            "grpc_port": None,
+            "api_key": api_key,
+            "jwt_rbac": jwt_rbac,
+        },
     }
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))

@@ -4,24 +4,33 @@ What these tests prove: quarantine moves exactly the tenant's points (ids, vecto
 payloads) out of every memory collection into memops-quarantine-* collections (with
 the source's vectors config and tenant index), leaving every other tenant's points
 (acme:eu next to acme, hostile names) as they were; release puts back exactly the
-same points and drops the quarantine collections; a dry run moves nothing.
+same points and drops the quarantine collections; a dry run moves nothing. The
+application's own token (memops.qdrant_token, scoped to the memory collections as
+the role issues it) sees none of the tenant's points while it is quarantined and
+gets 403 on the quarantine collections; points it writes for the tenant meanwhile
+are kept and reported by the release.
 """
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from op_calls import call, scratch_inventory
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 from standin_server import RunningStandin
 
 from memops import workload as wl
 from memops.backup.qdrant_tier import QdrantTier, point_digest
 from memops.exitcodes import EXIT_OK
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
+from memops.qdrant_points import tenant_selector
+from memops.qdrant_token import app_token
 from memops.rebuild.qdrant_quarantine import QUARANTINE_PREFIX
 
 pytestmark = pytest.mark.integration
@@ -41,7 +50,25 @@ def load(client: QdrantClient) -> wl.Workload:
 @pytest.fixture
 def inventory(tmp_path: Path, standin: RunningStandin, monkeypatch: pytest.MonkeyPatch) -> Path:
     component = {"kind": "qdrant", "url": standin.url, "api_key": standin.api_key}
-    return scratch_inventory(tmp_path, monkeypatch, {"qdrant": component})
+    deployment = {"qdrant": {"app_collections": list(KINDS)}}
+    return scratch_inventory(tmp_path, monkeypatch, {"qdrant": component}, deployment)
+
+
+def app_view(standin: RunningStandin, tenant: str) -> tuple[int, list[int]]:
+    """(tenant's points the app's token finds, statuses of its reads of the other collections)."""
+    with QdrantTier(standin.target) as tier:
+        everything = tier.collections()
+    found, statuses = 0, []
+    token = app_token(standin.api_key, list(KINDS))
+    with contextlib.closing(QdrantClient(url=standin.url, api_key=token, timeout=10)) as app:
+        assert sorted(c.name for c in app.get_collections().collections) == sorted(KINDS)
+        for collection in everything:
+            try:
+                points, _ = app.scroll(collection, tenant_selector(tenant), limit=1000)
+                found += len(points)
+            except UnexpectedResponse as exc:
+                statuses.append(exc.status_code)
+    return found, statuses
 
 
 def contents(standin: RunningStandin) -> dict[str, dict[str, set[str]]]:
@@ -91,7 +118,21 @@ def test_points_move_out_and_back_exactly(
     assert sorted(moved, key=len) == sorted(({tenant: before[c][tenant]} for c in KINDS), key=len)
     info = client.get_collection(quarantine[0])
     assert "tenant_id" in (info.payload_schema or {})
+    assert app_view(standin, tenant) == (0, [403] * len(KINDS))
+    # Qdrant cannot scope a token to a tenant: a point the app writes meanwhile lands
+    written = models.PointStruct(
+        id=str(uuid.uuid4()), vector=[0.5] * wl.DEFAULT_VECTOR_DIM, payload={"tenant_id": tenant}
+    )
+    token = app_token(standin.api_key, list(KINDS))
+    with contextlib.closing(QdrantClient(url=standin.url, api_key=token, timeout=10)) as app:
+        app.upsert("episodes", [written])
 
-    code, _, err = run(RELEASE, inventory, capsys, tenant)
+    code, document, err = run(RELEASE, inventory, capsys, tenant)
     assert code == EXIT_OK, err
+    assert document["changes"]["qdrant"]["arrived_during_quarantine"] == {"episodes": 1}
+    assert app_view(standin, tenant) == (
+        len(before["episodes"][tenant]) + 1 + len(before["facts"][tenant]),
+        [],
+    )
+    client.delete("episodes", models.PointIdsList(points=[written.id]))
     assert contents(standin) == before

@@ -155,6 +155,33 @@ def _plan_lines(planned: procedure.Plan, *, done: bool = False) -> list[str]:
             f"  qdrant: {sum(points.values())} point(s) of {len(points)} collection(s) move "
             f"{where} (memops-quarantine-*; copied and checked before the source copy goes)"
         )
+        lines.extend(_qdrant_access_lines(planned, qdrant_change))
+    return lines
+
+
+def _qdrant_access_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:
+    """What the application's own Qdrant credential can still do (memops.qdrant_token)."""
+    lines = []
+    arrived = change.get("arrived_during_quarantine") or {}
+    if arrived:
+        lines.append(
+            f"  qdrant: {sum(arrived.values())} point(s) of the tenant were written to "
+            f"{', '.join(sorted(arrived))} during the quarantine: kept; check them with "
+            "`invoke rebuild.validate`"
+        )
+    if not planned.quarantine:
+        return lines
+    if change["app_collections"]:
+        lines.append(
+            f"  qdrant: the application's token reaches only its {len(change['app_collections'])} "
+            "collection(s), not the quarantine ones; it can still write new points of this "
+            "tenant into them"
+        )
+    else:
+        lines.append(
+            "  qdrant: warning: the application holds the API key (qdrant_app_collections is "
+            "empty): it can still read the quarantine collections"
+        )
     return lines
 
 

@@ -19,8 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
-
-QUARANTINE_PREFIX = "memops-quarantine-"
+from memops.qdrant_token import QUARANTINE_PREFIX
 
 
 class QdrantQuarantineError(Exception):
@@ -51,6 +50,23 @@ def plan(tier: QdrantTier, tenant: str, moves: dict[str, str] | None) -> dict[st
     else:
         counts = {c: len(_points(tier, q, tenant)) for c, q in moves.items()}
     return {c: n for c, n in counts.items() if n}
+
+
+def arrived(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> dict[str, int]:
+    """Points of the tenant in the source collections that the quarantine did not move there.
+
+    The application's token (memops.qdrant_token) reaches the shared collections, and
+    Qdrant cannot scope a token to a tenant inside one: points it wrote for the tenant
+    during the quarantine are there. A release keeps them and reports them.
+    """
+    found = {}
+    for source, dest in sorted(moves.items()):
+        held = {str(p["id"]) for p in _points(tier, dest, tenant)}
+        if tier.client.collection_exists(source):
+            extra = [p for p in _points(tier, source, tenant) if str(p["id"]) not in held]
+            if extra:
+                found[source] = len(extra)
+    return found
 
 
 def _move(tier: QdrantTier, source: str, dest: str, tenant: str) -> int:

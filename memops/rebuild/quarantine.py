@@ -116,12 +116,20 @@ def plan(
         recorded = None if quarantine else dict(namespaces[tenant].get("qdrant_moves", {}))
         with QdrantTier(_qdrant(targets)) as tier:
             points = qdrant_quarantine.plan(tier, tenant, recorded)
+            arrived = {} if recorded is None else qdrant_quarantine.arrived(tier, tenant, recorded)
         moves = (
             recorded
             if recorded is not None
             else {c: qdrant_quarantine.quarantine_collection(c, tenant) for c in points}
         )
-        result.changes["qdrant"] = {"points": points, "_moves": moves}
+        deployment = targets.deployment.get("qdrant") or {}
+        result.changes["qdrant"] = {
+            "points": points,
+            "app_collections": list(deployment.get("app_collections") or []),
+            "_moves": moves,
+        }
+        if arrived:
+            result.changes["qdrant"]["arrived_during_quarantine"] = arrived
     return result
 
 

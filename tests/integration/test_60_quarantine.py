@@ -5,12 +5,15 @@ user's own login (memory-service, from the role) off acme's keys, read and write
 while acme:eu stays reachable; the Redis secrets file holds the quarantine
 (playbooks/quarantine.yml), so a re-deploy and a restart of Redis (stop, then the
 deploy starts it from its files) keep it; acme's Qdrant points leave the memory
-collection and come back exactly; `invoke health` lists the namespace as a
+collection and come back exactly, and the app's own Qdrant token (the role's
+secrets/qdrant_app_token, scoped to the memory collection) finds none of them and
+gets 403 on the quarantine collection; `invoke health` lists the namespace as a
 note, not a failure; release gives back the exact secrets file and access.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,13 @@ from integration_helpers import (
     pidfile_daemon,
     secret,
 )
+from qdrant_client import QdrantClient
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from memops import workload as wl
 from memops.clients import redis_client
-from memops.targets import RedisTarget
+from memops.rebuild.qdrant_quarantine import quarantine_collection
+from memops.targets import QdrantTarget, RedisTarget
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +50,30 @@ def _app(stack: DeployedStack) -> redis.Redis:
     password = secret(stack.state_dir, "redis_app_password")
     app_target = dataclasses.replace(target, username=APP_USER, password=password)
     return redis_client(app_target, timeout_s=5)
+
+
+def _app_points(stack: DeployedStack) -> tuple[dict[str, int], dict[str, int]]:
+    """Points per tenant the app's token finds, and its statuses on the other collections."""
+    token = secret(stack.state_dir, "qdrant_app_token")
+    assert token.count(".") == 2  # a JWT, not the API key
+    found: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    everything = [c.name for c in stack.clients.qdrant().get_collections().collections]
+    with contextlib.closing(
+        QdrantClient(url=stack.clients.target(QdrantTarget).url, api_key=token, timeout=10)
+    ) as app:
+        visible = [c.name for c in app.get_collections().collections]
+        assert visible == [COLLECTION]
+        for collection in everything:
+            try:
+                records, _ = app.scroll(collection, limit=1000)
+            except UnexpectedResponse as exc:
+                statuses[collection] = exc.status_code
+                continue
+            for record in records:
+                tenant = record.payload["tenant_id"]
+                found[tenant] = found.get(tenant, 0) + 1
+    return found, statuses
 
 
 def _access(app: redis.Redis, load: wl.Workload, tenant: str) -> tuple[int, int]:
@@ -103,6 +133,10 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
     assert _access(app, load, "acme") == (0, 0)
     assert _access(app, load, "acme:eu") == (counts["acme:eu"], counts["acme:eu"])
     assert _points(qdrant) == {"acme:eu": points["acme:eu"]}
+    found, denied = _app_points(deployed_stack)
+    assert found == {"acme:eu": points["acme:eu"]}
+    assert denied[quarantine_collection(COLLECTION, "acme")] == 403
+    assert set(denied.values()) == {403}
     persisted = SECRETS_FILE.read_bytes()
     assert persisted != secrets_before
 
@@ -129,5 +163,8 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
     assert _access(app, load, "acme") == (counts["acme"], counts["acme"])
     assert _points(qdrant) == points
     assert wl.verify_qdrant(qdrant, load, COLLECTION) == []
+    found, denied = _app_points(deployed_stack)
+    assert found == points
+    assert quarantine_collection(COLLECTION, "acme") not in denied
     health = invoke("health", "--inventory", TEST_INVENTORY, "--json")
     assert "quarantined" not in health.json()
