@@ -21,9 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-# The collections a quarantine moves points into (memops.rebuild.qdrant_quarantine):
-# never granted to the application.
-QUARANTINE_PREFIX = "memops-quarantine-"
+from memops.quarantine_names import is_quarantine_collection
 
 
 class TokenError(ValueError):
@@ -37,7 +35,7 @@ def access_claim(collections: Sequence[str]) -> list[dict[str, str]]:
     if len(set(collections)) != len(collections):
         raise TokenError("a collection is listed twice")
     for name in collections:
-        if not name or name.startswith(QUARANTINE_PREFIX):
+        if not name or is_quarantine_collection(name):
             raise TokenError(f"{name!r} cannot be an application collection")
     return [{"collection": name, "access": "rw"} for name in collections]
 

@@ -14,6 +14,7 @@ are kept and reported by the release.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -31,7 +32,8 @@ from memops.exitcodes import EXIT_OK
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.qdrant_points import tenant_selector
 from memops.qdrant_token import app_token
-from memops.rebuild.qdrant_quarantine import QUARANTINE_PREFIX
+from memops.rebuild.qdrant_quarantine import QUARANTINE_PREFIX, quarantine_collection
+from memops.rebuild.quarantine import qdrant_restore_options, record_restored_routes
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +138,52 @@ def test_points_move_out_and_back_exactly(
     )
     client.delete("episodes", models.PointIdsList(points=[written.id]))
     assert contents(standin) == before
+
+
+def test_namespace_restores_respect_the_quarantine(
+    standin: RunningStandin,
+    client: QdrantClient,
+    load: wl.Workload,
+    inventory: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A restore of a quarantined tenant fills its quarantine collections, not the shared ones.
+
+    Otherwise the application would read the restored points, and the release would
+    move the old (quarantined) points back over them. A set taken during the
+    quarantine restores to the shared collections once the tenant is released.
+    """
+    tenant, state_dir = "acme", Path(os.environ["MEMOPS_STATE_DIR"])
+    before = contents(standin)
+    with QdrantTier(standin.target) as tier:
+        earlier = tier.backup(tmp_path / "earlier", tenants=[tenant], snapshots=False)
+    assert run(QUARANTINE, inventory, capsys, tenant)[0] == EXIT_OK
+    quarantined = sorted(c for c in contents(standin) if c.startswith(QUARANTINE_PREFIX))
+    client.delete(quarantined[0], models.FilterSelector(filter=tenant_selector(tenant)))
+    options = qdrant_restore_options(state_dir, [tenant])
+    assert set(options["quarantined"]) == {tenant}
+    with QdrantTier(standin.target) as tier:
+        during = tier.backup(tmp_path / "during", tenants=[tenant], snapshots=False)
+        report = tier.restore(tmp_path / "earlier", earlier, tenants=[tenant], **options)
+    record_restored_routes(state_dir, report)
+    assert sorted(report["quarantine_routes"][tenant]) == sorted(KINDS)
+    assert app_view(standin, tenant) == (0, [403] * len(KINDS))  # still out of reach
+    restored = contents(standin)
+    for collection in KINDS:
+        assert restored[collection] == {t: d for t, d in before[collection].items() if t != tenant}
+    assert sorted((restored[q] for q in quarantined), key=len) == sorted(
+        ({tenant: before[c][tenant]} for c in KINDS), key=len
+    )
+    assert run(RELEASE, inventory, capsys, tenant)[0] == EXIT_OK
+    assert contents(standin) == before
+
+    # the set taken while quarantined (one collection emptied) holds the points under
+    # the quarantine collections' names: they come back to the collections they stand for
+    with QdrantTier(standin.target) as tier:
+        tier.restore(tmp_path / "during", during, tenants=[tenant])
+    after = contents(standin)
+    assert not any(c.startswith(QUARANTINE_PREFIX) for c in after)
+    emptied = next(c for c in KINDS if quarantine_collection(c, tenant) == quarantined[0])
+    assert tenant not in after[emptied]
+    assert all(after[c] == before[c] for c in KINDS if c != emptied)

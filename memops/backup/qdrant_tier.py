@@ -21,7 +21,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ from memops.backup.artifacts import (
 )
 from memops.clients import qdrant_client, qdrant_http
 from memops.progress import meter
+from memops.quarantine_names import (
+    is_quarantine_collection,
+    quarantine_collection,
+    source_collection,
+)
 from memops.targets import QdrantTarget
 
 TIER = "qdrant"
@@ -300,15 +305,20 @@ class QdrantTier:
         tenants: Sequence[str] | None = None,
         rename: dict[str, str] | None = None,
         use_snapshots: bool = True,
+        quarantined: Mapping[str, Mapping[str, str]] | None = None,
     ) -> dict[str, Any]:
         """Restore every collection of the set, or only ``tenants``' points.
 
         ``rename`` maps a collection of the set to the name to restore it as (the
         drill restores into scratch collections). A whole collection comes back
         from its snapshot when the set has one and the server runs the same minor
-        version; otherwise from the logical export.
+        version; otherwise from the logical export. ``quarantined``: the restored
+        tenants that are quarantined now, with their recorded moves (see
+        ``_restore_tenants``).
         """
         rename = rename or {}
+        if tenants is not None:
+            return self._restore_tenants(staging, artifact, tenants, rename, quarantined or {})
         report: dict[str, Any] = {"collections": {}}
         same_minor = _minor(artifact.versions.get("qdrant", "")) == _minor(self.server_version())
         for stem, collection in sorted(artifact.extra.get("collections", {}).items()):
@@ -320,17 +330,64 @@ class QdrantTier:
                 report["collections"][dest] = "snapshot"
                 continue
             header, points = read_export(staging / TIER / f"{stem}.points.jsonl.gz")
-            if tenants is None:
-                self._recreate(dest, header)
-                self._upsert(dest, points)
-                report["collections"][dest] = "export"
-                continue
-            chosen = set(tenants)
+            self._recreate(dest, header)
+            self._upsert(dest, points)
+            report["collections"][dest] = "export"
+        return report
+
+    def _restore_tenants(
+        self,
+        staging: Path,
+        artifact: TierArtifact,
+        tenants: Sequence[str],
+        rename: dict[str, str],
+        quarantined: Mapping[str, Mapping[str, str]],
+    ) -> dict[str, Any]:
+        """Replace the tenants' points with the set's, collection by collection.
+
+        A quarantined tenant's points go to its quarantine collections (the recorded
+        move of each collection, else the one named for it), never to the shared
+        ones the application reads; its points in the shared ones (written by the
+        application during the quarantine) go too. A set taken during a quarantine
+        holds the points under the quarantine collection's name: they are restored
+        to the collection it stands for. The report's ``quarantine_routes`` lists
+        the quarantine collections written, for the quarantine record.
+        """
+        sets = dict(sorted(artifact.extra.get("collections", {}).items()))
+        candidates = {*sets.values(), *self.collections()}
+        headers: dict[str, dict[str, Any]] = {}
+        writes: dict[str, list[dict[str, Any]]] = {}
+        clears: dict[str, set[str]] = {}
+        routes: dict[str, dict[str, str]] = {}
+        for stem, collection in sets.items():
+            header, points = read_export(staging / TIER / f"{stem}.points.jsonl.gz")
+            for tenant in tenants:
+                source = source_collection(collection, tenant, candidates)
+                if source is None:
+                    continue  # another tenant's quarantine collection
+                dest = rename.get(source, source)
+                if tenant in quarantined:
+                    clears.setdefault(dest, set()).add(tenant)
+                    dest = quarantined[tenant].get(source) or quarantine_collection(source, tenant)
+                    routes.setdefault(tenant, {})[source] = dest
+                headers.setdefault(dest, header)
+                clears.setdefault(dest, set()).add(tenant)
+                mine = [p for p in points if p["payload"].get(TENANT_FIELD) == tenant]
+                writes.setdefault(dest, []).extend(mine)
+        report: dict[str, Any] = {"collections": {}}
+        for dest in sorted(clears):
             if not self.client.collection_exists(dest):
-                self._recreate(dest, header)
-            self._delete_tenants(dest, tenants)
-            self._upsert(dest, (p for p in points if p["payload"].get(TENANT_FIELD) in chosen))
+                # a set's memory collection comes back even when empty; a quarantine
+                # collection only to hold points; a shared one left behind is not made
+                wanted = writes.get(dest) or not is_quarantine_collection(dest)
+                if dest not in headers or not wanted:
+                    continue
+                self._recreate(dest, headers[dest])
+            self._delete_tenants(dest, sorted(clears[dest]))
+            self._upsert(dest, writes.get(dest, []))
             report["collections"][dest] = "export (tenants)"
+        if routes:
+            report["quarantine_routes"] = routes
         return report
 
     def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:

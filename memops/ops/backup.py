@@ -27,6 +27,8 @@ from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.runner import Context, Operation, Outcome
 from memops.progress import meter
+from memops.rebuild import quarantine
+from memops.rebuild.quarantine_state import QuarantineStateError
 from memops.targets import Targets, TargetsError
 
 
@@ -223,17 +225,22 @@ def restore(
     try:
         what = "namespace(s) " + ", ".join(map(repr, plan.tenants)) if plan.tenants else "all data"
         confirm(f"restore {what} of {', '.join(plan.tiers)} from set {set_id}", yes=yes)
+        qdrant = quarantine.qdrant_restore_options(inventory.state_dir, plan.tenants)
         with engines(targets, plan.tiers) as opened:
             result = restore_set(
                 store,
                 plan,
                 opened,
-                tier_options={"postgresql": {"drop_old": drop_old, "set_id": set_id}},
+                tier_options={
+                    "postgresql": {"drop_old": drop_old, "set_id": set_id},
+                    "qdrant": qdrant,
+                },
                 **procedure_options(inventory, key),
             )
+        quarantine.record_restored_routes(inventory.state_dir, result.reports.get("qdrant", {}))
     except NotConfirmed as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
-    except RestoreRefused as exc:
+    except (RestoreRefused, QuarantineStateError) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
     except BackupError as exc:
         return _failed(str(exc), **document)

@@ -31,7 +31,7 @@ from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.qdrant_points import delete_tenant_points
-from memops.rebuild import hit_rate, soft
+from memops.rebuild import hit_rate, quarantine, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
 from memops.rebuild.reindex import ReindexError, reindex_namespace
 from memops.rebuild.validate import (
@@ -410,14 +410,16 @@ def hard_rebuild(
         if "redis" in plan.tiers:  # server-side batched SCAN + UNLINK, then the set's keys
             with open_clients(Scope(scope.targets, ("redis",), scope.prefix, None)) as only:
                 cleared = clear_namespace(only.redis, scope.prefix, namespace)
+        qdrant = quarantine.qdrant_restore_options(inventory.state_dir, [namespace])
         with engines(scope.targets, plan.tiers) as opened:
             restored = restore_set(
                 store,
                 plan,
                 opened,
-                tier_options={"postgresql": {"set_id": from_backup}},
+                tier_options={"postgresql": {"set_id": from_backup}, "qdrant": qdrant},
                 **procedure_options(inventory, settings.key()),
             )
+        quarantine.record_restored_routes(inventory.state_dir, restored.reports.get("qdrant", {}))
         with open_clients(scope) as clients:
             after = validate_scope(scope, clients, namespace)
         health, health_line = probe_line(scope.targets, inventory)

@@ -13,23 +13,16 @@ collection, or both (ids are the same, so running it again converges).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
-from memops.qdrant_token import QUARANTINE_PREFIX
+from memops.quarantine_names import QUARANTINE_PREFIX, quarantine_collection
 
 
 class QdrantQuarantineError(Exception):
     """A move did not check out: nothing more was deleted."""
-
-
-def quarantine_collection(collection: str, tenant: str) -> str:
-    """The collection that holds ``tenant``'s points of ``collection`` while quarantined."""
-    digest = hashlib.sha256(f"{collection}\0{tenant}".encode()).hexdigest()[:32]
-    return QUARANTINE_PREFIX + digest
 
 
 def memory_collections(tier: QdrantTier) -> list[str]:

@@ -12,6 +12,7 @@ deploy and ``invoke health`` read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +187,37 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
         else:
             namespaces.pop(planned.tenant, None)
         quarantine_state.save(state_dir, namespaces)
+
+
+def qdrant_restore_options(state_dir: Path, tenants: Sequence[str]) -> dict[str, Any]:
+    """The Qdrant options of a namespace restore: where quarantined tenants' points go.
+
+    A restore (backup.restore --namespace, rebuild.hard) of a tenant quarantined in
+    Qdrant writes into its quarantine collections, so the restore neither exposes
+    it to the application nor gets undone by the release moving the old points back.
+    """
+    namespaces = quarantine_state.load(state_dir)
+    routes = {
+        tenant: dict(namespaces[tenant].get("qdrant_moves", {}))
+        for tenant in tenants
+        if "qdrant" in namespaces.get(tenant, {}).get("tiers", ())
+    }
+    return {"quarantined": routes} if routes else {}
+
+
+def record_restored_routes(state_dir: Path, report: dict[str, Any]) -> None:
+    """Add the quarantine collections a restore wrote to the record: the release moves them."""
+    routes = report.get("quarantine_routes") or {}
+    if not routes:
+        return
+    namespaces = quarantine_state.load(state_dir)
+    for tenant, moves in routes.items():
+        if tenant in namespaces:
+            namespaces[tenant]["qdrant_moves"] = {
+                **namespaces[tenant].get("qdrant_moves", {}),
+                **moves,
+            }
+    quarantine_state.save(state_dir, namespaces)
 
 
 def _now() -> str:
