@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines
 from memops.backup.manifest import ManifestError
@@ -28,6 +30,7 @@ from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.runner import Context, Operation, Outcome
 from memops.progress import meter
 from memops.rebuild import quarantine
+from memops.rebuild.qdrant_quarantine import QdrantQuarantineError
 from memops.rebuild.quarantine_state import QuarantineStateError
 from memops.targets import Targets, TargetsError
 
@@ -244,6 +247,18 @@ def restore(
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
     except BackupError as exc:
         return _failed(str(exc), **document)
+    try:
+        reconciled = (
+            []
+            if plan.tenants
+            else quarantine.reconcile_whole_restore(inventory.state_dir, targets, plan.tiers)
+        )
+    except (psycopg.Error, QdrantQuarantineError, QuarantineStateError, BackupError) as exc:
+        message = (
+            f"restored from set {set_id}, but the quarantines of quarantine.json could not be "
+            f"applied again ({exc}): check `invoke health` and quarantine again"
+        )
+        return _failed(message, **document)
     health, health_line = probe_line(targets, inventory)
     healthy = health.get("state") != "failing"
     document |= {
@@ -252,7 +267,14 @@ def restore(
         "seconds": round(result.seconds, 3),
         "health": health,
     }
-    lines = [f"restored from set {set_id} in {result.seconds:.1f} s", *planned, health_line]
+    if reconciled:
+        document["quarantine_reconciled"] = reconciled
+    lines = [
+        f"restored from set {set_id} in {result.seconds:.1f} s",
+        *planned,
+        *(f"  quarantine kept: {line}" for line in reconciled),
+        health_line,
+    ]
     return Outcome(
         EXIT_OK if healthy else EXIT_FAILED,
         document,

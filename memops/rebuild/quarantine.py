@@ -21,8 +21,9 @@ from typing import Any
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
-from memops.backup.qdrant_tier import QdrantTier
+from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier
 from memops.clients import postgres_connect, redis_client
+from memops.quarantine_names import is_quarantine_collection, source_collection
 from memops.rebuild import (
     postgres_quarantine,
     qdrant_quarantine,
@@ -218,6 +219,66 @@ def record_restored_routes(state_dir: Path, report: dict[str, Any]) -> None:
                 **moves,
             }
     quarantine_state.save(state_dir, namespaces)
+
+
+def reconcile_whole_restore(state_dir: Path, targets: Targets, tiers: Sequence[str]) -> list[str]:
+    """Make a whole restore's quarantine state the record's again; what changed, as lines.
+
+    A whole set carries the quarantine of when it was taken (memory_quarantine rows,
+    memops-quarantine-* collections), while quarantine.json says what operators
+    want now, and a restore must not lift a quarantine (nor impose a lifted one).
+    PostgreSQL: rows added or removed to match the record. Qdrant: a tenant
+    quarantined now has its restored points moved out of the shared collections; a
+    restored quarantine collection of a tenant not quarantined now goes back.
+    """
+    namespaces = quarantine_state.load(state_dir)
+    lines: list[str] = []
+    if "postgresql" in tiers:
+        wanted = set(quarantine_state.tenants_in(namespaces, "postgresql"))
+        with postgres_connect(_postgres(targets)) as conn:
+            found = postgres_quarantine.quarantined(conn)
+            for tenant in sorted(wanted ^ found):
+                postgres_quarantine.apply(conn, tenant, quarantine=tenant in wanted, actor=actor())
+                verb = "hidden again" if tenant in wanted else "no longer hidden"
+                lines.append(f"postgresql: {tenant!r} {verb} (quarantine.json)")
+    if "qdrant" in tiers:
+        with QdrantTier(_qdrant(targets)) as tier:
+            lines += _reconcile_qdrant(state_dir, tier, namespaces)
+    return lines
+
+
+def _reconcile_qdrant(
+    state_dir: Path, tier: QdrantTier, namespaces: dict[str, dict[str, Any]]
+) -> list[str]:
+    lines = []
+    wanted = quarantine_state.tenants_in(namespaces, "qdrant")
+    for tenant in wanted:
+        shared = qdrant_quarantine.plan(tier, tenant, None)
+        if shared:
+            moves = qdrant_quarantine.quarantine(tier, tenant, sorted(shared))
+            namespaces[tenant]["qdrant_moves"] = {
+                **namespaces[tenant].get("qdrant_moves", {}),
+                **moves,
+            }
+            lines.append(f"qdrant: {sum(shared.values())} point(s) of {tenant!r} quarantined again")
+    recorded = {q for t in wanted for q in namespaces[t].get("qdrant_moves", {}).values()}
+    candidates = tier.collections()
+    for name in candidates:
+        if not is_quarantine_collection(name) or name in recorded:
+            continue
+        tenants = {str(p["payload"].get(TENANT_FIELD)) for p in tier.scroll(name)}
+        if not tenants:
+            tier.client.delete_collection(name)  # an empty one a set carried: memops' own
+            continue
+        sources = {t: source_collection(name, t, candidates) for t in tenants}
+        if len(tenants) != 1 or None in sources.values():
+            lines.append(f"qdrant: {name!r} left as restored: it is no tenant's quarantine")
+            continue
+        tenant = tenants.pop()
+        qdrant_quarantine.release(tier, tenant, {str(sources[tenant]): name})
+        lines.append(f"qdrant: points of {tenant!r} back in {sources[tenant]!r} (not quarantined)")
+    quarantine_state.save(state_dir, namespaces)
+    return lines
 
 
 def _now() -> str:

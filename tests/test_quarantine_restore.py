@@ -1,0 +1,116 @@
+"""Whole restores keep the quarantines operators set (quarantine.json), not the set's.
+
+What these tests prove, against scratch PostgreSQL and the Qdrant stand-in: a
+whole restore of a set taken before tenant A was quarantined leaves A quarantined
+(its memory_quarantine row is put back, its restored points leave the shared
+collections again), and a set taken while tenant B was quarantined does not
+quarantine B again once it was released (its row goes, its points come back from
+the set's quarantine collection); the restore says what it kept; releasing A
+afterwards gives back exactly the data of before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from op_calls import call
+from three_tiers import Stack
+
+from memops.backup.qdrant_tier import QdrantTier, point_digest
+from memops.exitcodes import EXIT_OK
+from memops.ops.backup import CREATE, RESTORE
+from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
+from memops.pgcluster import ScratchCluster
+from memops.quarantine_names import is_quarantine_collection
+from memops.targets import QdrantTarget
+from memops.targets_file import merge_targets
+
+pytestmark = pytest.mark.integration
+
+TIERS = "postgresql,qdrant"
+
+
+def _call(stack: Stack, op: Any, **raw: Any) -> dict[str, Any]:
+    code, document, err = call(op, stack.inventory, stack.capsys, **raw)
+    assert code == EXIT_OK, err
+    return document
+
+
+def _quarantine(stack: Stack, op: Any, tenant: str) -> None:
+    _call(stack, op, namespace=tenant, tier=TIERS, dry_run=False, yes=True)
+
+
+def _whole_backup(stack: Stack) -> str:
+    return str(_call(stack, CREATE, tier=TIERS, namespace=[], target=None)["set_id"])
+
+
+def _restore(stack: Stack, set_id: str) -> dict[str, Any]:
+    raw = {"tier": TIERS, "namespace": [], "target": None, "dry_run": False, "yes": True}
+    return _call(stack, RESTORE, set_id=set_id, **raw)
+
+
+def _admin(stack: Stack, cluster: ScratchCluster) -> psycopg.Connection[Any]:
+    """A new superuser connection: a whole restore swaps the database under old ones."""
+    return cluster.admin(stack.pg.info.dbname)
+
+
+def _hidden(stack: Stack, cluster: ScratchCluster) -> set[str]:
+    with _admin(stack, cluster) as conn:
+        return {row[0] for row in conn.execute("SELECT tenant_id FROM memory_quarantine")}
+
+
+def _points(stack: Stack, target: QdrantTarget) -> dict[str, dict[str, set[str]]]:
+    """collection -> tenant -> point digests."""
+    found: dict[str, dict[str, set[str]]] = {}
+    with QdrantTier(target) as tier:
+        for collection in tier.collections():
+            tenants: dict[str, set[str]] = {}
+            for point in tier.scroll(collection):
+                tenants.setdefault(point["payload"]["tenant_id"], set()).add(point_digest(point))
+            found[collection] = tenants
+    return found
+
+
+def _rows(stack: Stack, cluster: ScratchCluster) -> list[tuple[Any, ...]]:
+    with _admin(stack, cluster) as conn:
+        query = "SELECT id::text, tenant_id, content FROM memory_items ORDER BY id"
+        return conn.execute(query).fetchall()
+
+
+def test_a_whole_restore_neither_lifts_nor_imposes_a_quarantine(
+    tier_stack: Stack, tiers_cluster: ScratchCluster, standin: Any
+) -> None:
+    a, b = tier_stack.load.tenants[:2]
+    target, cluster = standin.target, tiers_cluster
+    # a whole restore creates and swaps databases as the cluster's superuser (socket)
+    admin = {"socket_dir": str(cluster.socket_dir), "port": cluster.port}
+    deployment = {"postgresql": {"app_user": cluster.app_role, **admin}}
+    merge_targets(tier_stack.state, "inv", {}, deployment)
+    points_before, rows_before = _points(tier_stack, target), _rows(tier_stack, cluster)
+
+    before_any = _whole_backup(tier_stack)
+    _quarantine(tier_stack, QUARANTINE, b)
+    while_b = _whole_backup(tier_stack)
+    _quarantine(tier_stack, RELEASE, b)
+    _quarantine(tier_stack, QUARANTINE, a)
+    quarantined_a = _points(tier_stack, target)
+
+    restored = _restore(tier_stack, before_any)  # the set knows no quarantine
+    assert _hidden(tier_stack, cluster) == {a}
+    assert _points(tier_stack, target) == quarantined_a
+    kept = restored["quarantine_reconciled"]
+    assert any(repr(a) in line and "postgresql" in line for line in kept)
+    assert any(repr(a) in line and "qdrant" in line for line in kept)
+
+    restored = _restore(tier_stack, while_b)  # the set holds b's quarantine
+    assert _hidden(tier_stack, cluster) == {a}
+    assert _points(tier_stack, target) == quarantined_a
+    assert any(repr(b) in line for line in restored["quarantine_reconciled"])
+
+    _quarantine(tier_stack, RELEASE, a)
+    after = _points(tier_stack, target)
+    assert not any(is_quarantine_collection(c) for c in after)
+    assert after == points_before
+    assert _rows(tier_stack, cluster) == rows_before
