@@ -1,4 +1,4 @@
-"""Whole restores keep the quarantines operators set (quarantine.json), not the set's.
+"""Restores and reindexes keep the quarantines operators set (quarantine.json).
 
 What these tests prove, against scratch PostgreSQL and the Qdrant stand-in: a
 whole restore of a set taken before tenant A was quarantined leaves A quarantined
@@ -6,7 +6,9 @@ whole restore of a set taken before tenant A was quarantined leaves A quarantine
 collections again), and a set taken while tenant B was quarantined does not
 quarantine B again once it was released (its row goes, its points come back from
 the set's quarantine collection); the restore says what it kept; releasing A
-afterwards gives back exactly the data of before.
+afterwards gives back exactly the data of before. A reindex of a quarantined
+tenant whose points were all lost rebuilds them in its quarantine collections, not
+in the shared ones, and the release brings exactly those back.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from three_tiers import Stack
 from memops.backup.qdrant_tier import QdrantTier, point_digest
 from memops.exitcodes import EXIT_OK
 from memops.ops.backup import CREATE, RESTORE
+from memops.ops.rebuild import REINDEX
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ScratchCluster
 from memops.quarantine_names import is_quarantine_collection
@@ -114,3 +117,26 @@ def test_a_whole_restore_neither_lifts_nor_imposes_a_quarantine(
     assert not any(is_quarantine_collection(c) for c in after)
     assert after == points_before
     assert _rows(tier_stack, cluster) == rows_before
+
+
+def test_a_reindex_during_a_quarantine_fills_the_quarantine_collections(
+    tier_stack: Stack, standin: Any
+) -> None:
+    """The reindex of a quarantined tenant writes where its points are kept, not where the
+    application reads; the release then brings back exactly the reindexed points."""
+    tenant, target = tier_stack.load.tenants[0], standin.target
+    before = _points(tier_stack, target)
+    _quarantine(tier_stack, QUARANTINE, tenant)
+    during = _points(tier_stack, target)
+    for collection in (c for c in during if is_quarantine_collection(c)):
+        tier_stack.qdrant.delete_collection(collection)  # every quarantined point lost
+
+    raw = {"keep_orphans": False, "yes": True}
+    planned = _call(tier_stack, REINDEX, namespace=tenant, dry_run=True, **raw)
+    assert planned["created"] == sum(len(d.get(tenant, ())) for d in before.values())
+    done = _call(tier_stack, REINDEX, namespace=tenant, dry_run=False, **raw)
+    assert done["after"]["clean"] is True
+    assert _points(tier_stack, target) == during  # the shared collections still without it
+
+    _quarantine(tier_stack, RELEASE, tenant)
+    assert _points(tier_stack, target) == before

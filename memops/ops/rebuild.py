@@ -33,7 +33,7 @@ from memops.ops.runner import Context, Operation, Outcome
 from memops.qdrant_points import delete_tenant_points
 from memops.rebuild import hit_rate, quarantine, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
-from memops.rebuild.reindex import ReindexError, reindex_namespace
+from memops.rebuild.reindex import ReindexError, apply_reindex, per_kind, plan_reindex
 from memops.rebuild.validate import (
     SHOWN,
     NamespaceReport,
@@ -42,7 +42,7 @@ from memops.rebuild.validate import (
     validate_namespace,
 )
 from memops.targets import Targets, TargetsError
-from memops.workload import DEFAULT_PREFIX
+from memops.workload import DEFAULT_PREFIX, SOURCE_KINDS
 
 
 class Refused(Exception):
@@ -462,10 +462,18 @@ def reindex(
 
     def body() -> Outcome:
         scope = scope_of(inventory, ("postgresql", "qdrant"))
+        routes = quarantine.qdrant_restore_options(inventory.state_dir, [namespace])
+        collection_for = quarantine.routed(per_kind, routes.get("quarantined", {}), namespace)
         with open_clients(scope) as clients:
-            planned = reindex_namespace(
-                clients.postgresql, clients.qdrant, namespace, prune=not keep_orphans, dry_run=True
+            # planned once, under the stack lock; the apply writes this plan
+            plan = plan_reindex(
+                clients.postgresql,
+                clients.qdrant,
+                namespace,
+                collection_for=collection_for,
+                prune=not keep_orphans,
             )
+            planned = plan.result(dry_run=True)
             if planned.rows == 0 and planned.deleted == 0:
                 raise Refused(
                     f"namespace {namespace!r} has no indexed live rows and no points: "
@@ -485,9 +493,11 @@ def reindex(
                     result="dry-run" if dry_run else "ok",
                 )
             confirm(f"reindex {namespace!r}: {changes} point change(s) in Qdrant", yes=yes)
-            done = reindex_namespace(
-                clients.postgresql, clients.qdrant, namespace, prune=not keep_orphans
-            )
+            done = apply_reindex(clients.qdrant, plan)
+            if routes:  # quarantined: the release must move back what the reindex wrote
+                targets = {per_kind(kind): collection_for(kind) for kind in SOURCE_KINDS}
+                used = {c: q for c, q in targets.items() if clients.qdrant.collection_exists(q)}
+                quarantine.record_qdrant_routes(inventory.state_dir, {namespace: used})
             after = validate_scope(scope, clients, namespace)
         health, health_line = probe_line(scope.targets, inventory)
         lines = [

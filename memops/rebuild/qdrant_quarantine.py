@@ -78,21 +78,26 @@ def _move(tier: QdrantTier, source: str, dest: str, tenant: str) -> int:
     return len(points)
 
 
+def _same_layout(tier: QdrantTier, model: str, collection: str) -> None:
+    """Create ``collection`` like ``model`` (vectors config, payload indexes) if missing."""
+    if tier.client.collection_exists(collection):
+        return
+    info = tier._json("GET", f"/collections/{quote(model, safe='')}")
+    header = {
+        "vectors": info["config"]["params"]["vectors"],
+        "payload_schema": {
+            key: value.get("data_type") for key, value in (info.get("payload_schema") or {}).items()
+        },
+    }
+    tier._recreate(collection, header)
+
+
 def quarantine(tier: QdrantTier, tenant: str, collections: Sequence[str]) -> dict[str, str]:
     """Move the tenant's points out of ``collections``; returns source -> quarantine collection."""
     moves = {}
     for collection in collections:
         dest = quarantine_collection(collection, tenant)
-        if not tier.client.collection_exists(dest):
-            info = tier._json("GET", f"/collections/{quote(collection, safe='')}")
-            header = {
-                "vectors": info["config"]["params"]["vectors"],
-                "payload_schema": {
-                    key: value.get("data_type")
-                    for key, value in (info.get("payload_schema") or {}).items()
-                },
-            }
-            tier._recreate(dest, header)
+        _same_layout(tier, collection, dest)
         _move(tier, collection, dest, tenant)
         moves[collection] = dest
     return moves
@@ -103,6 +108,7 @@ def release(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> None:
     for collection, dest in sorted(moves.items()):
         if not tier.client.collection_exists(dest):
             continue  # released already
+        _same_layout(tier, dest, collection)  # a reindex may have made only the quarantine one
         _move(tier, dest, collection, tenant)
         if tier.client.count(dest, exact=True).count:
             raise QdrantQuarantineError(f"qdrant: {dest!r} is not empty after the release")

@@ -12,7 +12,7 @@ deploy and ``invoke health`` read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,9 +206,28 @@ def qdrant_restore_options(state_dir: Path, tenants: Sequence[str]) -> dict[str,
     return {"quarantined": routes} if routes else {}
 
 
+def routed(
+    collection_for: Callable[[str], str], quarantined: Mapping[str, Mapping[str, str]], tenant: str
+) -> Callable[[str], str]:
+    """``collection_for``, sending a quarantined tenant to its quarantine collections."""
+    if tenant not in quarantined:
+        return collection_for
+    moves = quarantined[tenant]
+
+    def quarantine_side(kind: str) -> str:
+        source = collection_for(kind)
+        return moves.get(source) or qdrant_quarantine.quarantine_collection(source, tenant)
+
+    return quarantine_side
+
+
 def record_restored_routes(state_dir: Path, report: dict[str, Any]) -> None:
     """Add the quarantine collections a restore wrote to the record: the release moves them."""
-    routes = report.get("quarantine_routes") or {}
+    record_qdrant_routes(state_dir, report.get("quarantine_routes") or {})
+
+
+def record_qdrant_routes(state_dir: Path, routes: Mapping[str, Mapping[str, str]]) -> None:
+    """Merge source -> quarantine collection moves into the tenants' record entries."""
     if not routes:
         return
     namespaces = quarantine_state.load(state_dir)

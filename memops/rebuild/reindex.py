@@ -91,20 +91,49 @@ class ReindexResult:
         }
 
 
-def reindex_namespace(
+@dataclass(frozen=True)
+class ReindexPlan:
+    """What a reindex of one tenant changes, per collection; applied as planned."""
+
+    tenant: str
+    rows: int
+    plans: dict[str, CollectionPlan]
+
+    def result(self, *, dry_run: bool) -> ReindexResult:
+        plans = self.plans
+        by_collection = {
+            name: {
+                "create": len(plan.create),
+                "update": len(plan.update),
+                "delete": len(plan.delete),
+                "unchanged": plan.unchanged,
+            }
+            for name, plan in plans.items()
+            if plan.create or plan.update or plan.delete or plan.unchanged
+        }
+        return ReindexResult(
+            tenant=self.tenant,
+            rows=self.rows,
+            created=sum(len(p.create) for p in plans.values()),
+            updated=sum(len(p.update) for p in plans.values()),
+            deleted=sum(len(p.delete) for p in plans.values()),
+            unchanged=sum(p.unchanged for p in plans.values()),
+            collections=by_collection,
+            dry_run=dry_run,
+        )
+
+
+def plan_reindex(
     conn: psycopg.Connection[Any],
     client: QdrantClient,
     tenant: str,
     *,
     collection_for: Callable[[str], str] = per_kind,
     prune: bool = True,
-    dry_run: bool = False,
-) -> ReindexResult:
-    """Make ``tenant``'s points equal to its live indexed rows; counts of what changed.
+) -> ReindexPlan:
+    """Compare ``tenant``'s points with its live indexed rows; nothing is written.
 
-    ``dry_run`` computes the same plan and changes nothing. Other tenants' points are
-    never read for writing nor deleted: every delete is of an id scrolled under an
-    exact ``tenant_id`` match, every upsert of a row of this tenant.
+    ReindexError when a vector does not fit its collection.
     """
     wanted = wanted_points(conn, tenant)
     by_name: dict[str, list[QdrantPoint]] = {
@@ -117,28 +146,31 @@ def reindex_namespace(
         name: _plan(client, name, tenant, points, prune=prune)
         for name, points in sorted(by_name.items())
     }
-    if not dry_run:
-        _apply(client, tenant, plans)
-    by_collection = {
-        name: {
-            "create": len(plan.create),
-            "update": len(plan.update),
-            "delete": len(plan.delete),
-            "unchanged": plan.unchanged,
-        }
-        for name, plan in plans.items()
-        if plan.create or plan.update or plan.delete or plan.unchanged
-    }
-    return ReindexResult(
-        tenant=tenant,
-        rows=len(wanted),
-        created=sum(len(p.create) for p in plans.values()),
-        updated=sum(len(p.update) for p in plans.values()),
-        deleted=sum(len(p.delete) for p in plans.values()),
-        unchanged=sum(p.unchanged for p in plans.values()),
-        collections=by_collection,
-        dry_run=dry_run,
-    )
+    return ReindexPlan(tenant, len(wanted), plans)
+
+
+def apply_reindex(client: QdrantClient, plan: ReindexPlan) -> ReindexResult:
+    """Write the plan: upserts in batches, then deletes.
+
+    Other tenants' points are never written nor deleted: every delete is of an id
+    scrolled under an exact ``tenant_id`` match, every upsert of a row of this tenant.
+    """
+    _apply(client, plan.tenant, plan.plans)
+    return plan.result(dry_run=False)
+
+
+def reindex_namespace(
+    conn: psycopg.Connection[Any],
+    client: QdrantClient,
+    tenant: str,
+    *,
+    collection_for: Callable[[str], str] = per_kind,
+    prune: bool = True,
+    dry_run: bool = False,
+) -> ReindexResult:
+    """Make ``tenant``'s points equal to its live indexed rows (plan, then apply)."""
+    plan = plan_reindex(conn, client, tenant, collection_for=collection_for, prune=prune)
+    return plan.result(dry_run=True) if dry_run else apply_reindex(client, plan)
 
 
 def wanted_points(conn: psycopg.Connection[Any], tenant: str) -> list[QdrantPoint]:
