@@ -204,6 +204,8 @@ def every_minute(deployed_stack: DeployedStack) -> Iterator[None]:
                 extra_vars={
                     "memops_backup_schedule_enabled": enabled,
                     "memops_backup_schedule_backup_minute": "*",
+                    # Health cycles of its own would race the other modules' state.json.
+                    "memops_backup_schedule_health_enabled": False,
                 },
             ),
             echo=False,
