@@ -24,6 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from memops.memory_values import content_hash
+
 FACT = "fact"
 REJUDGE_ACTION = "memory.rejudge"
 
@@ -334,7 +336,8 @@ _BATCH = sql.SQL(
     " ORDER BY m.id LIMIT %(batch)s FOR UPDATE OF m"
 )
 _REDACT = sql.SQL(
-    "UPDATE memory_items SET content = %(redacted)s, user_id = NULL, agent_id = NULL,"
+    "UPDATE memory_items SET content = %(redacted)s, content_hash = %(redacted_hash)s,"
+    " user_id = NULL, agent_id = NULL,"
     " embedding = NULL, indexed_at = NULL, anonymized_at = now()"
     " WHERE tenant_id = %(tenant)s AND id = ANY(%(ids)s) AND anonymized_at IS NULL"
 )
@@ -435,7 +438,15 @@ def anonymize_tenant(
             if not ids:
                 break
             removed = remove_points(plan.tenant, ids) if remove_points is not None else 0
-            cur.execute(_REDACT, {"redacted": REDACTED, "tenant": plan.tenant, "ids": ids})
+            cur.execute(
+                _REDACT,
+                {
+                    "redacted": REDACTED,
+                    "redacted_hash": content_hash(REDACTED),
+                    "tenant": plan.tenant,
+                    "ids": ids,
+                },
+            )
             details = {
                 "batch": number,
                 "rows": cur.rowcount,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memops.embedder import float32
-from memops.memory_values import NONCE_BYTES, plain_value, sealed_value
+from memops.memory_values import NONCE_BYTES, content_hash, plain_value, sealed_value
 
 if TYPE_CHECKING:
     import psycopg
@@ -118,6 +118,7 @@ class MemoryItem:
     agent_id: str | None
     source_kind: str
     content: str | None
+    content_hash: str | None  # sha256 of content (memory_values.content_hash), as in Redis
     embedding: tuple[float, ...] | None
     indexed_at: datetime | None
     judge_at: datetime | None
@@ -319,6 +320,7 @@ def _memory_item(
         agent_id=rng.choice((*AGENTS, None)),
         source_kind=source_kind,
         content=content,
+        content_hash=content_hash(content) if content is not None else None,
         embedding=embedding,
         indexed_at=indexed_at,
         judge_at=judge_at,
@@ -471,6 +473,7 @@ _COLUMNS = (
     "agent_id",
     "source_kind",
     "content",
+    "content_hash",
     "embedding",
     "indexed_at",
     "judge_at",
@@ -481,13 +484,13 @@ _COLUMNS = (
 )
 _INSERT = (
     "INSERT INTO memory_items (id, tenant_id, user_id, agent_id, source_kind, content,"
-    " embedding, indexed_at, judge_at, deleted_at, anonymized_at, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::real[], %s, %s, %s, %s, %s)"
+    " content_hash, embedding, indexed_at, judge_at, deleted_at, anonymized_at, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::real[], %s, %s, %s, %s, %s)"
 )
 _LINK = "UPDATE memory_items SET superseded_by = %s WHERE id = %s AND tenant_id = %s"
 _SELECT = (
-    "SELECT id, tenant_id, user_id, agent_id, source_kind, content, embedding, indexed_at,"
-    " judge_at, superseded_by, deleted_at, anonymized_at, created_at"
+    "SELECT id, tenant_id, user_id, agent_id, source_kind, content, content_hash, embedding,"
+    " indexed_at, judge_at, superseded_by, deleted_at, anonymized_at, created_at"
     " FROM memory_items WHERE tenant_id = ANY(%s) ORDER BY tenant_id, created_at, id"
 )
 
@@ -506,6 +509,7 @@ def write_postgres(conn: psycopg.Connection[Any], workload: Workload) -> int:
             i.agent_id,
             i.source_kind,
             i.content,
+            i.content_hash,
             list(i.embedding) if i.embedding is not None else None,
             i.indexed_at,
             i.judge_at,

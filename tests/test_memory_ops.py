@@ -29,6 +29,7 @@ from standin_server import RunningStandin
 from memops import supersede
 from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.memory_values import content_hash
 from memops.ops.memory import ANONYMIZE, CHAIN, REJUDGE
 from memops.ops.runner import Operation, run_operation
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
@@ -462,6 +463,7 @@ def test_applied_rows_are_redacted_and_keep_id_and_superseded_by(stack: Stack) -
             dict(zip(columns, after[row_id], strict=True)),
         )
         assert new["content"] == supersede.REDACTED
+        assert new["content_hash"] == content_hash(supersede.REDACTED)  # still validates
         assert new["user_id"] is new["agent_id"] is new["embedding"] is new["indexed_at"] is None
         assert new["anonymized_at"] is not None
         kept = ("id", "tenant_id", "superseded_by", "deleted_at", "created_at", "source_kind")

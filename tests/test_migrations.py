@@ -28,6 +28,7 @@ import pytest
 from memops import audit_owner
 from memops import migrate as runner
 from memops.cli import migrate as cli
+from memops.memory_values import content_hash
 from memops.migrate import MigrationError, current_version, discover, migrate
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
@@ -36,7 +37,7 @@ PORT = 31432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
-LATEST = 5
+LATEST = 6
 ALL = list(range(1, LATEST + 1))
 
 
@@ -133,6 +134,7 @@ def test_discover_finds_versions_in_order() -> None:
         (3, "memory_items_no_truncate"),
         (4, "audit_owner"),
         (5, "quarantine"),
+        (6, "memory_items_content_hash"),
     ]
     assert all(len(m.checksum) == 64 for m in migrations)
     assert runner.latest_version() == LATEST
@@ -441,7 +443,7 @@ def test_audit_owner_migration_needs_the_lent_membership(
         match=f"reverting 0004_audit_owner failed: role {APP_ROLE} is not a member of "
         f"{audit_owner.AUDIT_OWNER}",
     ):
-        migrate(app, 3)  # 0005 reverts (its own step), then 0004 fails and rolls back
+        migrate(app, 3)  # 0006 and 0005 revert (each its own step), then 0004 fails
     assert current_version(app) == 4
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
     pg_cluster.migrate(app, 3)  # lent: the down hands the log back to the database owner
@@ -449,7 +451,7 @@ def test_audit_owner_migration_needs_the_lent_membership(
     with pytest.raises(MigrationError, match="applying 0004_audit_owner failed: role"):
         migrate(app)
     assert current_version(app) == 3
-    assert pg_cluster.migrate(app).applied == [4, 5]
+    assert pg_cluster.migrate(app).applied == [4, 5, 6]
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
 
 
@@ -468,6 +470,31 @@ def test_memory_items_is_never_truncated(conn: psycopg.Connection[Any]) -> None:
     migrate(conn)
     with pytest.raises(psycopg.errors.RestrictViolation, match="memory_items is never truncated"):
         conn.execute("TRUNCATE memory_items")
+
+
+def test_content_hash_is_filled_on_insert_and_never_recomputed(
+    conn: psycopg.Connection[Any],
+) -> None:
+    migrate(conn, target=5)
+    conn.execute(
+        "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('a', 'chat', 'old')"
+    )
+    migrate(conn)  # 0006 backfills the rows it finds
+    assert conn.execute("SELECT content_hash FROM memory_items").fetchone() == (
+        content_hash("old"),
+    )
+    row_id, filled = conn.execute(
+        "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('a', 'chat', 'né')"
+        " RETURNING id, content_hash"
+    ).fetchone()  # type: ignore[misc]
+    assert filled == content_hash("né")  # the writer gave none: the trigger hashes UTF-8
+    conn.execute("UPDATE memory_items SET content = 'changed' WHERE id = %s", (row_id,))
+    kept = conn.execute("SELECT content_hash FROM memory_items WHERE id = %s", (row_id,)).fetchone()
+    assert kept == (content_hash("né"),)  # an UPDATE behind the hash stays detectable
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(
+            "UPDATE memory_items SET content_hash = 'not-a-digest' WHERE id = %s", (row_id,)
+        )
 
 
 def test_supersede_chain_stays_within_tenant(conn: psycopg.Connection[Any]) -> None:

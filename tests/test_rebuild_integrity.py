@@ -50,7 +50,7 @@ def other_tenant(load: wl.Workload, tenant: str) -> str:
 
 
 def live_rows(load: wl.Workload, tenant: str) -> list[wl.MemoryItem]:
-    return [i for i in load.items_of(tenant) if i.anonymized_at is None]
+    return [i for i in load.items_of(tenant) if i.anonymized_at is None and i.deleted_at is None]
 
 
 def offenders(document: dict[str, Any], tier: str) -> set[tuple[str, str, str]]:
@@ -148,6 +148,7 @@ class Damage:
     moved_vector: str  # point whose vector no longer matches its row
     lost_point: str  # row whose point was deleted
     stray: str  # point of no row
+    edited: str  # live row without a point whose content changed behind its hash
 
 
 def damage(tier_stack: Stack, tenant: str) -> Damage:
@@ -158,6 +159,14 @@ def damage(tier_stack: Stack, tenant: str) -> Damage:
     indexed = [i for i in indexed if i.embedding is not None]
     assert len(indexed) >= 3, "the workload gave this tenant too few indexed rows"
     bad_embedding, moved_vector, lost_point = indexed[0], indexed[1], indexed[2]
+    edited = next(
+        i
+        for i in live_rows(tier_stack.load, tenant)
+        if i.deleted_at is None and not (i.indexed_at and i.embedding is not None)
+    )
+    tier_stack.pg.execute(
+        "UPDATE memory_items SET content = content || ' (edited)' WHERE id = %s", (edited.id,)
+    )
     dim = tier_stack.load.vector_dim
     tier_stack.pg.execute(
         "UPDATE memory_items SET embedding = %s::real[] WHERE id = %s",
@@ -185,7 +194,9 @@ def damage(tier_stack: Stack, tenant: str) -> Damage:
         ],
         wait=True,
     )
-    return Damage(tenant, broken_keys, bad_embedding.id, moved_vector.id, lost_point.id, stray)
+    return Damage(
+        tenant, broken_keys, bad_embedding.id, moved_vector.id, lost_point.id, stray, edited.id
+    )
 
 
 def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(tier_stack: Stack) -> None:
@@ -202,6 +213,7 @@ def test_each_kind_of_damage_is_named_and_stays_in_its_namespace(tier_stack: Sta
     assert document["tiers"]["redis"]["undecryptable"] == 1
     assert offenders(document, "postgresql") == {
         (done.bad_embedding, v.CORRUPT, v.EMBEDDING_INVALID),
+        (done.edited, v.CORRUPT, v.CONTENT_HASH_MISMATCH),
         (done.lost_point, v.ORPHANED, v.NO_POINT),
     }
     # The NaN row has no usable embedding any more, so its point no longer matches a row.
@@ -273,7 +285,7 @@ def test_soft_rebuild_removes_exactly_the_corrupt_entries(tier_stack: Stack) -> 
     assert snapshot(tier_stack) == before  # the dry run changed nothing
     corrupt_keys = {k for k, r in done.redis.items() if r != mv.UNKNOWN_KEY}
     assert set(document["plan"]["redis_keys"]) == corrupt_keys
-    assert document["plan"]["rows"] == [done.bad_embedding]
+    assert set(document["plan"]["rows"]) == {done.bad_embedding, done.edited}
 
     code, document, err = soft_call(tier_stack, namespace=tenant, yes=False)
     assert code == EXIT_BAD_INPUT and "--yes" in err
@@ -286,9 +298,9 @@ def test_soft_rebuild_removes_exactly_the_corrupt_entries(tier_stack: Stack) -> 
     # Redis: exactly the corrupt values are gone (the undecryptable one is kept).
     assert set(before["redis"]) - set(after["redis"]) == {k.encode() for k in corrupt_keys}
     assert all(after["redis"][k] == before["redis"][k] for k in after["redis"])
-    # PostgreSQL: exactly the bad row is soft-deleted, every other row is unchanged.
+    # PostgreSQL: exactly the bad rows are soft-deleted, every other row is unchanged.
     changed = {i for i, row in after["rows"].items() if row != before["rows"][i]}
-    assert changed == {done.bad_embedding}
+    assert changed == {done.bad_embedding, done.edited}
     deleted_at = tier_stack.pg.execute(
         "SELECT deleted_at FROM memory_items WHERE id = %s", (done.bad_embedding,)
     ).fetchone()
@@ -302,11 +314,12 @@ def test_soft_rebuild_removes_exactly_the_corrupt_entries(tier_stack: Stack) -> 
     remaining = document["after"]["tiers"]
     assert remaining["redis"]["undecryptable"] == 1 and remaining["redis"]["corrupt"] == 0
     assert remaining["qdrant"]["corrupt"] == remaining["qdrant"]["orphaned"] == 0
+    assert remaining["postgresql"]["corrupt"] == 0  # soft-deleted rows are out of service
     audit = tier_stack.pg.execute(
         "SELECT action, tenant_id, details FROM execution_audit_log ORDER BY id DESC LIMIT 1"
     ).fetchone()
     assert audit is not None and audit[0] == "rebuild.soft" and audit[1] == tenant
-    assert audit[2]["soft_deleted"] == [done.bad_embedding]
+    assert set(audit[2]["soft_deleted"]) == {done.bad_embedding, done.edited}
 
 
 def test_soft_rebuild_of_a_clean_namespace_changes_nothing(tier_stack: Stack) -> None:

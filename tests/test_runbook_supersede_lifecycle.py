@@ -2,25 +2,21 @@
 
 Each ``### `` section of the runbook runs on a fresh database loaded with the
 workload generator's data (R2 continues on M3's, whose set and anonymize it
-undoes). A step is a ```console block: ``$ invoke …`` and the lines it must print
-(stdout, then stderr, in that order, others may come between), with an optional
-``(exit N)``. Placeholders the reader types (``<tenant>``, ``<row>``, ``<head>``,
-``<other-tenant>``) are filled from the data; ``<set-id>`` is read from the
-output that first prints it; any other ``<…>`` and ``…`` match what is printed.
+undoes). Steps are parsed, typed and matched by tests/runbook_steps.py; the
+placeholders the reader types (``<tenant>``, ``<row>``, ``<head>``,
+``<other-tenant>``) are filled from the data, ``<set-id>`` is read from the
+output that first prints it.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from runbook_steps import Step, check_output, parse, run_invoke
 
 from memops import workload as wl
 from memops.paths import PROJECT_DIR
@@ -30,74 +26,8 @@ from memops.targets_file import merge_targets
 pytestmark = pytest.mark.integration
 
 RUNBOOK = PROJECT_DIR / "docs" / "runbooks" / "supersede-lifecycle.md"
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 CONTINUES = {"R2: restore one tenant"}  # runs on the previous section's database
 TYPED = ("tenant", "other-tenant", "row", "head")  # placeholders filled from the data
-CAPTURED = ("set-id",)  # placeholders read from the output that prints them
-_PLACEHOLDER = re.compile(r"(<[a-z-]+>|…)")
-
-
-@dataclass(frozen=True)
-class Step:
-    command: str
-    expected: tuple[str, ...]
-    exit_code: int = 0
-
-
-@dataclass
-class Section:
-    title: str
-    steps: list[Step] = field(default_factory=list)
-
-
-def parse(text: str) -> list[Section]:
-    sections: list[Section] = []
-    for chunk in re.split(r"^### ", text, flags=re.MULTILINE)[1:]:
-        title, _, body = chunk.partition("\n")
-        section = Section(title.strip())
-        for block in re.findall(r"```console\n(.*?)```", body, flags=re.DOTALL):
-            lines = [line.strip() for line in block.splitlines() if line.strip()]
-            assert lines[0].startswith("$ invoke "), f"{title}: a step is one invoke command"
-            code = 0
-            if match := re.fullmatch(r"\(exit (\d+)\)", lines[-1]):
-                code, lines = int(match.group(1)), lines[:-1]
-            section.steps.append(Step(lines[0][2:], tuple(lines[1:]), code))
-        sections.append(section)
-    return sections
-
-
-def pattern(line: str, values: dict[str, str]) -> re.Pattern[str]:
-    regex = ""
-    for part in _PLACEHOLDER.split(" ".join(line.split())):
-        if part == "…":
-            regex += ".*"
-        elif _PLACEHOLDER.fullmatch(part):
-            name = part[1:-1]
-            if name in values:
-                regex += re.escape(values[name])
-            elif name in CAPTURED:
-                regex += rf"(?P<{name.replace('-', '_')}>\S+)"
-            else:
-                regex += r"\S+"
-        else:
-            regex += re.escape(part)
-    return re.compile(regex)
-
-
-def check_output(step: Step, lines: list[str], values: dict[str, str]) -> None:
-    """Every expected line matches a printed line, in order; captured placeholders bind."""
-    position = 0
-    for expected in step.expected:
-        compiled = pattern(expected, values)
-        while position < len(lines):
-            found = compiled.fullmatch(lines[position])
-            position += 1
-            if found:
-                values.update({k.replace("_", "-"): v for k, v in found.groupdict().items()})
-                break
-        else:
-            printed = "\n".join(lines)
-            pytest.fail(f"`{step.command}`: no line matches {expected!r} in order:\n{printed}")
 
 
 def chain_length(load: wl.Workload, head: str) -> int:
@@ -172,25 +102,7 @@ class Stack:
         )
 
     def run(self, step: Step, values: dict[str, str]) -> list[str]:
-        argv = []
-        for word in shlex.split(step.command)[1:]:
-            for name in TYPED + CAPTURED:
-                if f"<{name}>" in word:
-                    assert name in values, f"`{step.command}`: <{name}> is not known yet"
-                    word = word.replace(f"<{name}>", values[name])
-            argv.append(word)
-        done = subprocess.run(
-            [INVOKE, *argv, "--inventory", str(self.inventory)],
-            cwd=PROJECT_DIR,
-            env={**os.environ, "MEMOPS_STATE_DIR": str(self.state)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        lines = [" ".join(line.split()) for line in (done.stdout + done.stderr).splitlines()]
-        assert done.returncode == step.exit_code, (step.command, done.stdout, done.stderr)
-        return [line for line in lines if line]
+        return run_invoke(step, values, self.inventory, self.state)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 - Redis: every value of ``{prefix}:memory:{tenant}:*`` (SCAN, each key re-checked
   to belong to the namespace exactly) is opened with ``memops.memory_values``:
   its content hash verified, decrypted with the key ring when sealed.
-- PostgreSQL: the tenant's ``memory_items`` rows that still hold content (not
-  anonymized): content present, an embedding of finite numbers. (Rows carry no
-  content hash; a supersede link into another tenant is refused by the foreign
-  key on (tenant_id, superseded_by) already.)
+- PostgreSQL: the tenant's live ``memory_items`` rows (neither soft-deleted nor
+  anonymized: the rows the application reads): content present and matching its
+  ``content_hash`` (migration 0006), an embedding of finite numbers. A soft-deleted
+  row is out of service and waits for ``memory.anonymize``, so a soft rebuild that
+  soft-deletes a corrupt row leaves the namespace clean. (A supersede link into
+  another tenant is refused by the foreign key on (tenant_id, superseded_by) already.)
 - Qdrant: the tenant's points in every collection: the payload names the point,
   the vector is finite and equals the episodic copy of the row's embedding.
 - Orphaned (when both tiers are checked): a point without its live, indexed row,
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memops.keyring import KeyRing
-from memops.memory_values import CORRUPT, GOOD, UNDECRYPTABLE, inspect_value
+from memops.memory_values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
 from memops.progress import meter
 from memops.qdrant_points import collection_names, tenant_selector
 from memops.workload import chunks, key_in_namespace, tenant_pattern
@@ -40,6 +42,8 @@ SHOWN = 5  # offenders listed per tier in a summary
 
 # Reason codes of the episodic and semantic tiers (Redis values use memory_values').
 CONTENT_MISSING = "content_missing"
+CONTENT_HASH_MISMATCH = "content_hash_mismatch"  # content changed since its writer hashed it
+NO_CONTENT_HASH = "no_content_hash"  # the hash was cleared (0006 fills it on every INSERT)
 EMBEDDING_INVALID = "embedding_invalid"
 PAYLOAD_MISMATCH = "payload_mismatch"  # tenant_id / memory_id of the payload wrong
 VECTOR_INVALID = "vector_invalid"
@@ -149,8 +153,8 @@ def validate_redis(
 # ---------------------------------------------------------------------- postgresql
 
 _ROWS = """
-SELECT id::text, content, embedding, indexed_at IS NOT NULL, deleted_at IS NULL
-FROM memory_items WHERE tenant_id = %s AND anonymized_at IS NULL
+SELECT id::text, content, content_hash, embedding, indexed_at IS NOT NULL
+FROM memory_items WHERE tenant_id = %s AND deleted_at IS NULL AND anonymized_at IS NULL
 ORDER BY created_at, id
 """
 
@@ -164,18 +168,22 @@ def validate_postgres(
     with conn.transaction():
         rows = conn.execute(_ROWS, (tenant,)).fetchall()
     with meter().count(f"postgresql {tenant}", "rows", total=len(rows)) as counter:
-        for row_id, content, embedding, is_indexed, live in rows:
-            reason = _row_problem(content, embedding)
+        for row_id, content, digest, embedding, is_indexed in rows:
+            reason = _row_problem(content, digest, embedding)
             report.add(row_id, CORRUPT if reason else GOOD, reason)
-            if not reason and is_indexed and live and embedding is not None:
+            if not reason and is_indexed and embedding is not None:
                 indexed[row_id] = IndexedRow(row_id, tuple(float(x) for x in embedding))
             counter.advance(1)
     return report, indexed
 
 
-def _row_problem(content: str | None, embedding: Sequence[float] | None) -> str:
+def _row_problem(content: str | None, digest: str | None, embedding: Sequence[float] | None) -> str:
     if content is None:
         return CONTENT_MISSING
+    if digest is None:
+        return NO_CONTENT_HASH
+    if content_hash(content) != digest:
+        return CONTENT_HASH_MISMATCH
     if embedding is not None and not _finite_vector(embedding):
         return EMBEDDING_INVALID
     return ""
