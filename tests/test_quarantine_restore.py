@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from op_calls import call
+from qdrant_client import models
 from three_tiers import Stack
 
 from memops.backup.qdrant_tier import QdrantTier, point_digest
@@ -27,6 +28,7 @@ from memops.ops.rebuild import REINDEX
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ScratchCluster
 from memops.quarantine_names import is_quarantine_collection
+from memops.rebuild import quarantine_state
 from memops.targets import QdrantTarget
 from memops.targets_file import merge_targets
 
@@ -137,6 +139,30 @@ def test_a_reindex_during_a_quarantine_fills_the_quarantine_collections(
     done = _call(tier_stack, REINDEX, namespace=tenant, dry_run=False, **raw)
     assert done["after"]["clean"] is True
     assert _points(tier_stack, target) == during  # the shared collections still without it
+
+    _quarantine(tier_stack, RELEASE, tenant)
+    assert _points(tier_stack, target) == before
+
+
+def test_a_namespace_restore_during_a_quarantine_records_only_the_collections_it_filled(
+    tier_stack: Stack, standin: Any
+) -> None:
+    """A set's collection in which the tenant has no point gets no quarantine collection,
+    and none goes on record: the release afterwards finds every recorded one."""
+    tenant, target = tier_stack.load.tenants[0], standin.target
+    tier_stack.qdrant.create_collection(
+        "memory_empty", vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT)
+    )
+    before = _points(tier_stack, target)
+    raw = {"tier": TIERS, "target": None}
+    set_id = str(_call(tier_stack, CREATE, namespace=[tenant], **raw)["set_id"])
+    _quarantine(tier_stack, QUARANTINE, tenant)
+    during = _points(tier_stack, target)
+
+    _call(tier_stack, RESTORE, set_id=set_id, namespace=[tenant], dry_run=False, yes=True, **raw)
+    assert _points(tier_stack, target) == during
+    recorded = quarantine_state.load(tier_stack.state)[tenant]["qdrant_moves"]
+    assert "memory_empty" not in recorded and set(recorded.values()) <= set(during)
 
     _quarantine(tier_stack, RELEASE, tenant)
     assert _points(tier_stack, target) == before

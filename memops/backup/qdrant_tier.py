@@ -386,6 +386,12 @@ class QdrantTier:
             self._delete_tenants(dest, sorted(clears[dest]))
             self._upsert(dest, writes.get(dest, []))
             report["collections"][dest] = "export (tenants)"
+        # Only the quarantine collections that hold the tenant's points now go on record.
+        routes = {
+            tenant: kept
+            for tenant, moved in routes.items()
+            if (kept := {s: d for s, d in moved.items() if d in report["collections"]})
+        }
         if routes:
             report["quarantine_routes"] = routes
         return report

@@ -30,6 +30,9 @@ def memory_collections(tier: QdrantTier) -> list[str]:
 
 
 def _points(tier: QdrantTier, collection: str, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's points in ``collection``; none when it does not exist (released already)."""
+    if not tier.client.collection_exists(collection):
+        return []
     found = tier.scroll(collection, [tenant])
     return sorted(
         (p for p in found if p["payload"].get(TENANT_FIELD) == tenant), key=lambda p: str(p["id"])
@@ -55,10 +58,9 @@ def arrived(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> dict[str, i
     found = {}
     for source, dest in sorted(moves.items()):
         held = {str(p["id"]) for p in _points(tier, dest, tenant)}
-        if tier.client.collection_exists(source):
-            extra = [p for p in _points(tier, source, tenant) if str(p["id"]) not in held]
-            if extra:
-                found[source] = len(extra)
+        extra = [p for p in _points(tier, source, tenant) if str(p["id"]) not in held]
+        if extra:
+            found[source] = len(extra)
     return found
 
 
