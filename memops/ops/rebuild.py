@@ -18,6 +18,7 @@ from memops.audit import actor
 from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
 from memops.backup.manifest import Manifest, ManifestError
+from memops.backup.postgres_tier import tenant_summaries
 from memops.backup.sets import create_set, plan_restore, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
@@ -380,7 +381,11 @@ def hard_rebuild(
             # A namespace wiped out entirely is a reason to rebuild it, not a typo:
             # the set must hold it (plan_restore checked).
             before = validate_scope(scope, clients, namespace, require_entries=False)
-        now = {t.tier: t.checked for t in before.tiers.values()}
+            now = {t.tier: t.checked for t in before.tiers.values()}
+            if clients.postgresql is not None:  # all the tenant's rows, as the set counts them
+                now["postgresql"] = tenant_summaries(clients.postgresql, [namespace])[
+                    namespace
+                ].count
         document: dict[str, Any] = {
             "ok": True,
             "tenant": namespace,
