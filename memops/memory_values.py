@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,43 @@ class ValueCheck:
         return self.verdict == GOOD
 
 
+# One encoder for every value: json.dumps builds a new one per call when given options.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(value)
+
+
+class _NonceSource:
+    """Random nonces from the OS, drawn many at a time.
+
+    One getrandom() call per value costs more than the sealing itself (a rotation
+    seals a million); slicing a larger draw gives nonces just as random. A forked
+    child starts with an empty buffer, never with a copy of its parent's.
+    """
+
+    _DRAW = NONCE_BYTES * 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._buffer, self._offset = b"", 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._offset + NONCE_BYTES > len(self._buffer):
+                self._buffer, self._offset = os.urandom(self._DRAW), 0
+            start = self._offset
+            self._offset += NONCE_BYTES
+            return self._buffer[start : self._offset]
+
+
+_NONCES = _NonceSource()
 
 
 def content_hash(content: str) -> str:
@@ -84,7 +120,7 @@ def sealed_value(
     nonce: bytes | None = None,
 ) -> str:
     """The encrypted form; ``nonce`` only for reproducible test data (never reuse one)."""
-    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    nonce = _NONCES.take() if nonce is None else nonce
     inner = canonical_json({"content": content, "content_hash": content_hash(content)})
     ciphertext = _cipher(secret).encrypt(nonce, inner.encode("utf-8"), key_name.encode("utf-8"))
     return canonical_json(

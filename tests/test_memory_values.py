@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import pytest
 
@@ -105,3 +106,22 @@ def test_workload_seals_a_share_of_its_values_reproducibly(ring) -> None:
         json.loads(e.value)["content"] for e in plain.redis
     ]
     assert plain.memory_items == first.memory_items
+
+
+def test_nonces_never_repeat_across_draws_nor_in_a_forked_child() -> None:
+    """Nonces come from one OS draw per thousand values: none repeats, not after a fork."""
+    source = mv._NONCES
+    seen = {source.take() for _ in range(5000)}  # several draws
+    assert len(seen) == 5000 and all(len(n) == mv.NONCE_BYTES for n in seen)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's next nonces, sent to the parent
+        os.close(read)
+        os.write(write, b"".join(source.take() for _ in range(10)))
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as pipe:
+        theirs = pipe.read()
+    ours = b"".join(source.take() for _ in range(10))
+    assert len(theirs) == len(ours) and theirs != ours  # not a copy of the parent's buffer
