@@ -43,14 +43,13 @@ from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, se
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
 from memops.ops.runner import run_operation
 from memops.rotation import (
-    COMPARE_AND_SET,
+    BatchWriter,
     Checkpoint,
     Counts,
     checkpoint_path,
     load_checkpoint,
     plan_batch,
     save_checkpoint,
-    write_batch,
 )
 from memops.targets_file import merge_targets
 
@@ -241,7 +240,11 @@ def test_a_value_changed_between_read_and_write_is_not_overwritten(stack: Stack)
     stack.client.set(rewritten, "written by a client meanwhile", keepttl=True)
     stack.client.delete(deleted)
 
-    moved, changed = write_batch(stack.client.register_script(COMPARE_AND_SET), plan.writes)
+    writer = BatchWriter(stack.client)
+    stack.client.script_flush()  # a server that lost its scripts: the writer loads it again
+    writer.send(plan.writes)
+    moved, changed = writer.confirm()
+    writer.close()
 
     assert (moved, changed) == (len(plan.writes) - 2, 2)
     assert stack.client.get(rewritten) == b"written by a client meanwhile"
