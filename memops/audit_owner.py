@@ -3,10 +3,13 @@
 Migration 0004 gives ``execution_audit_log`` (and its trigger function) to
 ``memops_audit_owner``, so the application role can only INSERT and SELECT:
 it cannot disable or drop the append-only triggers, nor UPDATE, DELETE or
-TRUNCATE the log. Giving a table away, or taking it back in the down
-migration, needs membership in the new owner; a superuser creates the role
-and lends membership to the migrating role only while it migrates (the deploy
-does this through Ansible's postgresql modules; tests and tools use ``lent``).
+TRUNCATE the log. Migration 0007 gives it the schema public, ``memory_items``
+and ``memory_quarantine`` too: the application can no longer drop the log
+(a schema owner's right), turn row security off, or lift a quarantine.
+Giving a table away, or taking it back in the down migration, needs
+membership in the new owner; a superuser creates the role and lends
+membership to the migrating role only while it migrates (the deploy does this
+through Ansible's postgresql modules; tests and tools use ``lent``).
 
 Every function here takes a superuser connection (autocommit).
 """
@@ -20,8 +23,11 @@ from typing import Any, LiteralString, cast
 import psycopg
 from psycopg import sql
 
-AUDIT_OWNER = "memops_audit_owner"  # fixed: migration 0004 names it
+AUDIT_OWNER = "memops_audit_owner"  # fixed: migrations 0004 and 0007 name it
 AUDIT_OWNER_VERSION = 4  # the schema version from which the audit log belongs to it
+# The migrations that give objects to the owner role (0007: the schema public,
+# memory_items, memory_quarantine): what ``secure`` runs again after a restore.
+OWNER_VERSIONS = (AUDIT_OWNER_VERSION, 7)
 
 
 def ensure_role(admin: psycopg.Connection[Any]) -> bool:
@@ -67,17 +73,21 @@ def audit_log_owner(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def secure(admin_db: psycopg.Connection[Any]) -> bool:
-    """Give the audit log to its owner again in a database a restore has loaded.
+    """Give the owner role its objects again in a database a restore has loaded.
 
     pg_restore --no-owner makes the application role own every object it
-    creates, the audit log included; this runs migration 0004's own statements
-    (idempotent) as the superuser. False when the schema is older than 0004.
+    creates, the audit log included; this runs the statements of the migrations
+    that hand objects over (``OWNER_VERSIONS``, each idempotent) that the schema
+    has reached, as the superuser. False when the schema is older than 0004.
     """
     from memops.migrate import current_version, discover
 
-    if current_version(admin_db) < AUDIT_OWNER_VERSION:
+    version = current_version(admin_db)
+    if version < AUDIT_OWNER_VERSION:
         return False
-    migration = discover()[AUDIT_OWNER_VERSION - 1]
+    migrations = discover()
     with admin_db.transaction():
-        admin_db.execute(cast(LiteralString, migration.up_sql))
+        for number in OWNER_VERSIONS:
+            if number <= version:
+                admin_db.execute(cast(LiteralString, migrations[number - 1].up_sql))
     return True

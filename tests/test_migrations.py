@@ -37,7 +37,7 @@ PORT = 31432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
-LATEST = 6
+LATEST = 7
 ALL = list(range(1, LATEST + 1))
 
 
@@ -135,6 +135,7 @@ def test_discover_finds_versions_in_order() -> None:
         (4, "audit_owner"),
         (5, "quarantine"),
         (6, "memory_items_content_hash"),
+        (7, "data_owner"),
     ]
     assert all(len(m.checksum) == 64 for m in migrations)
     assert runner.latest_version() == LATEST
@@ -400,6 +401,51 @@ def test_the_app_role_cannot_disable_drop_or_bypass_the_audit_trail(
     assert app.execute("SELECT count(*) FROM execution_audit_log").fetchone() == (1,)
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE execution_audit_log",
+        "DROP TABLE memory_items",
+        "TRUNCATE memory_items",
+        "ALTER TABLE memory_items DISABLE ROW LEVEL SECURITY",
+        "ALTER TABLE memory_items NO FORCE ROW LEVEL SECURITY",
+        "DROP POLICY memory_items_outside_quarantine ON memory_items",
+        "DROP TRIGGER memory_items_no_truncate ON memory_items",
+        f"ALTER TABLE memory_items OWNER TO {APP_ROLE}",
+        "ALTER TABLE memory_quarantine DISABLE ROW LEVEL SECURITY",
+        "DROP TABLE memory_quarantine",
+        "INSERT INTO memory_quarantine (tenant_id, actor) VALUES ('acme', 'the app')",
+        f"ALTER SCHEMA public OWNER TO {APP_ROLE}",
+    ],
+)
+def test_the_app_role_cannot_drop_the_tables_or_lift_row_security(
+    app: psycopg.Connection[Any], statement: str
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute(statement)
+    assert app.execute("SELECT count(*) FROM execution_audit_log").fetchone() == (1,)
+
+
+def test_the_app_role_cannot_lift_a_quarantine_but_still_uses_its_rows(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str
+) -> None:
+    app.execute(
+        "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('a', 'chat', 'x')"
+    )
+    app.execute(
+        "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('b', 'chat', 'y')"
+    )
+    with pg_cluster.admin(dbname) as admin:
+        admin.execute("INSERT INTO memory_quarantine (tenant_id, actor) VALUES ('a', 'memops')")
+    assert app.execute("DELETE FROM memory_quarantine").rowcount == 0  # row security: none
+    assert app.execute("SELECT tenant_id FROM memory_quarantine").fetchall() == [("a",)]
+    assert app.execute("SELECT tenant_id FROM memory_items").fetchall() == [("b",)]
+    assert app.execute("UPDATE memory_items SET content = 'z'").rowcount == 1
+    assert app.execute("DELETE FROM memory_items").rowcount == 1
+    app.execute("CREATE TABLE app_scratch (x int)")  # it may still create its own tables
+    app.execute("DROP TABLE app_scratch")
+
+
 def test_the_app_role_keeps_insert_and_select_only(
     app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str
 ) -> None:
@@ -440,18 +486,18 @@ def test_audit_owner_migration_needs_the_lent_membership(
 ) -> None:
     with pytest.raises(
         MigrationError,
-        match=f"reverting 0004_audit_owner failed: role {APP_ROLE} is not a member of "
+        match=f"reverting 0007_data_owner failed: role {APP_ROLE} is not a member of "
         f"{audit_owner.AUDIT_OWNER}",
     ):
-        migrate(app, 3)  # 0006 and 0005 revert (each its own step), then 0004 fails
-    assert current_version(app) == 4
+        migrate(app, 3)  # 0007, the first step down, needs the membership already
+    assert current_version(app) == 7
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
     pg_cluster.migrate(app, 3)  # lent: the down hands the log back to the database owner
     assert audit_owner.audit_log_owner(app) == APP_ROLE
     with pytest.raises(MigrationError, match="applying 0004_audit_owner failed: role"):
         migrate(app)
     assert current_version(app) == 3
-    assert pg_cluster.migrate(app).applied == [4, 5, 6]
+    assert pg_cluster.migrate(app).applied == [4, 5, 6, 7]
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
 
 
@@ -466,10 +512,13 @@ def test_audit_owner_migration_without_the_role_says_what_to_do(
     assert current_version(conn) == 3
 
 
-def test_memory_items_is_never_truncated(conn: psycopg.Connection[Any]) -> None:
+def test_memory_items_is_never_truncated(
+    conn: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str
+) -> None:
     migrate(conn)
-    with pytest.raises(psycopg.errors.RestrictViolation, match="memory_items is never truncated"):
-        conn.execute("TRUNCATE memory_items")
+    refused = pytest.raises(psycopg.errors.RestrictViolation, match="is never truncated")
+    with pg_cluster.admin(dbname) as admin, refused:  # not even by a superuser
+        admin.execute("TRUNCATE memory_items")
 
 
 def test_content_hash_is_filled_on_insert_and_never_recomputed(
@@ -623,8 +672,8 @@ def test_cli_errors_are_one_line_without_secrets(
     assert "wrong-Secret-123" not in captured.err
 
     monkeypatch.setenv("MEMOPS_PG_PASSWORD", pg_env["password"])
-    assert _cli(["--to", "7"]) == 1
-    assert "target version 7 is unknown" in capsys.readouterr().err
+    assert _cli(["--to", "8"]) == 1
+    assert "target version 8 is unknown" in capsys.readouterr().err
 
 
 def test_conninfo_from_env_validates() -> None:

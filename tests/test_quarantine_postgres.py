@@ -27,6 +27,7 @@ import pytest
 from op_calls import call, scratch_inventory
 from psycopg import sql
 
+from memops import audit_owner
 from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
 from memops.migrate import Migration, MigrationError, discover, migrate
@@ -263,11 +264,15 @@ def test_refused_when_memops_would_hide_the_namespace_from_itself(
 
 
 def test_down_migration_refused_while_quarantined(
-    ops: psycopg.Connection[Any], inventory: Path, capsys: pytest.CaptureFixture[str]
+    cluster: ScratchCluster,
+    ops: psycopg.Connection[Any],
+    inventory: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert run(QUARANTINE, inventory, capsys, "acme")[0] == EXIT_OK
-    with pytest.raises(MigrationError, match="memory_quarantine"):
+    with cluster.admin() as admin, audit_owner.lent(admin, OPS_ROLE):  # as a deploy migrates
+        with pytest.raises(MigrationError, match="memory_quarantine"):
+            migrate(ops, 4, migrations=migrations())
+        assert run(RELEASE, inventory, capsys, "acme")[0] == EXIT_OK
         migrate(ops, 4, migrations=migrations())
-    assert run(RELEASE, inventory, capsys, "acme")[0] == EXIT_OK
-    migrate(ops, 4, migrations=migrations())
     assert ops.execute("SELECT to_regclass('memory_quarantine')").fetchone() == (None,)

@@ -78,13 +78,18 @@ def test_audit_log_refuses_delete_and_update(deployed_stack: DeployedStack) -> N
             ["tenant-audit", "integration-test", "probe"],
         )
         # The application role holds INSERT and SELECT only (0004): refused before the
-        # append-only triggers; nor can it disable them.
+        # append-only triggers; nor can it disable them, drop the log (0007: the schema
+        # is no longer its own) or turn off the row security of a quarantine.
         for statement in (
             "DELETE FROM execution_audit_log WHERE tenant_id = 'tenant-audit'",
             "UPDATE execution_audit_log SET actor = 'x'",
             "ALTER TABLE execution_audit_log DISABLE TRIGGER ALL",
+            "DROP TABLE execution_audit_log",
+            "ALTER TABLE memory_items DISABLE ROW LEVEL SECURITY",
+            "ALTER TABLE memory_quarantine DISABLE ROW LEVEL SECURITY",
         ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            refused = pytest.raises(psycopg.errors.InsufficientPrivilege)
+            with refused, conn.transaction(force_rollback=True):  # never kept, whatever happens
                 conn.execute(statement)
         count = conn.execute(
             "SELECT count(*) FROM execution_audit_log WHERE tenant_id = 'tenant-audit'"
@@ -99,8 +104,8 @@ def test_migrations_go_down_and_up_again(deployed_stack: DeployedStack) -> None:
     def migrate(*args: str) -> subprocess.CompletedProcess[str]:
         return migrate_cli(target, *args)
 
-    # The latest migration loses no data when reverted (0004 only hands the audit log to
-    # its owner role). 0004 up and down need that role lent, as the deploy lends it.
+    # The latest migration loses no data when reverted (0007 only hands tables to the
+    # owner role). Its up and down need that role lent, as the deploy lends it.
     with audit_owner_lent(deployed_stack):
         down = migrate("--to", str(latest_version() - 1))
         assert down.returncode == 0, down.stderr
