@@ -118,6 +118,18 @@ def test_whole_restore_swaps_in_and_keeps_old(tier: PostgresTier, tmp_path: Path
         assert audit_owner.audit_log_owner(conn) == audit_owner.AUDIT_OWNER
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM execution_audit_log")
+        owners = conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class"
+            " WHERE relname IN ('memory_items', 'memory_quarantine')"
+            " UNION ALL SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"
+        ).fetchall()
+        assert owners == [(audit_owner.AUDIT_OWNER,)] * 3  # 0007's owners, also given back
+        for statement in (
+            "ALTER TABLE memory_items DISABLE ROW LEVEL SECURITY",
+            "DROP TABLE execution_audit_log",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(statement)
 
 
 def test_corrupted_dump_is_refused(tier: PostgresTier, tmp_path: Path) -> None:
