@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,40 @@ def test_a_child_started_by_the_holder_acts_under_its_lock(tmp_path: Path) -> No
         assert stranger.returncode != 0 and "LockBusyError" in stranger.stderr
         assert "token" not in stranger.stderr  # the token is not shown to others
     assert "MEMOPS_LOCK_TOKEN" not in os.environ
+
+
+EXAMPLE_VAULT_PASSWORD = "memops-example-vault"  # documented in README and in the vault files
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_example_vaults_open_with_the_documented_password_and_hold_every_secret(
+    name: str, tmp_path: Path
+) -> None:
+    """Every vault_* variable an example's vars.yml needs is in its vault.yml and decrypts."""
+    inventory = Path(__file__).resolve().parent.parent / "inventory" / name
+    wanted = sorted(
+        set(
+            re.findall(
+                r"\{\{ (vault_\w+) \}\}", (inventory / "group_vars/all/vars.yml").read_text()
+            )
+        )
+    )
+    assert "vault_postgresql_ops_password" in wanted
+    password = tmp_path / "vault-pass"
+    password.touch(mode=0o600)
+    password.write_text(EXAMPLE_VAULT_PASSWORD + "\n")
+    host = re.search(r"^\s+(\S+\.example\.internal):", (inventory / "hosts.yml").read_text(), re.M)
+    assert host is not None
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible")),
+            "-i", str(inventory), host.group(1), "-o", "-m", "ansible.builtin.debug",
+            "-a", "msg={{ [" + ", ".join(wanted) + "] | to_json }}",
+            "--vault-password-file", str(password),
+            "-e", f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    values = json.loads(json.loads(done.stdout.split("=>", 1)[1])["msg"])
+    assert len(values) == len(wanted) and all(isinstance(v, str) and len(v) >= 16 for v in values)
