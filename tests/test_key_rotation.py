@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 import redis
 from op_calls import call
+from runbook_steps import check_output, parse, run_invoke
 
 from memops import workload as wl
 from memops.backup.redis_scratch import ScratchRedis
@@ -41,7 +41,6 @@ from memops.keyring_vault import PASSWORD_FILE_ENV
 from memops.memory_scan import scan_batch
 from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
-from memops.ops.runner import run_operation
 from memops.rotation import (
     BatchWriter,
     Checkpoint,
@@ -523,46 +522,62 @@ def test_refusals_are_one_line_and_touch_nothing(
 # -- the runbook -------------------------------------------------------------------------
 
 RUNBOOK = REPO / "docs" / "runbooks" / "key-rotation.md"
+RUNBOOK_PREFIX = "claude-flow"  # the page's
+CAPTURED = ("old-key", "new-key", "next-key")  # key ids, read from the output that names them
 
 
-def shape(line: str, ring_path: Path) -> str:
-    """A line with what differs between runs (path, ids, times, numbers) masked."""
-    line = line.replace(str(ring_path), "RING").replace(".state/production/keyring.json", "RING")
-    line = re.sub(r"\b[0-9a-f]{16}\b", "ID", line)
-    line = re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "TIME", line)
-    line = re.sub(r"\d[\d,]*", "N", line)
-    return " ".join(line.split())
+def _seed(stack: Stack) -> None:
+    """The application seals values with the ring keys.init made (and writes plain ones)."""
+    load = wl.generate(4, prefix=RUNBOOK_PREFIX, keyring=stack.ring(), tenants=8,
+                       redis_keys_per_tenant=120)  # fmt: skip
+    wl.write_redis(stack.client, load)
 
 
-def test_the_runbook_shows_what_each_step_prints(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each step of docs/runbooks/key-rotation.md, run in order: its first line is in the page."""
-    merge_targets(stack.state, "inv", {}, {"redis": {"key_prefix": "claude-flow"}})
-    shown = {shape(line, stack.ring_path) for line in RUNBOOK.read_text().splitlines()}
-    steps: list[tuple[Any, dict[str, Any]]] = [
-        (INIT, {}),
-        (STATUS, {}),
-        (ROTATE, {"dry_run": True}),
-        (ROTATE, {"yes": True}),
-        (STATUS, {}),
-        (ROTATE, {"no_new_key": True, "yes": True}),
-    ]
-    for number, (operation, raw) in enumerate(steps):
-        if number == 1:
-            load = wl.generate(4, prefix="claude-flow", keyring=stack.ring(), tenants=2)
-            wl.write_redis(stack.client, load)
-        first = run_step(stack, operation, raw)
-        assert shape(first, stack.ring_path) in shown, f"{operation.name} {raw}: {first}"
-    old = next(k for k in stack.ring().keys if k != stack.ring().active)
-    for raw in ({"dry_run": True}, {"yes": True}):
-        first = run_step(stack, RETIRE, {"key_id": old, **raw})
-        assert shape(first, stack.ring_path) in shown, first
+def _seal_three_with_the_old_key(stack: Stack) -> None:
+    """An application that did not reload the ring after step 4."""
+    ring = stack.ring()
+    old = next(k for k in ring.keys if k != ring.active)
+    for number in range(3):
+        key = wl.redis_key(RUNBOOK_PREFIX, "late-writer", "chat", f"{number:012x}")
+        value = sealed_value("late", "t", key_name=key, key_id=old, secret=ring.keys[old])
+        stack.client.set(key, value, ex=3600)
 
 
-def run_step(stack: Stack, operation: Any, raw: dict[str, Any]) -> str:
-    stack.capsys.readouterr()
-    code = run_operation(operation, raw, inventory_spec=str(stack.inventory))
-    out, err = stack.capsys.readouterr()
-    assert code == EXIT_OK, err
-    return out.splitlines()[0]
+def _kill_a_rotation_half_way(stack: Stack) -> None:
+    first = rotate_process(stack, "--batch", "5", "--yes")
+    wait_for_progress(checkpoint_path(stack.state), first, batches=40)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+
+# What happens before a step (section, position in it): what the page says led there.
+BEFORE = {
+    ("Procedure", 2): ("invoke keys.status", _seed),
+    ("Procedure", 7): ("invoke keys.status", _seal_three_with_the_old_key),
+    ("After an interruption", 0): ("invoke keys.status", _kill_a_rotation_half_way),
+}
+
+
+def test_the_runbook_has_its_procedures() -> None:
+    sections = {s.title: s.steps for s in parse(RUNBOOK.read_text(), heading="## ")}
+    assert len(sections["Procedure"]) == 11 and len(sections["After an interruption"]) == 2
+    assert not sections["Before you start"] and not sections["Ansible Vault"]
+
+
+def test_every_step_prints_what_the_runbook_says(stack: Stack) -> None:
+    merge_targets(stack.state, "inv", {}, {"redis": {"key_prefix": RUNBOOK_PREFIX}})
+    values: dict[str, str] = {}
+    ran = 0
+    for section in parse(RUNBOOK.read_text(), heading="## "):
+        for position, step in enumerate(section.steps):
+            if hook := BEFORE.get((section.title, position)):
+                assert step.command == hook[0], (section.title, position, step.command)
+                hook[1](stack)
+            lines = run_invoke(step, values, stack.inventory, stack.state)
+            check_output(step, lines, values, captured=CAPTURED)
+            ran += 1
+    assert ran == 13
+    ring = stack.ring()
+    assert ring.active == values["next-key"] and set(ring.keys) == {values["new-key"], ring.active}
+    sealed = [v for v in stack.client.mget(list(stack.client.scan_iter(count=1000))) if v]
+    assert {key_id_of_value(v) for v in sealed} == {values["next-key"], None}  # all moved
