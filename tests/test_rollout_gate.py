@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from op_calls import call
 from root_tasks import root_collection
+from runbook_steps import parse
 
 from memops import paths, rollout
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INSUFFICIENT, EXIT_OK
@@ -557,15 +558,9 @@ RUNBOOK = paths.PROJECT_DIR / "docs" / "runbooks" / "rollout.md"
 
 
 def runbook_commands() -> list[list[str]]:
-    """Every `invoke …` line of the runbook's sh blocks, split as a shell would."""
-    commands, in_sh = [], False
-    for line in RUNBOOK.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            in_sh = stripped == "```sh"
-        elif in_sh and stripped:
-            commands.append(shlex.split(stripped))
-    return commands
+    """Every step's command of the runbook, split as a shell would (tests/runbook_steps.py)."""
+    sections = parse(RUNBOOK.read_text(), heading="## ")
+    return [shlex.split(step.command) for section in sections for step in section.steps]
 
 
 def test_every_runbook_step_is_a_task_with_options_it_has() -> None:
