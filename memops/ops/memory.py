@@ -42,15 +42,7 @@ class _Refused(Exception):
 
 
 def _refused(message: str, **document: Any) -> Outcome:
-    return Outcome(
-        EXIT_BAD_INPUT, {"ok": False, "error": message, **document}, error=message, result="refused"
-    )
-
-
-def _failed(message: str, **document: Any) -> Outcome:
-    return Outcome(
-        EXIT_FAILED, {"ok": False, "error": message, **document}, error=message, result="failed"
-    )
+    return Outcome.refused(message, result="refused", **document)
 
 
 def _targets(inventory: Inventory) -> Targets:
@@ -95,7 +87,7 @@ def rejudge(
     except NotConfirmed as exc:
         return _refused(str(exc), tenant=tenant, changed=0)
     except psycopg.Error as exc:
-        return _failed(f"postgresql: {exc}".strip(), tenant=tenant)
+        return Outcome.failed(f"postgresql: {exc}".strip(), tenant=tenant)
     return _rejudge_outcome(done, scope, targets, inventory)
 
 
@@ -141,7 +133,7 @@ def chain(context: Context, *, row: uuid.UUID, tenant: str, max_depth: int) -> O
     except _Refused as exc:
         return _refused(str(exc))
     except psycopg.Error as exc:
-        return _failed(f"postgresql: {exc}".strip())
+        return Outcome.failed(f"postgresql: {exc}".strip())
     if not walked.found:
         where = f" in tenant {tenant!r}" if tenant else ""
         return _refused(f"row {row}: no such row{where}", row=str(row))
@@ -267,9 +259,9 @@ def anonymize(
     except NotConfirmed as exc:
         return _refused(str(exc), changed=0)
     except psycopg.Error as exc:
-        return _failed(f"postgresql: {exc}".strip(), redacted=_redacted(done))
+        return Outcome.failed(f"postgresql: {exc}".strip(), redacted=_redacted(done))
     except _QdrantFailed as exc:
-        return _failed(f"qdrant: {exc}", redacted=_redacted(done))
+        return Outcome.failed(f"qdrant: {exc}", redacted=_redacted(done))
     return _anonymize_outcome(targets, inventory, plans, done, retention, apply=apply)
 
 
