@@ -31,6 +31,7 @@ from memops import memory_values as mv
 from memops import workload as wl
 from memops.keyring import KeyRing, load_keyring, new_keyring, save_keyring
 from memops.paths import PROJECT_DIR
+from memops.qdrant_points import tenant_selector
 from memops.rebuild import quarantine_state
 
 pytestmark = pytest.mark.integration
@@ -83,13 +84,12 @@ def _forget(stack: DeployedStack, collections: tuple[str, ...]) -> None:
             qdrant.delete_collection(name)
             continue
         for tenant in (TENANT, NEIGHBOUR):
-            qdrant.delete(name, points_selector=wl_tenant_filter(tenant), wait=True)
+            qdrant.delete(
+                name,
+                points_selector=models.FilterSelector(filter=tenant_selector(tenant)),
+                wait=True,
+            )
     qdrant.close()
-
-
-def wl_tenant_filter(tenant: str) -> models.FilterSelector:
-    match = models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))
-    return models.FilterSelector(filter=models.Filter(must=[match]))
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def neighbour_snapshot(stack: DeployedStack, scenario: Scenario) -> dict[str, An
     for name in scenario.collections:
         records, _ = qdrant.scroll(
             name,
-            scroll_filter=wl_tenant_filter(NEIGHBOUR).filter,
+            scroll_filter=tenant_selector(NEIGHBOUR),
             limit=1000,
             with_vectors=True,
         )
