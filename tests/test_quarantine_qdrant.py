@@ -29,6 +29,7 @@ from standin_server import RunningStandin
 from memops import workload as wl
 from memops.backup.qdrant_tier import QdrantTier, point_digest
 from memops.exitcodes import EXIT_OK
+from memops.ops.health import HEALTH
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.qdrant_points import tenant_selector
 from memops.qdrant_token import app_token
@@ -128,6 +129,9 @@ def test_points_move_out_and_back_exactly(
     token = app_token(standin.api_key, list(KINDS))
     with contextlib.closing(QdrantClient(url=standin.url, api_key=token, timeout=10)) as app:
         app.upsert("episodes", [written])
+
+    code, seen, err = call(HEALTH, inventory, capsys, timeout=5.0, retries=0)
+    assert seen["written_during_quarantine"] == {tenant: {"episodes": 1}}, err  # flagged now
 
     code, document, err = run(RELEASE, inventory, capsys, tenant)
     assert code == EXIT_OK, err

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 from pathlib import Path
 from typing import Any
 
+from memops.clients import qdrant_client
 from memops.health import HealthSnapshot, run_cycle
 from memops.health_metrics import write_textfile
 from memops.health_state import HealthStateError
@@ -13,7 +16,8 @@ from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
 from memops.probes import DEFAULT_TIMEOUT_S
 from memops.rebuild import quarantine_state
-from memops.targets import TARGETS_FILE, Targets, TargetsError, load_targets
+from memops.rebuild.qdrant_quarantine import written_since
+from memops.targets import TARGETS_FILE, QdrantTarget, Targets, TargetsError, load_targets
 
 DEFAULT_RETRIES = 1
 
@@ -70,6 +74,11 @@ def health(context: Context, *, timeout: float, retries: int) -> Outcome:
     if quarantined:  # information for the operator, not a failure
         document["quarantined"] = {t: e.get("tiers", []) for t, e in sorted(quarantined.items())}
         lines.append(quarantine_line(quarantined))
+        written, note = written_during_quarantine(targets, quarantined, timeout)
+        notes += [note] if note else []
+        if written:
+            document["written_during_quarantine"] = written
+            lines += [written_line(tenant, found) for tenant, found in sorted(written.items())]
     return Outcome(
         snapshot.exit_code,
         document,
@@ -86,6 +95,39 @@ def quarantine_line(quarantined: dict[str, dict[str, Any]]) -> str:
     )
     count = len(quarantined)
     return f"quarantined namespaces ({count}): {shown}; `invoke rebuild.release NS` lifts one"
+
+
+def written_during_quarantine(
+    targets: Targets, quarantined: dict[str, dict[str, Any]], timeout_s: float
+) -> tuple[dict[str, dict[str, int]], str]:
+    """Points the application wrote for quarantined tenants into shared collections.
+
+    Its Qdrant token reaches the shared collections, and Qdrant cannot keep it off one
+    tenant there (``memops.rebuild.qdrant_quarantine``). Returns them by tenant and
+    collection, and a note when Qdrant could not be asked.
+    """
+    moved = {t: e["qdrant_moves"] for t, e in quarantined.items() if e.get("qdrant_moves")}
+    target = targets.components.get("qdrant")
+    if not moved or not isinstance(target, QdrantTarget):
+        return {}, ""
+    import httpx
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        with contextlib.closing(qdrant_client(target, timeout_s=timeout_s)) as client:
+            found = {t: written_since(client, t, sources) for t, sources in moved.items()}
+    except (httpx.HTTPError, ResponseHandlingException, UnexpectedResponse) as exc:
+        # the probe's own line says what is wrong with Qdrant
+        return {}, f"could not count points written during the quarantine: {type(exc).__name__}"
+    return {t: counts for t, counts in found.items() if counts}, ""
+
+
+def written_line(tenant: str, found: dict[str, int]) -> str:
+    where = ", ".join(f"{n} in {c}" for c, n in sorted(found.items()))
+    return (
+        f"quarantined namespace {tenant!r}: the application wrote point(s) since ({where}); "
+        f"`invoke rebuild.validate {shlex.quote(tenant)}` checks them"
+    )
 
 
 def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:

@@ -13,12 +13,16 @@ collection, or both (ids are the same, so running it again converges).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
+from memops.qdrant_points import tenant_selector
 from memops.quarantine_names import QUARANTINE_PREFIX, quarantine_collection
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 
 class QdrantQuarantineError(Exception):
@@ -61,6 +65,23 @@ def arrived(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> dict[str, i
         extra = [p for p in _points(tier, source, tenant) if str(p["id"]) not in held]
         if extra:
             found[source] = len(extra)
+    return found
+
+
+def written_since(client: QdrantClient, tenant: str, sources: Iterable[str]) -> dict[str, int]:
+    """The tenant's points in the shared collections its quarantine emptied, by collection.
+
+    The quarantine moved every point out, so each one found there was written since
+    (what ``arrived`` lists at the release); a count per collection, cheap enough for
+    every health cycle (the tenant index serves it).
+    """
+    found = {}
+    for source in sorted(sources):
+        if not client.collection_exists(source):
+            continue
+        count = client.count(source, count_filter=tenant_selector(tenant), exact=True).count
+        if count:
+            found[source] = count
     return found
 
 
