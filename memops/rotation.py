@@ -271,38 +271,45 @@ def rotate_values(
     try:
         with meter().count(title, "keys") as counter, ThreadPoolExecutor(1) as reader:
             counter.update(checkpoint.counts.seen)
-
-            def confirmed(cursor: int, plan: BatchPlan) -> Checkpoint:
-                """The checkpoint once the batch sent last is written (a dry run: planned)."""
-                moved, changed = (len(plan.writes), 0) if writer is None else writer.confirm()
-                counts = checkpoint.counts.plus(replace(plan.counts, moved=moved, changed=changed))
-                done = replace(
-                    checkpoint,
-                    cursor=cursor,
-                    batches=checkpoint.batches + 1,
-                    finished=cursor == 0,
-                    counts=counts,
-                    updated_at=now(),
-                )
-                if path is not None and writer is not None:
-                    save_checkpoint(path, done)
-                counter.update(counts.seen)
-                return done
-
             ahead = reader.submit(scan_batch, client, checkpoint.prefix, checkpoint.cursor, batch)
-            in_flight: tuple[int, BatchPlan] | None = None
+            in_flight: tuple[int, BatchPlan] | None = None  # sent, its reply not read yet
             while True:
                 cursor, pairs = ahead.result()
                 if cursor != 0:
                     ahead = reader.submit(scan_batch, client, checkpoint.prefix, cursor, batch)
                 plan = plan_batch(pairs, ring)
                 if in_flight is not None:
-                    checkpoint = confirmed(*in_flight)
+                    checkpoint = _confirmed(checkpoint, *in_flight, writer, path)
+                    counter.update(checkpoint.counts.seen)
                 if writer is not None:
                     writer.send(plan.writes)
                 in_flight = (cursor, plan)
                 if cursor == 0:
-                    return confirmed(*in_flight)
+                    checkpoint = _confirmed(checkpoint, cursor, plan, writer, path)
+                    counter.update(checkpoint.counts.seen)
+                    return checkpoint
     finally:
         if writer is not None:
             writer.close()
+
+
+def _confirmed(
+    previous: Checkpoint,
+    cursor: int,
+    plan: BatchPlan,
+    writer: BatchWriter | None,
+    path: Path | None,
+) -> Checkpoint:
+    """The checkpoint once the batch sent last is written (saved), or planned (a dry run)."""
+    moved, changed = (len(plan.writes), 0) if writer is None else writer.confirm()
+    done = replace(
+        previous,
+        cursor=cursor,
+        batches=previous.batches + 1,
+        finished=cursor == 0,
+        counts=previous.counts.plus(replace(plan.counts, moved=moved, changed=changed)),
+        updated_at=now(),
+    )
+    if path is not None and writer is not None:
+        save_checkpoint(path, done)
+    return done

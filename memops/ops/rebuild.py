@@ -18,7 +18,6 @@ from memops.audit import actor
 from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
 from memops.backup.manifest import Manifest, ManifestError
-from memops.backup.postgres_tier import tenant_summaries
 from memops.backup.sets import create_set, plan_restore, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
@@ -383,9 +382,9 @@ def hard_rebuild(
             before = validate_scope(scope, clients, namespace, require_entries=False)
             now = {t.tier: t.checked for t in before.tiers.values()}
             if clients.postgresql is not None:  # all the tenant's rows, as the set counts them
-                now["postgresql"] = tenant_summaries(clients.postgresql, [namespace])[
-                    namespace
-                ].count
+                now["postgresql"] = clients.postgresql.execute(
+                    "SELECT count(*) FROM memory_items WHERE tenant_id = %s", (namespace,)
+                ).fetchone()[0]
         document: dict[str, Any] = {
             "ok": True,
             "tenant": namespace,

@@ -33,6 +33,7 @@ from memops.keyring import KeyRing, load_keyring, new_keyring, save_keyring
 from memops.paths import PROJECT_DIR
 from memops.qdrant_points import tenant_selector
 from memops.rebuild import quarantine_state
+from memops.rebuild.redis_clear import clear_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +68,7 @@ def _forget(stack: DeployedStack, collections: tuple[str, ...]) -> None:
     store = clients.redis()
     prefix = stack.targets.deployment["redis"]["key_prefix"]
     for tenant in (TENANT, NEIGHBOUR):
-        mine = [
-            k
-            for k in store.scan_iter(match=f"{prefix}:memory:*", count=1000)
-            if wl.key_in_namespace(k.decode(), prefix, tenant)
-        ]
-        if mine:
-            store.unlink(*mine)
+        clear_namespace(store, prefix, tenant)
     store.close()
     with clients.postgresql() as conn:
         conn.execute("SET CONSTRAINTS ALL DEFERRED")

@@ -20,6 +20,7 @@ from runbook_steps import check_output, parse, run_invoke
 from memops import workload as wl
 from memops.paths import PROJECT_DIR
 from memops.rebuild import quarantine_state
+from memops.rebuild.redis_clear import clear_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +56,7 @@ def keys(deployed_stack: DeployedStack) -> Iterator[dict[str, bytes]]:
     prefix = deployed_stack.targets.deployment["redis"]["key_prefix"]
     load = wl.generate(seed=6262, tenants=[TENANT, "acme:eu"], prefix=prefix, keyring=None)
     store = deployed_stack.clients.redis()
-    mine = [k for k in store.scan_iter(match=f"{prefix}:memory:*", count=1000)]
-    if mine := [k for k in mine if wl.key_in_namespace(k.decode(), prefix, TENANT)]:
-        store.unlink(*mine)
+    clear_namespace(store, prefix, TENANT)
     wl.write_redis(store, load)
     written = [e.key for e in load.redis]
     dumps = {key: store.dump(key) for key in written}
