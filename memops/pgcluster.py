@@ -132,8 +132,12 @@ def scratch_cluster(
 ) -> Iterator[ScratchCluster]:
     """Create and start the cluster; drop it (and its directory) when the block ends.
 
-    ``settings`` are extra ``name=value`` lines for postgresql.conf.
+    ``settings`` are extra ``name=value`` lines for postgresql.conf. Two checkouts that
+    run the same suite at once set ``MEMOPS_SCRATCH_OFFSET`` (a small number) apart:
+    it is added to the port and to the cluster's name.
     """
+    if offset := int(os.environ.get("MEMOPS_SCRATCH_OFFSET", "0") or 0):
+        name, port = f"{name}-o{offset}", port + offset
     if shutil.which("pg_createcluster") is None:
         raise ClusterUnavailable("PostgreSQL server tools (pg_createcluster) are not installed")
     if os.geteuid() != 0:
