@@ -31,10 +31,21 @@ def open_atomic(path: Path, *, mode: int = PRIVATE, fsync: bool = True) -> Itera
         if mode != PRIVATE:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable: without it, a crash can bring the old name back."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE, fsync: bool = True) -> None:

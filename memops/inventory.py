@@ -31,6 +31,13 @@ class Inventory:
         return state_dir_for(self.name)
 
 
+def inventory_argument(inventory: Inventory) -> str:
+    """What to pass as ``--inventory`` to name ``inventory`` again: its name or its path."""
+    if inventory.path.parent == INVENTORY_DIR.resolve():
+        return inventory.name
+    return str(inventory.path)
+
+
 def resolve_inventory(spec: str) -> Inventory:
     """``spec`` is an inventory name under inventory/ (``local``) or a path."""
     if not spec:

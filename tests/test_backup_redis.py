@@ -23,6 +23,7 @@ from memops.backup.redis_server import server_version
 from memops.backup.redis_whole import restore_whole
 from memops.backup.scratch import free_port, scratch_redis
 from memops.clients import redis_client
+from memops.rebuild.redis_clear import clear_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +218,122 @@ def test_namespace_export_keeps_exactly_the_keys_of_key_in_namespace(
     found = {key for batch in read_batches(path) for key, _, _ in batch}
     assert found == wanted
     assert summarize(client, "p", "a*[b]").count == 4
+
+
+def test_namespace_export_counts_keys_that_vanish_between_scan_and_dump(
+    server: ScratchRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py 8 speaks RESP3: a key gone before its DUMP answers ``_``, not ``$-1``.
+
+    Every third key of the namespace expires after SCAN listed it and before the
+    MULTI/EXEC that reads it (the filter SCAN's keys pass through sets a 1 ms expiry
+    on it from another connection and waits it out): the export must leave them out,
+    count them, and write a file that restores the rest.
+    """
+    import memops.backup.redis_ns_export as export_module
+
+    client = redis_client(server.target)
+    assert client.connection_pool.connection_kwargs.get("protocol") in (None, 3)
+    work = wl.generate(11, 2, nasty=False)
+    wl.write_redis(client, work)
+    tenant = work.tenants[0]
+    for number in range(300):
+        client.set(f"{work.prefix}:memory:{tenant}:session:bulk{number}", "x" * 40, ex=3600)
+    other = work.tenants[1]
+    other_before = snapshot(client, work.prefix, other)
+    expirer = redis_client(server.target)
+    real_pattern = export_module.namespace_key_pattern
+    seen: list[bytes] = []
+
+    class ExpiringFilter:
+        def __init__(self, prefix: str, name: str) -> None:
+            self.match = real_pattern(prefix, name).fullmatch
+
+        def fullmatch(self, key: bytes) -> object:
+            found = self.match(key)
+            if found:
+                seen.append(key)
+                if len(seen) % 3 == 0:
+                    expirer.pexpire(key, 1)
+                    time.sleep(0.002)
+            return found
+
+    monkeypatch.setattr(export_module, "namespace_key_pattern", ExpiringFilter)
+    path = tmp_path / "t.ns"
+    digest, _ = export_namespace(
+        client, work.prefix, tenant, path, meta={"redis": server_version(client)}, count=50
+    )
+    gone = len(seen) // 3
+    assert gone >= 100
+    assert digest.vanished == gone
+    assert digest.count == len(set(seen)) - gone
+    assert digest.summary().details["vanished"] == gone
+    monkeypatch.undo()
+    left = snapshot(client, work.prefix, tenant)
+    assert digest.count == len(left)
+    clear_namespace(client, work.prefix, tenant)
+    done = restore_namespace(
+        client, path, {"redis": server_version(client)}, prefix=work.prefix, tenant=tenant
+    )
+    assert done.restored == len(left)
+    same(left, snapshot(client, work.prefix, tenant))
+    same(other_before, snapshot(client, work.prefix, other))
+
+
+def test_whole_restore_leaves_out_keys_that_expire_during_it(
+    server: ScratchRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys restored alive whose absolute expiry passes before the final check are not
+    "another client's writes": the restore succeeds and counts them."""
+    import memops.backup.redis_whole as whole_module
+
+    client = redis_client(server.target)
+    work = wl.generate(12, 2, nasty=False)
+    wl.write_redis(client, work)
+    soon = [f"{work.prefix}:memory:{work.tenants[0]}:session:soon{n}" for n in range(25)]
+    expires_at = time.time() + 4
+    for key in soon:
+        client.set(key, "short-lived", pxat=int(expires_at * 1000))
+    artifact = backup_full(client, tmp_path / "stage")
+    held = {k: v for k, v in dump_all(client).items() if k.decode() not in soon}
+    client.flushall()
+    real_unlink = whole_module.unlink_unwanted
+
+    def unlink_then_wait(*args: object, **kwargs: object) -> int:
+        deleted = real_unlink(*args, **kwargs)
+        assert client.exists(*soon) == len(soon)  # restored alive
+        time.sleep(max(0.0, expires_at - time.time()) + 0.1)  # and now expired
+        return deleted
+
+    monkeypatch.setattr(whole_module, "unlink_unwanted", unlink_then_wait)
+    rdb = tmp_path / "stage" / "redis-full.rdb"
+    with scratch_redis(rdb) as scratch, redis_client(scratch) as scratch_client:
+        done = restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)
+    assert done.expired_during == len(soon)
+    assert done.restored == len(held) + len(soon)
+    same(held, dump_all(client))
+
+
+def test_whole_restore_still_fails_when_another_client_writes(
+    server: ScratchRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memops.backup.redis_whole as whole_module
+
+    client = redis_client(server.target)
+    wl.write_redis(client, wl.generate(13, 1, nasty=False))
+    artifact = backup_full(client, tmp_path / "stage")
+    real_unlink = whole_module.unlink_unwanted
+
+    def unlink_then_write(*args: object, **kwargs: object) -> int:
+        deleted = real_unlink(*args, **kwargs)
+        client.set("written:meanwhile", "by another client")
+        return deleted
+
+    monkeypatch.setattr(whole_module, "unlink_unwanted", unlink_then_write)
+    rdb = tmp_path / "stage" / "redis-full.rdb"
+    with (
+        scratch_redis(rdb) as scratch,
+        redis_client(scratch) as scratch_client,
+        pytest.raises(BackupError, match="another client wrote"),
+    ):
+        restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)

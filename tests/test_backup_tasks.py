@@ -101,8 +101,14 @@ def test_create_list_verify_and_restore_a_whole_set(
     assert everything(client, load) == before
 
     audit = (Path(inventory.parent / "state") / AUDIT_FILE).read_text().splitlines()
-    actions = [json.loads(line)["action"] for line in audit]
-    assert actions == ["backup.create", "backup.list", "backup.restore"]
+    actions = [(json.loads(line)["action"], json.loads(line)["result"]) for line in audit]
+    assert actions == [  # a locked action's line as it starts, then its result
+        ("backup.create", "started"),
+        ("backup.create", "ok"),
+        ("backup.list", "ok"),
+        ("backup.restore", "started"),
+        ("backup.restore", "ok"),
+    ]
 
 
 def test_a_watched_backup_reports_what_each_step_counted(

@@ -14,6 +14,7 @@ exactly what they say.
 from __future__ import annotations
 
 import json
+import shlex
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from memops import memory_values as mv
 from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.keyring import new_keyring
-from memops.ops.backup import CREATE
+from memops.ops.backup import CREATE, RESTORE
 from memops.ops.rebuild import HARD, REINDEX, SOFT
 from memops.rebuild import validate as v
 
@@ -404,6 +405,77 @@ def test_hard_rebuild_refuses_a_set_without_the_namespace_and_changes_nothing(
     assert code == EXIT_BAD_INPUT
     code, _, err = hard_call(tier_stack, namespace=tenant, from_backup="20990101T000000Z-deadbeef")
     assert code == EXIT_BAD_INPUT
+    assert full_snapshot(tier_stack) == before
+
+
+def test_hard_rebuild_from_a_damaged_set_changes_nothing(tier_stack: Stack) -> None:
+    """The set verifies before the Redis namespace is cleared: a damaged set clears nothing."""
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    set_id = backup_of(tier_stack, tenant)
+    set_dir = tier_stack.state / "backups" / set_id
+    victim = next(path for path in sorted(set_dir.rglob("*")) if "redis" in str(path.parent))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    damage(tier_stack, tenant)
+    before = full_snapshot(tier_stack)
+
+    code, _, err = hard_call(tier_stack, namespace=tenant, from_backup=set_id)
+    assert full_snapshot(tier_stack) == before  # the namespace's keys are all still there
+    assert code == EXIT_BAD_INPUT, err
+    assert "nothing was restored" in err and "safety backup" in err
+
+
+def test_a_hard_rebuild_that_fails_after_the_clear_names_the_way_back(
+    tier_stack: Stack, tiers_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL goes away once Redis was cleared: the error names the safety set and the
+    exact command that puts the namespace back, and that command does."""
+    tenant = tenant_with_sealed_and_plain(tier_stack.load)
+    set_id = backup_of(tier_stack, tenant)
+    before = full_snapshot(tier_stack)
+    import memops.ops.rebuild as rebuild_module
+
+    real_clear = rebuild_module.clear_namespace
+
+    def clear_then_lose_postgresql(*args: Any, **kwargs: Any) -> Any:
+        done = real_clear(*args, **kwargs)
+        tiers_cluster.stop()
+        return done
+
+    monkeypatch.setattr(rebuild_module, "clear_namespace", clear_then_lose_postgresql)
+    try:
+        code, _, err = hard_call(tier_stack, namespace=tenant, from_backup=set_id)
+    finally:
+        tiers_cluster.start()
+    assert code == EXIT_FAILED, err
+    assert "may be part way" in err and "invoke backup.restore" in err
+    command = err[err.index("`invoke ") + 1 : err.rindex("`")]
+    safety = command.split()[2]
+    assert safety != set_id and f"--namespace {shlex.quote(tenant)}" in command
+    audit = [
+        json.loads(line) for line in (tier_stack.state / "audit.jsonl").read_text().splitlines()
+    ]
+    assert any(
+        line["result"] == "in-progress" and safety in line["details"]["recovery"]
+        for line in audit
+        if line["action"] == "rebuild.hard"
+    )
+
+    argv = shlex.split(command)[1:]
+    assert argv[:2] == ["backup.restore", safety]
+    raw = {"set_id": safety, "namespace": [tenant], "tier": argv[argv.index("--tier") + 1]}
+    tier_stack.pg = tiers_cluster.connect(tier_stack.pg.info.dbname, autocommit=True)
+    code, _, err = call(
+        RESTORE,
+        tier_stack.inventory,
+        tier_stack.capsys,
+        **raw,
+        target=None,
+        dry_run=False,
+        yes=True,
+    )
+    assert code == EXIT_OK, err
     assert full_snapshot(tier_stack) == before
 
 

@@ -107,3 +107,34 @@ class SetNotFound(BackupError):
 
 class RestoreRefused(BackupError):
     """A restore was refused before anything was touched (version, checksum, key...)."""
+
+
+class PartialRestore(BackupError):
+    """A restore of several tiers failed in one after others were restored.
+
+    ``restored`` tiers hold the set's data now (their reports in ``reports``);
+    ``failed`` may be part way; ``not_restored`` were not touched.
+    """
+
+    def __init__(
+        self,
+        cause: str,
+        *,
+        restored: list[str],
+        failed: str,
+        not_restored: list[str],
+        reports: dict[str, Any],
+    ) -> None:
+        self.restored, self.failed, self.not_restored = restored, failed, not_restored
+        self.reports = reports
+        done = ", ".join(restored) or "none"
+        untouched = ", ".join(not_restored) or "none"
+        super().__init__(
+            f"{cause}; restored: {done}; failed (may be part way): {failed}; "
+            f"not restored: {untouched}"
+        )
+
+    def tier_states(self) -> dict[str, str]:
+        """tier -> "restored" / "failed" / "not restored", in the plan's order."""
+        states = dict.fromkeys(self.restored, "restored") | {self.failed: "failed"}
+        return states | dict.fromkeys(self.not_restored, "not restored")

@@ -63,10 +63,11 @@ class Batch:
     records: list[bytes]
     keys: list[bytes]
     contents: list[bytes]  # key | payload less footer (``content_sum``)
+    vanished: int = 0  # keys SCAN listed that were gone (expired, deleted) when read
 
     @classmethod
-    def of(cls, rows: Iterable[Record]) -> Batch:
-        batch = cls([], [], [])
+    def of(cls, rows: Iterable[Record], *, vanished: int = 0) -> Batch:
+        batch = cls([], [], [], vanished)
         for key, expire_ms, payload in rows:
             batch.records.append(encode_record(key, expire_ms, payload))
             batch.keys.append(key)
@@ -82,6 +83,7 @@ class NamespaceDigest:
     tenant: str | None
     count: int = 0
     duplicates: int = 0
+    vanished: int = 0  # listed by SCAN, gone before their DUMP: not in the count
     rdb_format: str = ""
     _sum: int = 0
 
@@ -98,6 +100,7 @@ class NamespaceDigest:
             keys, contents, records = self._drop_repeats(batch)
         self._sum += content_sum(keys, contents)
         self.count += len(keys)
+        self.vanished += batch.vanished
         if records and not self.rdb_format:
             self.rdb_format = str(int.from_bytes(records[-1][-FOOTER:-8], "little"))
         return records
@@ -114,6 +117,10 @@ class NamespaceDigest:
                 column.append(value)
         return kept
 
+    def holds(self, key: bytes) -> bool:
+        """Whether ``absorb`` took ``key``."""
+        return key in self._seen
+
     def add(self, records: list[Record]) -> None:
         """Count records known to be new and of this namespace (records being restored)."""
         contents = [key + payload[:-FOOTER] for key, _, payload in records]
@@ -125,6 +132,8 @@ class NamespaceDigest:
         return (self._sum % (1 << 256)).to_bytes(32, "big").hex()
 
     def summary(self, **details: object) -> TenantSummary:
+        if self.vanished:
+            details = {"vanished": self.vanished, **details}
         return TenantSummary(self.count, self.checksum, dict(details))
 
 
@@ -205,9 +214,12 @@ def _exec_reply(replies: RawReplies, keys: list[bytes]) -> Batch:
     expiries = cast(list[int], values[0::2])
     payloads = cast(list[bytes | None], values[1::2])
     return Batch.of(
-        (key, expire_ms, payload)
-        for key, expire_ms, payload in zip(keys, expiries, payloads, strict=True)
-        if payload is not None
+        (
+            (key, expire_ms, payload)
+            for key, expire_ms, payload in zip(keys, expiries, payloads, strict=True)
+            if payload is not None
+        ),
+        vanished=payloads.count(None),
     )
 
 

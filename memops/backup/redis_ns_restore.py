@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memops.backup.artifacts import BackupError
-from memops.backup.redis_ns_export import NamespaceDigest, now_ms
+from memops.backup.redis_ns_export import now_ms
 from memops.backup.redis_nsfile import (
     END_OF_RECORDS,
     RECORD,
-    Record,
     read_batches,
     read_decoded,
     verify,
@@ -61,9 +60,8 @@ class Commands:
 class RecordsRestored:
     restored: int = 0
     expired_skipped: int = 0
-    # With ``track``: the keys restored, and their count and content checksum.
+    # With ``track``: the keys restored (a whole restore unlinks every other key).
     keys: set[bytes] = field(default_factory=set, repr=False)
-    digest: NamespaceDigest = field(default_factory=lambda: NamespaceDigest("", None), repr=False)
 
 
 def restore_namespace(
@@ -97,20 +95,19 @@ def restore_records(
 ) -> RecordsRestored:
     """RESTORE … ABSTTL REPLACE every record of a verified dump that has not expired.
 
-    ``track`` also keeps the restored keys and their checksum (a whole restore compares
-    the live keyspace with them); a namespace restore does without that cost per key.
+    ``track`` also keeps the restored keys (a whole restore unlinks every other key);
+    a namespace restore does without that cost per key.
     """
     pipe = RawPipe(client)
     done = RecordsRestored()
-    kept: list[Record] | None = [] if track else None
+    kept: list[bytes] | None = [] if track else None
     decoded = read_decoded(path, lambda buffer: _commands(buffer, now_ms(), kept))
     try:
         with meter().count(f"redis restore {what}", "keys") as counter:
             for commands in decoded:
                 pipe.send(commands.data, commands.restored)
                 if kept:
-                    done.keys.update(key for key, _, _ in kept)
-                    done.digest.add(kept)
+                    done.keys.update(kept)
                     kept.clear()
                 done.restored += commands.restored
                 done.expired_skipped += commands.expired
@@ -132,9 +129,7 @@ def restore_records(
     return done
 
 
-def _commands(
-    buffer: bytes, now: int, kept: list[Record] | None
-) -> tuple[Commands, int, int, bool]:
+def _commands(buffer: bytes, now: int, kept: list[bytes] | None) -> tuple[Commands, int, int, bool]:
     """A file ``Decoder``: RESTORE commands of the whole records at the start of ``buffer``.
 
     Straight from the file's bytes to RESP, no tuple per record (the restore's Python
@@ -166,7 +161,7 @@ def _commands(
             expired += 1
             continue
         if kept is not None:
-            kept.append((key, expire_ms, payload))
+            kept.append(key)
     return Commands(b"".join(parts), records - expired, expired), records, offset, ended
 
 

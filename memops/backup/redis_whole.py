@@ -6,7 +6,9 @@ swaps the server's files. It loads the set's RDB into a private scratch server
 (``memops.backup.scratch``), copies every key of database 0 into the live server
 with ``RESTORE … ABSTTL REPLACE``, UNLINKs the live keys the set does not hold, and
 checks that the live keyspace's content checksum equals that of the keys it
-restored. The writes go through the server, so its AOF holds them; then it
+restored, less those whose absolute expiry passed before the check read them
+(gone legitimately: counted as ``expired_during``, not taken for another
+client's writes). The writes go through the server, so its AOF holds them; then it
 rewrites the AOF (``BGREWRITEAOF``; ``BGSAVE`` when AOF is off) and waits, so the
 files a restart loads are whole. Keys whose expiry passed are skipped and counted.
 
@@ -22,8 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.redis_full import bgsave
-from memops.backup.redis_ns_export import NamespaceDigest, export_keyspace, scan_keyspace
+from memops.backup.redis_ns_export import (
+    NamespaceDigest,
+    export_keyspace,
+    now_ms,
+    scan_keyspace,
+)
 from memops.backup.redis_ns_restore import restore_records, unlink_unwanted
+from memops.backup.redis_nsfile import read_batches
 from memops.backup.redis_server import info, refuse_older_server, server_version, wait_for
 
 if TYPE_CHECKING:
@@ -38,6 +46,7 @@ class WholeRestore:
     expired_skipped: int
     deleted: int
     checksum: str
+    expired_during: int  # restored, then expired before the final check read them
     persisted: str  # what was done so a restart loads the restored data
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +54,7 @@ class WholeRestore:
             "restored": self.restored,
             "expired_skipped": self.expired_skipped,
             "deleted": self.deleted,
+            "expired_during": self.expired_during,
             "checksum": self.checksum,
         }
 
@@ -72,20 +82,47 @@ def restore_whole(
     after = NamespaceDigest("", None)
     for batch in scan_keyspace(live):
         after.absorb(batch)
-    if (after.count, after.checksum) != (done.digest.count, done.digest.checksum):
+    expected, expired = _expected_after(path, after, checked_at=now_ms())
+    if (after.count, after.checksum) != (expected.count, expected.checksum):
         raise BackupError(
             f"redis: after the whole restore the live server holds {after.count} keys "
             f"(checksum {after.checksum[:12]}), the set's restored keys are "
-            f"{done.digest.count} (checksum {done.digest.checksum[:12]}): "
-            "another client wrote during the restore? Stop the writers and restore again"
+            f"{expected.count} (checksum {expected.checksum[:12]}, less {expired} that "
+            "expired since): another client wrote during the restore? Stop the writers "
+            "and restore again"
         )
     return WholeRestore(
         restored=done.restored,
         expired_skipped=done.expired_skipped,
         deleted=deleted,
         checksum=after.checksum,
+        expired_during=max(0, expired - done.expired_skipped),
         persisted=_persist(live, timeout_s),
     )
+
+
+def _expected_after(
+    path: Path, live: NamespaceDigest, *, checked_at: int
+) -> tuple[NamespaceDigest, int]:
+    """What the live keyspace should hold after the copy: count, checksum; how many expired.
+
+    Every record of the restored keyspace file, less the keys the live server no longer
+    holds because their absolute expiry (ms) had passed by ``checked_at`` (the end of
+    the scan that read ``live``). A record missing without having expired stays
+    expected, so the counts differ and the restore fails, as it should.
+    """
+    expected = NamespaceDigest("", None)
+    expired = 0
+    for batch in read_batches(path):
+        kept = []
+        for record in batch:
+            key, expire_ms, _ = record
+            if 0 <= expire_ms <= checked_at and not live.holds(key):
+                expired += 1
+            else:
+                kept.append(record)
+        expected.add(kept)
+    return expected, expired
 
 
 def _persist(client: redis.Redis, timeout_s: float) -> str:

@@ -74,10 +74,14 @@ class RawPipe:
 
 
 class RawReplies:
-    """RESP2 replies read straight off a socket redis-py connected: lines, integers, bulks.
+    """Replies read straight off a socket redis-py connected: lines, integers, bulks.
 
-    An error reply raises ``redis.ResponseError``; a closed connection ``redis.ConnectionError``
-    (both ``RedisError``s, as redis-py would raise).
+    redis-py 8 speaks RESP3 (``HELLO 3``), so a key that vanished between SCAN and
+    its DUMP answers ``_`` (null) rather than RESP2's ``$-1``: both are None here, and
+    every other RESP3 type a server may send (booleans, doubles, big numbers, verbatim
+    strings, maps, sets; attributes and pushes are skipped) is read by ``reply``.
+    An error reply (``-`` or ``!``) raises ``redis.ResponseError``; a closed connection
+    ``redis.ConnectionError`` (both ``RedisError``s, as redis-py would raise).
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -103,13 +107,66 @@ class RawReplies:
         return line
 
     def number(self) -> int:
-        """An integer reply, or the length of an array (``:n`` / ``*n``)."""
-        return int(self.line()[1:])
+        """An integer reply, or the length of an array (``:n`` / ``*n``); a null is -1."""
+        line = self._header()
+        return -1 if line[:1] == b"_" else int(line[1:])
 
     def bulk(self) -> bytes | None:
-        size = int(self.line()[1:])
+        """A bulk string (``$``, or RESP3's verbatim ``=``); a null (``$-1``, ``_``) is None."""
+        line = self._header()
+        if line[:1] == b"_":
+            return None
+        size = int(line[1:])
         if size < 0:
             return None
+        data = self._take(size)
+        return data[4:] if line[:1] == b"=" else data  # verbatim: "txt:" before the text
+
+    def reply(self) -> object:
+        """Any one reply, RESP2 or RESP3, as Python values (the slow path, for the odd ones)."""
+        line = self._header()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+",):
+            return rest
+        if kind in (b":", b"("):
+            return int(rest)
+        if kind == b"_":
+            return None
+        if kind == b"#":
+            return rest == b"t"
+        if kind == b",":
+            return float(rest)
+        if kind in (b"$", b"="):
+            size = int(rest)
+            if size < 0:
+                return None
+            data = self._take(size)
+            return data[4:] if kind == b"=" else data
+        if kind == b"!":
+            raise redis_exceptions.ResponseError(self._take(int(rest)).decode("utf-8", "replace"))
+        if kind in (b"*", b"~"):
+            size = int(rest)
+            return None if size < 0 else [self.reply() for _ in range(size)]
+        if kind == b"%":
+            return {self._hashable(self.reply()): self.reply() for _ in range(int(rest))}
+        raise redis_exceptions.ResponseError(f"unexpected reply {line[:60]!r}")
+
+    @staticmethod
+    def _hashable(value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    def _header(self) -> bytes:
+        """The next reply's first line, past any RESP3 attribute (``|``) or push (``>``)."""
+        while True:
+            line = self.line()
+            if line[:1] not in (b"|", b">"):
+                return line
+            count = int(line[1:])
+            for _ in range(2 * count if line[:1] == b"|" else count):
+                self.reply()  # an attribute's pairs, or a push's items: not a reply of ours
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes and the CRLF after them."""
         while len(self._buffer) < self._at + size + 2:
             self._more()
         data = self._buffer[self._at : self._at + size]
@@ -134,11 +191,20 @@ class RawReplies:
                         append(int(buffer[at + 1 : end]))
                         at = end + 2
                         break
-                    if kind != 36:  # not '$' (bulk): an error or unexpected
+                    if kind == 95:  # '_' RESP3 null: a key gone since SCAN
+                        append(None)
+                        at = end + 2
+                        break
+                    if kind != 36:  # not '$' (bulk): an error, or a rarer RESP3 type
                         self._at = at
-                        raise redis_exceptions.ResponseError(
-                            f"unexpected reply {self.line()[:60]!r}"
-                        )
+                        value = self.reply()
+                        if not (value is None or isinstance(value, int | bytes)):
+                            raise redis_exceptions.ResponseError(
+                                f"unexpected reply {value!r:.60} where a number or bulk was due"
+                            )
+                        append(value)
+                        buffer, at, size = self._buffer, self._at, len(self._buffer)
+                        break
                     length = int(buffer[at + 1 : end])
                     if length < 0:
                         append(None)

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memops.backup.artifacts import RestoreRefused, SetNotFound, TierArtifact
+from memops.backup.artifacts import (
+    BackupError,
+    PartialRestore,
+    RestoreRefused,
+    SetNotFound,
+    TierArtifact,
+)
 from memops.backup.crypto import BackupKey
 from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
@@ -182,11 +188,13 @@ def restore_set(
     scratch_base: Path | None = None,
     progress: Progress = _quiet,
     tier_options: Mapping[str, Mapping[str, Any]] | None = None,
+    before_change: Callable[[], None] | None = None,
 ) -> RestoreResult:
     """Verify the planned set's files into a private directory, then restore each tier.
 
     ``tier_options`` are keyword arguments for one tier's restore only (e.g. PostgreSQL's
-    ``drop_old``), for tiers that have them.
+    ``drop_old``), for tiers that have them. ``before_change`` runs once the set has
+    verified, before the first tier is touched (a caller's own first destructive step).
     """
     started = time.monotonic()
     set_id = plan.manifest.set_id
@@ -197,18 +205,40 @@ def restore_set(
         report = verify_set(store, set_id, key=key, keep_dir=kept, tiers=plan.tiers)
         if not report.ok:
             raise RestoreRefused(f"{report.problem}: nothing was restored")
+        if before_change is not None:
+            before_change()
         reports: dict[str, Any] = {}
-        for tier in plan.tiers:
+        for number, tier in enumerate(plan.tiers):
             progress(f"{tier}: restoring")
-            with tier_errors(tier):
-                reports[tier] = engines[tier].restore(
-                    kept / tier,
-                    plan.manifest.artifacts[tier],
-                    tenants=list(plan.tenants) or None,
-                    **(tier_options or {}).get(tier, {}),
-                )
+            try:
+                with tier_errors(tier):
+                    reports[tier] = engines[tier].restore(
+                        kept / tier,
+                        plan.manifest.artifacts[tier],
+                        tenants=list(plan.tenants) or None,
+                        **(tier_options or {}).get(tier, {}),
+                    )
+            except BackupError as exc:
+                untouched = number == 0 and isinstance(exc, RestoreRefused)
+                if untouched or len(plan.tiers) == 1:
+                    raise
+                raise _partial(plan, number, reports, str(exc)) from None
         discard_kept(kept)
     return RestoreResult(plan, reports, time.monotonic() - started)
+
+
+def _partial(
+    plan: RestorePlan, failed_at: int, reports: dict[str, Any], cause: str
+) -> PartialRestore:
+    """What a multi-tier restore that failed in tier number ``failed_at`` has done."""
+    failed = plan.tiers[failed_at]
+    return PartialRestore(
+        cause,
+        restored=list(plan.tiers[:failed_at]),
+        failed=failed,
+        not_restored=list(plan.tiers[failed_at + 1 :]),
+        reports=dict(reports),
+    )
 
 
 def plan_prune(

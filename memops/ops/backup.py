@@ -10,12 +10,19 @@ confirmed) is exit 2.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
+from memops.backup.artifacts import (
+    TIERS,
+    BackupError,
+    PartialRestore,
+    RestoreRefused,
+    SetNotFound,
+)
 from memops.backup.engines import engines
 from memops.backup.manifest import ManifestError
 from memops.backup.metrics import record_backup
@@ -243,6 +250,8 @@ def restore(
         quarantine.record_restored_routes(inventory.state_dir, result.reports.get("qdrant", {}))
     except NotConfirmed as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
+    except PartialRestore as exc:
+        return _partial_outcome(exc, document)
     except (RestoreRefused, QuarantineStateError) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT, **document)
     except BackupError as exc:
@@ -281,6 +290,19 @@ def restore(
         lines=lines,
         audit={"set_id": set_id, "tiers": list(plan.tiers), "namespaces": list(plan.tenants)},
     )
+
+
+def _partial_outcome(exc: PartialRestore, document: dict[str, Any]) -> Outcome:
+    """A multi-tier restore that stopped in one tier: which tiers hold the set now."""
+    states = exc.tier_states()
+    outcome = _failed(str(exc), **document, tier_states=states, reports=exc.reports)
+    lines = [f"restore of set {document['set_id']} stopped part way:"]
+    lines += [f"  {tier:<11} {state}" for tier, state in states.items()]
+    lines.append(
+        "  the restored tiers hold the set's data; run the same restore again "
+        "once the failed tier's cause is fixed"
+    )
+    return replace(outcome, lines=lines, audit={"tier_states": states}, result="partial")
 
 
 # -- backup.prune ----------------------------------------------------------------------

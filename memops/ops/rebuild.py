@@ -10,6 +10,7 @@ namespace has nothing in any tier checked: a mistyped tenant is not "clean".
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +23,15 @@ from memops.backup.sets import create_set, plan_restore, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory
+from memops.inventory import Inventory, inventory_argument
 from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.memory_values import CORRUPT, UNDECRYPTABLE
-from memops.ops import options
+from memops.ops import inflight, options
 from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
+from memops.progress import meter
 from memops.qdrant_points import delete_tenant_points
 from memops.rebuild import hit_rate, quarantine, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
@@ -410,26 +412,45 @@ def hard_rebuild(
             yes=yes,
         )
         safety = namespace_backup(inventory, scope, namespace)
-        cleared = None
-        if "redis" in plan.tiers:  # server-side batched SCAN + UNLINK, then the set's keys
-            with open_clients(Scope(scope.targets, ("redis",), scope.prefix, None)) as only:
-                cleared = clear_namespace(only.redis, scope.prefix, namespace)
+        put_back = put_back_command(inventory, safety.set_id, namespace, plan.tiers)
+        inflight.record_recovery(
+            inventory.state_dir,
+            f"safety set {safety.set_id}; to put {namespace!r} back: {put_back}",
+        )
+        meter().note(f"safety backup {safety.set_id}; to put the namespace back: {put_back}")
+        cleared: list[Any] = []
+
+        def clear_redis() -> None:  # once the set has verified, before any tier is restored
+            if "redis" in plan.tiers:  # server-side batched SCAN + UNLINK, then the set's keys
+                with open_clients(Scope(scope.targets, ("redis",), scope.prefix, None)) as only:
+                    cleared.append(clear_namespace(only.redis, scope.prefix, namespace))
+
         qdrant = quarantine.qdrant_restore_options(inventory.state_dir, [namespace])
-        with engines(scope.targets, plan.tiers) as opened:
-            restored = restore_set(
-                store,
-                plan,
-                opened,
-                tier_options={"postgresql": {"set_id": from_backup}, "qdrant": qdrant},
-                **procedure_options(inventory, settings.key()),
-            )
+        try:
+            with engines(scope.targets, plan.tiers) as opened:
+                restored = restore_set(
+                    store,
+                    plan,
+                    opened,
+                    tier_options={"postgresql": {"set_id": from_backup}, "qdrant": qdrant},
+                    before_change=clear_redis,
+                    **procedure_options(inventory, settings.key()),
+                )
+        except RestoreRefused as exc:
+            raise RestoreRefused(f"{exc} (safety backup {safety.set_id})") from None
+        except (BackupError, ClearError, OSError) as exc:
+            raise BackupError(
+                f"{exc}; namespace {namespace!r} may be part way: put it back from the safety "
+                f"backup with `{put_back}`"
+            ) from None
         quarantine.record_restored_routes(inventory.state_dir, restored.reports.get("qdrant", {}))
+        cleared_redis = cleared[0] if cleared else None
         with open_clients(scope) as clients:
             after = validate_scope(scope, clients, namespace)
         health, health_line = probe_line(scope.targets, inventory)
         document |= {
             "safety_backup": safety.set_id,
-            "redis_cleared": cleared.unlinked if cleared else None,
+            "redis_cleared": cleared_redis.unlinked if cleared_redis else None,
             "reports": restored.reports,
             "seconds": round(restored.seconds, 3),
             "after": after.to_dict(),
@@ -438,7 +459,7 @@ def hard_rebuild(
         }
         lines += [
             f"  safety backup {safety.set_id}"
-            + (f"; {cleared.unlinked} Redis key(s) cleared" if cleared else "")
+            + (f"; {cleared_redis.unlinked} Redis key(s) cleared" if cleared_redis else "")
             + f"; restored in {restored.seconds:.1f} s",
             *validation_lines(namespace, list(after.tiers.values())),
             health_line,
@@ -453,6 +474,26 @@ def hard_rebuild(
         )
 
     return run_guarded(namespace, body)
+
+
+def put_back_command(
+    inventory: Inventory, set_id: str, namespace: str, tiers: Sequence[str]
+) -> str:
+    """The command that restores ``namespace`` from ``set_id`` as it was (copy and paste)."""
+    return shlex.join(
+        [
+            "invoke",
+            "backup.restore",
+            set_id,
+            "--namespace",
+            namespace,
+            "--tier",
+            ",".join(tiers),
+            "--inventory",
+            inventory_argument(inventory),
+            "--yes",
+        ]
+    )
 
 
 # -- rebuild.reindex ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory, InventoryError, resolve_inventory
 from memops.locking import LockBusyError, action_lock
+from memops.ops import inflight
 from memops.ops.options import OptionError, Parser
 from memops.progress import meter_for, reporting
 
@@ -163,7 +164,8 @@ def execute_operation(
     if isinstance(parsed, Outcome):
         outcome = parsed
     else:
-        outcome = _act(operation, Context(inventory=inventory, echo=echo), parsed, raw)
+        context = Context(inventory=inventory, echo=echo)
+        outcome = _act(operation, context, parsed, raw)
     if inventory is not None:
         arguments = {"inventory": inventory.name, **raw}
         append_audit(
@@ -202,7 +204,7 @@ def _act(
 
     try:
         with reporting(meter_for(watching=context.echo)):
-            return _locked(operation, context, body) if operation.locks else body()
+            return _locked(operation, context, raw, body) if operation.locks else body()
     except LockBusyError as exc:
         return Outcome.refused(str(exc), result="lock-busy")
     except Exception as exc:  # a bug: still one line, one audit record, exit 1
@@ -212,15 +214,32 @@ def _act(
         return Outcome.refused(message, result="error", code=EXIT_FAILED)
 
 
-def _locked(operation: Operation, context: Context, body: Callable[[], Outcome]) -> Outcome:
-    """``body`` under the stack lock; a note when the previous holder never finished."""
-    state_dir = context.require_inventory().state_dir
+def _locked(
+    operation: Operation,
+    context: Context,
+    raw: Mapping[str, Any],
+    body: Callable[[], Outcome],
+) -> Outcome:
+    """``body`` under the stack lock, recorded as started (audit line, inflight.json) first.
+
+    A note names the previous holder when it never finished, with what it recorded.
+    """
+    inventory = context.require_inventory()
+    state_dir = inventory.state_dir
     with action_lock(state_dir, operation.name) as held:
-        outcome = body()
-    if held.previous_unfinished:
+        died = inflight.left_behind(state_dir)
+        arguments = {"inventory": inventory.name, **raw}
+        inflight.begin(state_dir, operation.name, arguments)
+        append_audit(state_dir, operation.name, arguments, "started")
+        try:
+            outcome = body()
+        finally:
+            inflight.end(state_dir)
+    previous = inflight.describe(died) if died is not None else held.previous_unfinished or ""
+    if previous:
         note = (
-            f"the previous action ({held.previous_unfinished}) did not finish: it was "
-            "killed or its machine went down; check what it was doing"
+            f"the previous action, {previous}, did not finish: it was killed or its "
+            "machine went down; check what it was doing"
         )
         outcome = replace(outcome, notes=(*outcome.notes, note))
     return outcome
