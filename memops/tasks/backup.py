@@ -67,7 +67,7 @@ def restore(
 
 @memops_task(help=_HELP)
 def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, json=False):
-    """Remove the sets the retention policy does not keep (never the newest verified one)."""
+    """Remove the sets the retention policy does not keep (never the newest verified whole one)."""
     run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
 
 
