@@ -27,6 +27,7 @@ from memops.backup.manifest import (
 from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
 from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
 from memops.backup.sets import plan_prune, prune
+from memops.backup.settings import BackupSettings
 from memops.backup.store import LocalStore
 from memops.backup.verify import register_checker, registered_checkers, verify_set
 
@@ -608,3 +609,25 @@ def test_prune_of_a_store_keeps_whole_sets_and_recent_namespace_sets(mixed_store
     assert prune(store, decisions) == [made["old namespace"].set_id]
     left = {m.set_id for m in store.list_sets().sets}
     assert left == {m.set_id for label, m in made.items() if label != "old namespace"}
+
+
+def test_retention_settings_default_and_read_the_inventory(tmp_path: Path) -> None:
+    assert BackupSettings({}, tmp_path).policy == Policy(daily=30, weekly=12, namespace_days=7)
+    given = {
+        "backup_retention_daily": 5,
+        "backup_retention_weekly": "2",
+        "backup_retention_namespace_days": 0,
+    }
+    assert BackupSettings(given, tmp_path).policy == Policy(daily=5, weekly=2, namespace_days=0)
+
+
+@pytest.mark.parametrize("bad", [-1, 7.5, True, None, "a week", "", [7]])
+@pytest.mark.parametrize(
+    "name", ["backup_retention_daily", "backup_retention_weekly", "backup_retention_namespace_days"]
+)
+def test_bad_retention_settings_are_refused_naming_them(
+    tmp_path: Path, name: str, bad: object
+) -> None:
+    with pytest.raises(BackupError) as caught:
+        BackupSettings({name: bad}, tmp_path).policy  # noqa: B018
+    assert str(caught.value) == f"{name}: expected a whole number of 0 or more, got {bad!r}"
