@@ -15,7 +15,7 @@ import pytest
 from backup_sets import write_set
 
 from memops.backup import verify
-from memops.backup.artifacts import TIERS, BackupError, RestoreRefused
+from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
 from memops.backup.crypto import BackupKey, DecryptingReader, EncryptingReader, load_key
 from memops.backup.manifest import (
     MANIFEST_NAME,
@@ -26,7 +26,7 @@ from memops.backup.manifest import (
 )
 from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
 from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
-from memops.backup.sets import plan_prune, prune
+from memops.backup.sets import newest_whole_set, plan_prune, prune
 from memops.backup.settings import BackupSettings
 from memops.backup.store import LocalStore
 from memops.backup.verify import register_checker, registered_checkers, verify_set
@@ -609,6 +609,19 @@ def test_prune_of_a_store_keeps_whole_sets_and_recent_namespace_sets(mixed_store
     assert prune(store, decisions) == [made["old namespace"].set_id]
     left = {m.set_id for m in store.list_sets().sets}
     assert left == {m.set_id for label, m in made.items() if label != "old namespace"}
+
+
+def test_the_drill_picks_the_newest_whole_set(mixed_store, tmp_path: Path) -> None:
+    store, made = mixed_store
+    assert newest_whole_set(store) == made["today whole"]
+    only_namespaces = LocalStore(tmp_path / "namespace-sets")
+    write_set(only_namespaces, tmp_path, namespaces=("acme",))
+    with pytest.raises(SetNotFound) as caught:
+        newest_whole_set(only_namespaces)
+    assert str(caught.value) == (
+        f"no whole backup set in {only_namespaces.description} (only 1 namespace set(s)): "
+        "run `invoke backup.create` without --namespace"
+    )
 
 
 def test_retention_settings_default_and_read_the_inventory(tmp_path: Path) -> None:

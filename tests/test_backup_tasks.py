@@ -292,6 +292,20 @@ def test_a_bad_namespace_retention_is_refused_in_one_line(
     assert [p.name for p in (tmp_path / "sets").iterdir()] == [made]
 
 
+def test_the_drill_without_an_id_drills_the_newest_whole_set(
+    inventory: Path, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant = {"namespace": [load.tenants[0]]}
+    call(CREATE, inventory, capsys, **CREATE_RAW | tenant)
+    code, _, err = call(DRILL, inventory, capsys, set_id=None, target=None)
+    assert code == EXIT_FAILED and "no whole backup set" in err
+    whole = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    call(CREATE, inventory, capsys, **CREATE_RAW | tenant)
+    code, report, err = call(DRILL, inventory, capsys, set_id=None, target=None)
+    assert code == EXIT_OK, err
+    assert report["set_id"] == whole
+
+
 def test_the_drill_passes_on_a_good_set(
     inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:

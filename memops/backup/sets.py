@@ -252,8 +252,14 @@ def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
     return removed
 
 
-def latest_set(store: BackupStore) -> Manifest:
+def newest_whole_set(store: BackupStore) -> Manifest:
+    """The newest set taken without --namespace (what the drill checks unless told)."""
     listing = store.list_sets()
-    if not listing.sets:
-        raise SetNotFound(f"no backup set in {store.description}: run `invoke backup.create`")
-    return listing.sets[-1]
+    whole = [manifest for manifest in listing.sets if manifest.whole]
+    if not whole:
+        held = f" (only {len(listing.sets)} namespace set(s))" if listing.sets else ""
+        raise SetNotFound(
+            f"no whole backup set in {store.description}{held}: "
+            "run `invoke backup.create` without --namespace"
+        )
+    return whole[-1]

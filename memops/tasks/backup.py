@@ -71,7 +71,7 @@ def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, jso
     run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
 
 
-@memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest)"})
+@memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest whole set)"})
 def drill(c: Context, inventory=None, set_id=None, target=None, json=False):
     """Restore a set into scratch copies, compare with its manifest, measure RTO and RPO."""
     run(c, DRILL, inventory=inventory, json=json, set_id=set_id, target=target)
