@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from memops.backup.artifacts import TenantSummary, TierArtifact
@@ -51,16 +53,29 @@ def stage_postgres(staging: Path) -> TierArtifact:
 
 
 def write_set(
-    store: BackupStore, tmp: Path, *, key: BackupKey | None = None, set_id: str | None = None
+    store: BackupStore,
+    tmp: Path,
+    *,
+    key: BackupKey | None = None,
+    set_id: str | None = None,
+    namespaces: tuple[str, ...] = (),
+    taken_at: datetime | None = None,
 ) -> tuple[Manifest, dict[str, Path]]:
-    """A two-tier set in ``store``; returns its manifest and the staged source of each file."""
-    set_id = set_id or new_set_id()
-    redis = stage_redis(tmp / "stage-redis")
-    postgres = stage_postgres(tmp / "stage-pg")
+    """A two-tier set in ``store``; returns its manifest and the staged source of each file.
+
+    With ``namespaces`` it is a namespace set (as ``--namespace`` makes: each tier's
+    scope is "namespaces"); ``taken_at`` dates it (its start) instead of now.
+    """
+    set_id = set_id or new_set_id(taken_at)
+    scope = "namespaces" if namespaces else "full"
+    redis = replace(stage_redis(tmp / "stage-redis"), scope=scope)
+    postgres = replace(stage_postgres(tmp / "stage-pg"), scope=scope)
     writer = store.begin_set(set_id, key=key)
+    if taken_at is not None:
+        writer.started_at = taken_at
     writer.add_tier(redis, tmp / "stage-redis")
     writer.add_tier(postgres, tmp / "stage-pg")
-    manifest = writer.finish(namespaces=(), tool_versions={"zstd": "1.5.4"})
+    manifest = writer.finish(namespaces=namespaces, tool_versions={"zstd": "1.5.4"})
     sources = {f"redis/{n}": tmp / "stage-redis" / n for n in redis.files}
     sources |= {f"postgresql/{n}": tmp / "stage-pg" / n for n in postgres.files}
     return manifest, sources

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,19 @@ import pytest
 from backup_sets import write_set
 
 from memops.backup import verify
-from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
 from memops.backup.crypto import BackupKey, DecryptingReader, EncryptingReader, load_key
-from memops.backup.manifest import MANIFEST_NAME, ManifestError, canonical_json, parse_manifest
+from memops.backup.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    canonical_json,
+    parse_manifest,
+)
 from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
 from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
+from memops.backup.sets import newest_whole_set, plan_prune, prune
+from memops.backup.settings import BackupSettings
 from memops.backup.store import LocalStore
 from memops.backup.verify import register_checker, registered_checkers, verify_set
 
@@ -432,7 +441,7 @@ def test_retention_keeps_exactly_the_policy_and_the_newest_verified() -> None:
     now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     infos = _history(now)
     infos.append(SetInfo("20261202T083000Z-0bad", None, complete=False, problem="no manifest"))
-    decisions = plan_retention(infos, Policy(daily=30, weekly=12))
+    decisions = plan_retention(infos, Policy(daily=30, weekly=12), now=now)
     kept = {d.set_id for d in decisions if d.keep}
 
     complete = sorted((i for i in infos if i.complete), key=lambda i: i.taken_at, reverse=True)
@@ -466,15 +475,172 @@ def test_retention_keeps_old_sets_when_backups_stopped() -> None:
         SetInfo(new_set_id(now - timedelta(days=100 + d)), now - timedelta(days=100 + d))
         for d in range(5)
     ]
-    assert all(d.keep for d in plan_retention(infos, Policy(daily=5, weekly=0)))
-    assert sum(d.keep for d in plan_retention(infos, Policy(daily=2, weekly=0))) == 2
+    assert all(d.keep for d in plan_retention(infos, Policy(daily=5, weekly=0), now=now))
+    assert sum(d.keep for d in plan_retention(infos, Policy(daily=2, weekly=0), now=now)) == 2
 
 
 def test_retention_reads_a_store_listing(local_set) -> None:
     store, manifest, _ = local_set
     store.begin_set("20261202T090000Z-dead")
     infos = set_infos(store.list_sets(), verified={manifest.set_id})
-    decisions = {d.set_id: d for d in plan_retention(infos)}
+    decisions = {d.set_id: d for d in plan_retention(infos, now=datetime.now(UTC))}
     assert decisions[manifest.set_id].keep
     assert "newest verified" in decisions[manifest.set_id].reason
     assert not decisions["20261202T090000Z-dead"].keep
+
+
+# -- retention by scope: whole sets and namespace sets (issue #22) -----------------------
+
+NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+
+
+def _whole(taken: datetime, *, verified: bool = False, tiers: tuple[str, ...] = TIERS) -> SetInfo:
+    return SetInfo(new_set_id(taken), taken, verified=verified, tiers=tiers)
+
+
+def _namespace(taken: datetime, *, verified: bool = False) -> SetInfo:
+    return SetInfo(new_set_id(taken), taken, verified=verified, whole=False)
+
+
+def _reasons(infos: list[SetInfo], policy: Policy) -> dict[str, tuple[bool, str]]:
+    return {d.set_id: (d.keep, d.reason) for d in plan_retention(infos, policy, now=NOW)}
+
+
+def test_namespace_sets_of_a_day_do_not_displace_its_whole_set() -> None:
+    """The day's one whole set is its daily and weekly, however many safety backups follow."""
+    days = [NOW - timedelta(days=d) for d in range(3)]
+    whole = [_whole(day.replace(hour=1)) for day in days]
+    safety = [_namespace(day.replace(hour=h)) for day in days for h in range(2, 18)]
+    decided = _reasons(whole + safety, Policy(daily=2, weekly=1, namespace_days=7))
+    assert decided[whole[0].set_id] == (True, "daily 2026-12-02, weekly 2026-W49")
+    assert decided[whole[1].set_id] == (True, "daily 2026-12-01")
+    assert decided[whole[2].set_id] == (False, "outside policy")
+    assert {decided[s.set_id] for s in safety} == {(True, "namespace set within 7 days")}
+
+
+def test_namespace_sets_are_kept_for_their_own_days_then_pruned() -> None:
+    ages = {1: True, 6.9: True, 7: True, 7.01: False, 40: False}
+    sets = {age: _namespace(NOW - timedelta(days=age)) for age in ages}
+    whole = _whole(NOW - timedelta(days=60))
+    decided = _reasons([whole, *sets.values()], Policy(daily=30, weekly=12, namespace_days=7))
+    for age, kept in ages.items():
+        reason = "namespace set within 7 days" if kept else "namespace set older than 7 days"
+        assert decided[sets[age].set_id] == (kept, reason), age
+    assert decided[whole.set_id] == (True, "daily 2026-10-03, weekly 2026-W40")
+    one_day = _reasons(list(sets.values()), Policy(namespace_days=1))
+    assert one_day[sets[1].set_id] == (True, "namespace set within 1 day")
+    assert one_day[sets[6.9].set_id] == (False, "namespace set older than 1 day")
+    none_kept = _reasons(list(sets.values()), Policy(namespace_days=0))
+    assert not any(keep for keep, _ in none_kept.values())
+
+
+def test_the_newest_verified_whole_set_is_kept_and_never_a_namespace_set() -> None:
+    verified_whole = _whole(NOW - timedelta(days=20), verified=True)
+    newer_whole = _whole(NOW - timedelta(days=1))  # did not verify
+    recent_ns = _namespace(NOW - timedelta(hours=1), verified=True)
+    old_ns = _namespace(NOW - timedelta(days=10), verified=True)
+    decided = _reasons([verified_whole, newer_whole, recent_ns, old_ns], Policy(daily=1, weekly=0))
+    assert decided[verified_whole.set_id] == (True, "newest verified")
+    assert decided[newer_whole.set_id] == (True, "daily 2026-12-01")
+    assert decided[recent_ns.set_id] == (True, "namespace set within 7 days")
+    assert decided[old_ns.set_id] == (False, "namespace set older than 7 days")
+
+
+def test_a_set_of_some_tiers_is_whole_for_those_tiers_only() -> None:
+    stack = _whole(NOW.replace(hour=10), verified=True)
+    redis_after = _whole(NOW.replace(hour=11), verified=True, tiers=("redis",))
+    redis_before = _whole(NOW.replace(hour=9), tiers=("redis",))
+    decided = _reasons([stack, redis_after, redis_before], Policy(daily=1, weekly=0))
+    assert decided[redis_after.set_id] == (True, "daily 2026-12-02, newest verified")
+    assert decided[stack.set_id] == (
+        True,
+        "daily 2026-12-02 (postgresql, qdrant), newest verified (postgresql, qdrant)",
+    )
+    assert decided[redis_before.set_id] == (False, "outside policy")
+
+
+def test_negative_namespace_days_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        Policy(namespace_days=-1)
+
+
+@pytest.fixture
+def mixed_store(tmp_path: Path) -> tuple[LocalStore, dict[str, Manifest]]:
+    """A local store: yesterday's and today's whole sets, each followed by namespace sets,
+    and a namespace set 10 days old."""
+    now = datetime.now(UTC)
+    store = LocalStore(tmp_path / "backups")
+    made: dict[str, Manifest] = {}
+    plan = {
+        "old namespace": (now - timedelta(days=10), ("acme",)),
+        "yesterday whole": (now - timedelta(days=1, hours=1), ()),
+        "yesterday namespace": (now - timedelta(days=1), ("acme",)),
+        "today whole": (now - timedelta(minutes=30), ()),
+        "today namespace": (now - timedelta(minutes=10), ("acme", "glob*star")),
+    }
+    for label, (taken, namespaces) in plan.items():
+        made[label] = write_set(store, tmp_path, namespaces=namespaces, taken_at=taken)[0]
+    return store, made
+
+
+def test_a_manifest_says_whether_its_set_is_whole(mixed_store) -> None:
+    store, made = mixed_store
+    listed = {m.set_id: m.whole for m in store.list_sets().sets}
+    assert listed == {m.set_id: "whole" in label for label, m in made.items()}
+    namespaced_tier = replace(
+        made["today whole"],
+        artifacts={"redis": replace(made["today whole"].artifacts["redis"], scope="namespaces")},
+    )
+    assert not namespaced_tier.whole  # no namespaces named, but a tier holds only some
+
+
+def test_prune_of_a_store_keeps_whole_sets_and_recent_namespace_sets(mixed_store) -> None:
+    store, made = mixed_store
+    decisions = plan_prune(store, Policy(daily=2, weekly=0, namespace_days=7))
+    reasons = {d.set_id: d.reason for d in decisions}
+    today, yesterday = made["today whole"], made["yesterday whole"]
+    assert reasons == {
+        made["old namespace"].set_id: "namespace set older than 7 days",
+        yesterday.set_id: f"daily {yesterday.started_at.date().isoformat()}",
+        made["yesterday namespace"].set_id: "namespace set within 7 days",
+        today.set_id: f"daily {today.started_at.date().isoformat()}, newest verified",
+        made["today namespace"].set_id: "namespace set within 7 days",
+    }
+    assert prune(store, decisions) == [made["old namespace"].set_id]
+    left = {m.set_id for m in store.list_sets().sets}
+    assert left == {m.set_id for label, m in made.items() if label != "old namespace"}
+
+
+def test_the_drill_picks_the_newest_whole_set(mixed_store, tmp_path: Path) -> None:
+    store, made = mixed_store
+    assert newest_whole_set(store) == made["today whole"]
+    only_namespaces = LocalStore(tmp_path / "namespace-sets")
+    write_set(only_namespaces, tmp_path, namespaces=("acme",))
+    with pytest.raises(SetNotFound) as caught:
+        newest_whole_set(only_namespaces)
+    assert str(caught.value) == (
+        f"no whole backup set in {only_namespaces.description} (only 1 namespace set(s)): "
+        "run `invoke backup.create` without --namespace"
+    )
+
+
+def test_retention_settings_default_and_read_the_inventory(tmp_path: Path) -> None:
+    assert BackupSettings({}, tmp_path).policy == Policy(daily=30, weekly=12, namespace_days=7)
+    given = {
+        "backup_retention_daily": 5,
+        "backup_retention_weekly": "2",
+        "backup_retention_namespace_days": 0,
+    }
+    assert BackupSettings(given, tmp_path).policy == Policy(daily=5, weekly=2, namespace_days=0)
+
+
+@pytest.mark.parametrize("bad", [-1, 7.5, True, None, "a week", "", [7]])
+@pytest.mark.parametrize(
+    "name", ["backup_retention_daily", "backup_retention_weekly", "backup_retention_namespace_days"]
+)
+def test_bad_retention_settings_are_refused_naming_them(
+    tmp_path: Path, name: str, bad: object
+) -> None:
+    with pytest.raises(BackupError) as caught:
+        BackupSettings({name: bad}, tmp_path).policy  # noqa: B018
+    assert str(caught.value) == f"{name}: expected a whole number of 0 or more, got {bad!r}"

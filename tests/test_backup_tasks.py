@@ -13,7 +13,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +246,70 @@ def test_prune_dry_run_lists_and_prune_removes_what_policy_drops(
     code, pruned, _ = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=True)
     assert code == EXIT_OK and set(pruned["removed"]) == drop
     assert [p.name for p in (tmp_path / "sets").iterdir()] == [made[1]]
+
+
+def _aged(sets_dir: Path, set_id: str, days: float) -> None:
+    """Date a real set ``days`` earlier (its manifest, resealed): sets of other days."""
+    path = sets_dir / set_id / MANIFEST_NAME
+    manifest = parse_manifest(path.read_bytes())
+    shift = timedelta(days=days)
+    older = replace(
+        manifest, started_at=manifest.started_at - shift, finished_at=manifest.finished_at - shift
+    )
+    path.write_bytes(older.to_bytes())
+
+
+def test_prune_keeps_the_whole_set_that_namespace_sets_followed(
+    inventory: Path, load: wl.Workload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #22: the safety backups rebuild.* takes (namespace sets) do not displace the
+    day's whole set, and they go after backup_retention_namespace_days."""
+    variables = inventory / "group_vars" / "all.yml"
+    variables.write_text(variables.read_text() + "backup_retention_namespace_days: 3\n")
+    tenant = {"namespace": [load.tenants[0]]}
+    whole = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    old, recent = (call(CREATE, inventory, capsys, **CREATE_RAW | tenant)[1] for _ in range(2))
+    assert old["namespaces"] == recent["namespaces"] == [load.tenants[0]]
+    _aged(tmp_path / "sets", old["set_id"], days=4)
+
+    code, pruned, err = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=True)
+    assert code == EXIT_OK, err
+    reasons = {d["set_id"]: (d["keep"], d["reason"]) for d in pruned["decisions"]}
+    assert reasons[whole][0]
+    assert re.fullmatch(r"daily [-\d]{10}, weekly \d{4}-W\d\d, newest verified", reasons[whole][1])
+    assert reasons[recent["set_id"]] == (True, "namespace set within 3 days")
+    assert reasons[old["set_id"]] == (False, "namespace set older than 3 days")
+    assert pruned["removed"] == [old["set_id"]]
+    assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == [whole, recent["set_id"]]
+
+
+def test_a_bad_namespace_retention_is_refused_in_one_line(
+    inventory: Path, load: wl.Workload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    variables = inventory / "group_vars" / "all.yml"
+    variables.write_text(variables.read_text() + "backup_retention_namespace_days: a week\n")
+    code, document, err = call(PRUNE, inventory, capsys, target=None, dry_run=False, yes=True)
+    assert code == EXIT_BAD_INPUT and document["ok"] is False
+    assert err == (
+        "memops backup.prune: backup_retention_namespace_days: "
+        "expected a whole number of 0 or more, got 'a week'"
+    )
+    assert [p.name for p in (tmp_path / "sets").iterdir()] == [made]
+
+
+def test_the_drill_without_an_id_drills_the_newest_whole_set(
+    inventory: Path, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant = {"namespace": [load.tenants[0]]}
+    call(CREATE, inventory, capsys, **CREATE_RAW | tenant)
+    code, _, err = call(DRILL, inventory, capsys, set_id=None, target=None)
+    assert code == EXIT_FAILED and "no whole backup set" in err
+    whole = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    call(CREATE, inventory, capsys, **CREATE_RAW | tenant)
+    code, report, err = call(DRILL, inventory, capsys, set_id=None, target=None)
+    assert code == EXIT_OK, err
+    assert report["set_id"] == whole
 
 
 def test_the_drill_passes_on_a_good_set(

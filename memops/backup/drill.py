@@ -1,4 +1,4 @@
-"""The restore drill: restore the newest set into scratch copies and prove it is what was saved.
+"""The restore drill: restore a set into scratch copies and prove it is what was saved.
 
 Never the live data: Redis comes back in a private redis-server on a free
 port, PostgreSQL in a scratch database, Qdrant in scratch collections. Each

@@ -131,6 +131,11 @@ class Manifest:
     def total_size(self) -> int:
         return sum(record.size for record in self.files)
 
+    @property
+    def whole(self) -> bool:
+        """Taken without --namespace: every tier it holds is a full copy of that tier."""
+        return not self.namespaces and all(a.scope == "full" for a in self.artifacts.values())
+
     def files_of(self, tier: str) -> tuple[FileRecord, ...]:
         return tuple(record for record in self.files if record.tier == tier)
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,16 +243,34 @@ def _partial(
 
 
 def plan_prune(
-    store: BackupStore, policy: Policy, *, key: BackupKey | None = None
+    store: BackupStore,
+    policy: Policy,
+    *,
+    key: BackupKey | None = None,
+    now: datetime | None = None,
 ) -> list[Decision]:
-    """What prune keeps and removes; the newest set that verifies is always kept."""
+    """What prune keeps and removes; the newest whole set of each tier that verifies is kept."""
     listing = store.list_sets()
+    verified = _newest_verified_whole(store, listing.sets, key)
+    return plan_retention(set_infos(listing, verified), policy, now=now or datetime.now(UTC))
+
+
+def _newest_verified_whole(
+    store: BackupStore, sets: Sequence[Manifest], key: BackupKey | None
+) -> list[str]:
+    """Verify whole sets, newest first, until each tier they hold has one that verifies."""
+    whole = [manifest for manifest in sets if manifest.whole]
+    wanted = {tier for manifest in whole for tier in manifest.tiers}
     verified: list[str] = []
-    for manifest in sorted(listing.sets, key=lambda m: m.started_at, reverse=True):
+    for manifest in sorted(whole, key=lambda m: m.started_at, reverse=True):
+        if not wanted:
+            break
+        if wanted.isdisjoint(manifest.tiers):
+            continue
         if verify_set(store, manifest.set_id, key=key).ok:
             verified.append(manifest.set_id)
-            break
-    return plan_retention(set_infos(listing, verified), policy)
+            wanted.difference_update(manifest.tiers)
+    return verified
 
 
 def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
@@ -263,8 +282,14 @@ def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
     return removed
 
 
-def latest_set(store: BackupStore) -> Manifest:
+def newest_whole_set(store: BackupStore) -> Manifest:
+    """The newest set taken without --namespace (what the drill checks unless told)."""
     listing = store.list_sets()
-    if not listing.sets:
-        raise SetNotFound(f"no backup set in {store.description}: run `invoke backup.create`")
-    return listing.sets[-1]
+    whole = [manifest for manifest in listing.sets if manifest.whole]
+    if not whole:
+        held = f" (only {len(listing.sets)} namespace set(s))" if listing.sets else ""
+        raise SetNotFound(
+            f"no whole backup set in {store.description}{held}: "
+            "run `invoke backup.create` without --namespace"
+        )
+    return whole[-1]

@@ -61,13 +61,21 @@ class BackupSettings:
 
     @property
     def policy(self) -> Policy:
-        try:
-            return Policy(
-                daily=int(self.variables.get("backup_retention_daily", 30)),
-                weekly=int(self.variables.get("backup_retention_weekly", 12)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise BackupError(f"backup_retention_daily/weekly: {exc}") from None
+        defaults = Policy()
+        return Policy(
+            daily=self._count("backup_retention_daily", defaults.daily),
+            weekly=self._count("backup_retention_weekly", defaults.weekly),
+            namespace_days=self._count("backup_retention_namespace_days", defaults.namespace_days),
+        )
+
+    def _count(self, name: str, default: int) -> int:
+        """A whole number of 0 or more; a one-line BackupError naming the variable otherwise."""
+        value = self.variables.get(name, default)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BackupError(f"{name}: expected a whole number of 0 or more, got {value!r}")
+        return value
 
     def store(self, target: str | None = None) -> BackupStore:
         kind = target or self.default_target

@@ -312,7 +312,12 @@ def prune_sets(context: Context, *, target: str, dry_run: bool, yes: bool) -> Ou
     settings = BackupSettings.of(context.require_inventory())
     try:
         store = settings.store(target or None)
-        decisions = plan_prune(store, settings.policy, key=settings.key())
+        policy = settings.policy
+        key = settings.key()
+    except BackupError as exc:
+        return _failed(str(exc), code=EXIT_BAD_INPUT)
+    try:
+        decisions = plan_prune(store, policy, key=key)
         doomed = [d for d in decisions if not d.keep]
         if not dry_run and doomed:
             confirm(f"remove {len(doomed)} backup set(s) from {store.description}", yes=yes)

@@ -1,4 +1,5 @@
-"""`invoke backup.drill`: restore the newest set into scratch copies and check it."""
+"""`invoke backup.drill`: restore a set (the newest whole one unless named) into scratch
+copies and check it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from memops.backup.artifacts import BackupError
 from memops.backup.drill import DrillReport, run_drill
 from memops.backup.engines import engines
 from memops.backup.metrics import record_drill
-from memops.backup.sets import latest_set
+from memops.backup.sets import newest_whole_set
 from memops.backup.settings import BackupSettings
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
@@ -36,7 +37,7 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
         targets = deployed_targets(inventory)
         store = settings.store(target or None)
         key = settings.key()
-        manifest = store.read_manifest(set_id) if set_id else latest_set(store)
+        manifest = store.read_manifest(set_id) if set_id else newest_whole_set(store)
     except TargetsError as exc:
         return Outcome.refused(str(exc))
     except BackupError as exc:

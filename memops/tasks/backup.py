@@ -67,11 +67,11 @@ def restore(
 
 @memops_task(help=_HELP)
 def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, json=False):
-    """Remove the sets the retention policy does not keep (never the newest verified one)."""
+    """Remove the sets the retention policy does not keep (never the newest verified whole one)."""
     run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
 
 
-@memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest)"})
+@memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest whole set)"})
 def drill(c: Context, inventory=None, set_id=None, target=None, json=False):
     """Restore a set into scratch copies, compare with its manifest, measure RTO and RPO."""
     run(c, DRILL, inventory=inventory, json=json, set_id=set_id, target=target)
