@@ -8,11 +8,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from memops import audit_owner
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.manifest import FileRecord
-from memops.backup.postgres_tier import PostgresTier, check_pgdump
+from memops.backup.postgres_tier import PostgresTier, check_pgdump, side_database, side_prefix
 from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
@@ -113,7 +114,7 @@ def test_whole_restore_swaps_in_and_keeps_old(tier: PostgresTier, tmp_path: Path
         conn.execute("UPDATE memory_items SET content = 'changed' WHERE tenant_id = 'o''brien'")
     report = tier.restore(tmp_path, artifact, set_id="s1")
     assert tier.tenant_summaries() == before
-    assert report["old_database"].endswith("_pre_s1")
+    assert report["old_database"].startswith(side_prefix(tier.target.dbname, "pre") + "s1_")
     with tier._connect() as conn:  # pg_restore --no-owner made the app own it; given back
         assert audit_owner.audit_log_owner(conn) == audit_owner.AUDIT_OWNER
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -181,3 +182,84 @@ def test_killed_whole_restore_leaves_live_db_intact(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert tier.tenant_summaries() == before
+
+
+def _allows_connections(cluster: ScratchCluster, db: str) -> bool:
+    with cluster.admin() as conn:
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (db,))
+        return bool(row.fetchone()[0])
+
+
+def _databases(cluster: ScratchCluster) -> set[str]:
+    with cluster.admin() as conn:
+        return {name for (name,) in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def test_the_same_set_restored_twice_swaps_in_both_times(
+    tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path
+) -> None:
+    """Each restore's kept database has a name of its own: the second is no collision."""
+    before = tier.tenant_summaries()
+    artifact = tier.backup(tmp_path)
+    first = tier.restore(tmp_path, artifact, set_id="20261207T000000Z-abcd")
+    with tier._connect() as conn:
+        conn.execute("UPDATE memory_items SET content = 'changed' WHERE tenant_id = 'acme'")
+    second = tier.restore(tmp_path, artifact, set_id="20261207T000000Z-abcd")
+    assert first["old_database"] != second["old_database"]
+    assert {first["old_database"], second["old_database"]} <= _databases(cluster)
+    assert tier.tenant_summaries() == before
+    assert _allows_connections(cluster, tier.target.dbname)
+
+
+def test_a_failed_swap_leaves_the_live_database_as_it_was_and_open(
+    tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name the old database was to take exists: the swap fails, and nothing changed."""
+    import memops.backup.postgres_tier as module
+
+    artifact = tier.backup(tmp_path)
+    with tier._connect() as conn:
+        conn.execute("UPDATE memory_items SET content = 'live' WHERE tenant_id = 'acme'")
+    live = tier.tenant_summaries()
+    taken = cluster.new_database()
+    real = module.side_database
+    monkeypatch.setattr(
+        module,
+        "side_database",
+        lambda db, kind, tag: taken if kind == "pre" else real(db, kind, tag),
+    )
+    before = _databases(cluster)
+    with pytest.raises(psycopg.errors.DuplicateDatabase):
+        tier.restore(tmp_path, artifact, set_id="s1")
+    assert _allows_connections(cluster, tier.target.dbname)
+    assert tier.tenant_summaries() == live  # the live database, unchanged, connects
+    assert _databases(cluster) == before  # the loaded copy was dropped too
+
+
+def test_side_database_names_fit_and_stay_apart() -> None:
+    long_db = "m" * 40 + "é" * 20  # 80 bytes: PostgreSQL would cut it at 63
+    names = {side_database(long_db, "pre", "20261207T000000Z-abcd") for _ in range(50)}
+    assert len(names) == 50
+    for name in names:
+        assert len(name.encode()) <= 63
+        assert name.startswith(side_prefix(long_db, "pre"))
+    assert side_database("memops", "drill", "t").startswith("memops_drill_t_")
+
+
+def test_a_killed_drills_scratch_database_goes_with_the_next_verified_set(
+    tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path
+) -> None:
+    artifact = tier.backup(tmp_path)
+    with tier.scratch_restore(tmp_path, artifact) as copy:
+        assert copy.summaries
+        drills = {
+            n for n in _databases(cluster) if n.startswith(side_prefix(tier.target.dbname, "drill"))
+        }
+        assert len(drills) == 1
+    assert not drills & _databases(cluster)  # a drill that ends drops its copy
+    left = side_database(tier.target.dbname, "drill", "killed")
+    with cluster.admin() as conn:  # what a drill killed with SIGKILL leaves
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(left)))
+    done = tier.after_verified_set(artifact)
+    assert left in done["dropped"]
+    assert left not in _databases(cluster)

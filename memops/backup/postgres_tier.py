@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import io
 import json
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,6 @@ from memops.backup.artifacts import (
     ScratchCopy,
     TenantSummary,
     TierArtifact,
-    scratch_name,
     tenant_token,
 )
 from memops.backup.manifest import FileRecord
@@ -146,20 +146,22 @@ class PostgresTier:
     def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
         """After a verified whole-database set: drop the databases earlier restores replaced.
 
-        A whole restore keeps the database it replaced as ``<db>_pre_<set>`` until a newer
-        verified set holds the live data; leftovers of a restore that died before its swap
-        (``<db>_restore_<time>``, never live) go too. Namespace sets drop nothing.
+        A whole restore keeps the database it replaced as ``<db>_pre_<set>_<random>`` until
+        a newer verified set holds the live data; leftovers of a restore or a drill that died
+        before its end (``<db>_restore_…``, ``<db>_drill_…``, never live) go too. The caller
+        holds the stack lock, so no restore or drill is running. Namespace sets drop nothing.
         """
         if artifact.scope != "full":
             return {}
         db = self.target.dbname
+        prefixes = [side_prefix(db, kind) for kind in SIDE_KINDS]
         with self._connect("postgres", admin=True) as conn:
             found = [
                 name
                 for (name,) in conn.execute(
-                    "SELECT datname FROM pg_database "
-                    "WHERE starts_with(datname, %s) OR starts_with(datname, %s)",
-                    (f"{db}_pre_", f"{db}_restore_"),
+                    "SELECT datname FROM pg_database WHERE datname <> %s "
+                    "AND (SELECT bool_or(starts_with(datname, p)) FROM unnest(%s::text[]) p)",
+                    (db, prefixes),
                 ).fetchall()
             ]
             for name in found:
@@ -171,7 +173,7 @@ class PostgresTier:
     @contextlib.contextmanager
     def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
         """The set's dump loaded into a scratch database (the drill), dropped afterwards."""
-        name = scratch_name(self.target.dbname)[-63:]
+        name = side_database(self.target.dbname, "drill", time.strftime("%Y%m%dT%H%M%S"))
         started = time.monotonic()
         try:
             self.restore(staging, artifact, into=name)
@@ -309,7 +311,7 @@ class PostgresTier:
             raise RestoreRefused(f"postgresql: the set has no whole-database dump ({dump.name})")
         if into == db:
             raise RestoreRefused(f"postgresql: {db!r} is the live database, not a scratch one")
-        new = into or f"{db}_restore_{int(time.time())}"
+        new = into or side_database(db, "restore", time.strftime("%Y%m%dT%H%M%S"))
         started = time.monotonic()
         with self._connect("postgres", admin=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new)))
@@ -339,42 +341,47 @@ class PostgresTier:
         report: dict[str, Any] = {"database": new, "load_s": time.monotonic() - started}
         if into is not None:
             return report
-        old = f"{db}_pre_{set_id or time.strftime('%Y%m%dT%H%M%S')}"[:63]
-        with self._connect("postgres", admin=True) as conn:
-            with conn.transaction():
+        old = side_database(db, "pre", set_id or time.strftime("%Y%m%dT%H%M%S"))
+        try:
+            ended = self._swap(db, new, old)
+        except BaseException:
+            with contextlib.suppress(Exception), self._connect("postgres", admin=True) as conn:
                 conn.execute(
-                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(db))
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(new))
                 )
-            ended = conn.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (db,),
-            ).fetchone()[0]
-            for _ in range(50):  # terminated backends leave asynchronously
-                left = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)
-                ).fetchone()[0]
-                if not left:
-                    break
-                time.sleep(0.1)
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(db), sql.Identifier(old)
-                )
-            )
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(new), sql.Identifier(db)
-                )
-            )
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(old))
-            )
-            if drop_old:
+            raise
+        if drop_old:
+            with self._connect("postgres", admin=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))
         report.update(sessions_terminated=int(ended), old_database=None if drop_old else old)
         report["total_s"] = time.monotonic() - started
         return report
+
+    def _swap(self, db: str, new: str, old: str) -> int:
+        """Rename ``db`` to ``old`` and ``new`` to ``db``: all of it, or nothing.
+
+        New sessions are refused (ALLOW_CONNECTIONS false, committed: it must hold while
+        the application's sessions are ended), then both renames and turning connections
+        back on for ``old`` commit in one transaction. On any failure before that commit
+        the live database is as it was and accepts connections again. Returns how many
+        sessions were ended.
+        """
+        ident = sql.Identifier
+        with self._connect("postgres", admin=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident(db)))
+            try:
+                ended = _end_sessions(conn, db)
+                with conn.transaction():
+                    for statement in (
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(db), ident(old)),
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(new), ident(db)),
+                        sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident(old)),
+                    ):
+                        conn.execute(statement)
+            except BaseException as exc:
+                _allow_connections_again(self, db, exc)
+                raise
+        return ended
 
     def _load(self, staging: Path, artifact: TierArtifact, dbname: str) -> None:
         schema = staging / _schema_name(artifact.extra["dbname"])
@@ -491,6 +498,59 @@ class TenantRows:
         return sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, self.columns))
         )
+
+
+SIDE_KINDS = ("pre", "restore", "drill")
+_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers: two names could become one
+_TAIL_BYTES = 30  # "<tag up to 23>_<6 hex>": what makes each side database's name unique
+
+
+def side_prefix(db: str, kind: str) -> str:
+    """How every ``kind`` database beside ``db`` starts (``db`` cut to leave room for a tail)."""
+    room = _NAME_BYTES - _TAIL_BYTES - len(f"_{kind}_")
+    head = db.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return f"{head}_{kind}_"
+
+
+def side_database(db: str, kind: str, tag: str) -> str:
+    """A new name beside ``db`` that no database has: prefix, ``tag`` (a set id, a time),
+    random. Within 63 bytes whatever ``db`` is, so it is never cut into another's name."""
+    return f"{side_prefix(db, kind)}{tag[:23]}_{secrets.token_hex(3)}"
+
+
+def _end_sessions(conn: Any, db: str) -> int:
+    """Terminate every other session on ``db`` and wait (briefly) until they are gone."""
+    ended = conn.execute(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (db,),
+    ).fetchone()[0]
+    for _ in range(50):  # terminated backends leave asynchronously
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)
+        ).fetchone()[0]
+        if not left:
+            break
+        time.sleep(0.1)
+    return int(ended)
+
+
+def _allow_connections_again(tier: PostgresTier, db: str, cause: BaseException) -> None:
+    """After a failed swap: the live database (still named ``db``) accepts connections.
+
+    On a fresh connection, the one that failed may be gone. When even that fails, the
+    error says what is left and what repairs it.
+    """
+    try:
+        with tier._connect("postgres", admin=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db))
+            )
+    except Exception as exc:
+        raise BackupError(
+            f"postgresql: the swap failed ({cause}) and connections to {db!r} could not be "
+            f"turned back on ({exc}); `invoke deploy --tags postgresql` turns them on"
+        ) from None
 
 
 def _read_gz(path: Path) -> list[bytes]:
