@@ -166,3 +166,55 @@ def test_a_namespace_restore_during_a_quarantine_records_only_the_collections_it
 
     _quarantine(tier_stack, RELEASE, tenant)
     assert _points(tier_stack, target) == before
+
+
+def test_a_whole_restore_killed_after_the_swap_keeps_the_quarantined_tenant_hidden(
+    tier_stack: Stack, tiers_cluster: ScratchCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine is applied to the restored database before it is swapped in: a
+    restore that dies right after the swap (before anything else runs) exposes nothing,
+    and the application never had a session on the copy while it loaded."""
+    import memops.backup.postgres_tier as pg_module
+    import memops.rebuild.quarantine as quarantine_module
+
+    cluster = tiers_cluster
+    admin = {"socket_dir": str(cluster.socket_dir), "port": cluster.port}
+    deployment = {"postgresql": {"app_user": cluster.app_role, **admin}}
+    merge_targets(tier_stack.state, "inv", {}, deployment)
+    tenant = tier_stack.load.tenants[0]
+    set_id = _call(tier_stack, CREATE, tier="postgresql", namespace=[], target=None)["set_id"]
+    _quarantine(tier_stack, QUARANTINE, tenant)  # after the set: the set knows none
+    dbname = tier_stack.pg.info.dbname
+
+    refused: list[str] = []
+    real_check = pg_module.PostgresTier._check_loaded
+
+    def check_and_try_as_the_application(self: Any, name: str, artifact: Any) -> None:
+        with pytest.raises(psycopg.OperationalError) as caught:
+            cluster.connect(name).close()
+        refused.append(str(caught.value))
+        real_check(self, name, artifact)
+
+    def die_after_the_swap(*_args: Any, **_kwargs: Any) -> list[str]:
+        raise KeyboardInterrupt  # as good as a SIGKILL for what follows the swap
+
+    monkeypatch.setattr(pg_module.PostgresTier, "_check_loaded", check_and_try_as_the_application)
+    monkeypatch.setattr(quarantine_module, "reconcile_whole_restore", die_after_the_swap)
+    raw = {"tier": "postgresql", "namespace": [], "target": None, "dry_run": False, "yes": True}
+    with pytest.raises(KeyboardInterrupt):
+        call(RESTORE, tier_stack.inventory, tier_stack.capsys, set_id=set_id, **raw)
+
+    assert refused and "too many connections" in refused[0]
+    with cluster.connect(dbname) as app:  # the swapped-in database, as the application sees it
+        seen = app.execute(
+            "SELECT count(*) FROM memory_items WHERE tenant_id = %s", (tenant,)
+        ).fetchone()[0]
+    assert seen == 0
+    assert _hidden(tier_stack, cluster) == {tenant}
+    with _admin(tier_stack, cluster) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM memory_items WHERE tenant_id = %s", (tenant,)
+            ).fetchone()[0]
+            > 0
+        )  # hidden, not gone

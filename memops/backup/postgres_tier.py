@@ -39,6 +39,7 @@ from typing import Any
 from psycopg import sql
 
 from memops import audit_owner, migrate
+from memops.audit import actor
 from memops.backup import pg_archive, pg_tools
 from memops.backup.artifacts import (
     BackupError,
@@ -52,6 +53,7 @@ from memops.backup.manifest import FileRecord
 from memops.backup.pg_copytext import copy_target, tenant_filter
 from memops.backup.verify import register_checker
 from memops.clients import postgres_connect
+from memops.rebuild import postgres_quarantine
 from memops.targets import PostgresTarget
 
 TIER = "postgresql"
@@ -291,10 +293,20 @@ class PostgresTier:
         into: str | None = None,
         drop_old: bool = False,
         set_id: str | None = None,
+        quarantined: Sequence[str] | None = None,
     ) -> dict[str, Any]:
+        """``quarantined``: the tenants a whole restore must leave hidden (quarantine.json);
+        the restored database is made to hide exactly those before it is swapped in."""
         if tenants is not None:
             return {"tenants": {t: self._restore_tenant(staging, artifact, t) for t in tenants}}
-        return self._restore_whole(staging, artifact, into=into, drop_old=drop_old, set_id=set_id)
+        return self._restore_whole(
+            staging,
+            artifact,
+            into=into,
+            drop_old=drop_old,
+            set_id=set_id,
+            quarantined=quarantined,
+        )
 
     def _restore_whole(
         self,
@@ -304,6 +316,7 @@ class PostgresTier:
         into: str | None,
         drop_old: bool,
         set_id: str | None,
+        quarantined: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         db = self.target.dbname
         dump = staging / _dump_name(artifact.extra["dbname"])
@@ -315,8 +328,11 @@ class PostgresTier:
         started = time.monotonic()
         with self._connect("postgres", admin=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new)))
+            # No session of the application's (its owner's included) until the swap: the
+            # copy is not checked yet, and its quarantine not applied. Superusers, as memops'
+            # admin is, are not limited.
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.SQL("CREATE DATABASE {} OWNER {} CONNECTION LIMIT 0").format(
                     sql.Identifier(new), sql.Identifier(self.owner)
                 )
             )
@@ -332,6 +348,7 @@ class PostgresTier:
             with self._connect(new, admin=True) as conn:
                 audit_owner.secure(conn)  # the load made the app role own the audit log
             self._check_loaded(new, artifact)
+            hidden = [] if into is not None else self._hide(new, quarantined)
         except BaseException:
             with self._connect("postgres", admin=True) as conn:
                 conn.execute(
@@ -340,7 +357,12 @@ class PostgresTier:
             raise
         report: dict[str, Any] = {"database": new, "load_s": time.monotonic() - started}
         if into is not None:
+            with self._connect("postgres", admin=True) as conn:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} CONNECTION LIMIT -1").format(sql.Identifier(new))
+                )
             return report
+        report["quarantine"] = hidden
         old = side_database(db, "pre", set_id or time.strftime("%Y%m%dT%H%M%S"))
         try:
             ended = self._swap(db, new, old)
@@ -368,6 +390,9 @@ class PostgresTier:
         """
         ident = sql.Identifier
         with self._connect("postgres", admin=True) as conn:
+            limit = conn.execute(
+                "SELECT datconnlimit FROM pg_database WHERE datname = %s", (db,)
+            ).fetchone()[0]
             conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident(db)))
             try:
                 ended = _end_sessions(conn, db)
@@ -375,6 +400,9 @@ class PostgresTier:
                     for statement in (
                         sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(db), ident(old)),
                         sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(new), ident(db)),
+                        sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+                            ident(db), sql.Literal(int(limit))
+                        ),
                         sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident(old)),
                     ):
                         conn.execute(statement)
@@ -382,6 +410,32 @@ class PostgresTier:
                 _allow_connections_again(self, db, exc)
                 raise
         return ended
+
+    def _hide(self, dbname: str, quarantined: Sequence[str] | None) -> list[str]:
+        """Make the restored ``dbname`` hide exactly ``quarantined`` and check that it can.
+
+        The set carries the quarantine of its day; the record says what holds now. Done
+        before the swap, so no quarantined tenant is ever visible in the live database,
+        even when the restore is killed right after it. None: leave the set's as it is.
+        """
+        if quarantined is None:
+            return []
+        wanted = set(quarantined)
+        with self._connect(dbname, admin=True) as conn:
+            if not postgres_quarantine.row_security_on(conn):
+                if wanted:
+                    raise BackupError(
+                        f"postgresql: the restored database cannot hide a tenant (no "
+                        f"memory_quarantine, or row security off on memory_items) while "
+                        f"{', '.join(map(repr, sorted(wanted)))} is quarantined: not swapped in"
+                    )
+                return []
+            lines = []
+            for tenant in sorted(wanted ^ postgres_quarantine.quarantined(conn)):
+                postgres_quarantine.apply(conn, tenant, quarantine=tenant in wanted, actor=actor())
+                verb = "hidden again" if tenant in wanted else "no longer hidden"
+                lines.append(f"postgresql: {tenant!r} {verb} (quarantine.json)")
+        return lines
 
     def _load(self, staging: Path, artifact: TierArtifact, dbname: str) -> None:
         schema = staging / _schema_name(artifact.extra["dbname"])

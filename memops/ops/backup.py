@@ -236,13 +236,14 @@ def restore(
         what = "namespace(s) " + ", ".join(map(repr, plan.tenants)) if plan.tenants else "all data"
         confirm(f"restore {what} of {', '.join(plan.tiers)} from set {set_id}", yes=yes)
         qdrant = quarantine.qdrant_restore_options(inventory.state_dir, plan.tenants)
+        hidden = None if plan.tenants else quarantine.postgres_hidden(inventory.state_dir)
         with engines(targets, plan.tiers) as opened:
             result = restore_set(
                 store,
                 plan,
                 opened,
                 tier_options={
-                    "postgresql": {"drop_old": drop_old, "set_id": set_id},
+                    "postgresql": {"drop_old": drop_old, "set_id": set_id, "quarantined": hidden},
                     "qdrant": qdrant,
                 },
                 **procedure_options(inventory, key),
@@ -260,7 +261,8 @@ def restore(
         reconciled = (
             []
             if plan.tenants
-            else quarantine.reconcile_whole_restore(inventory.state_dir, targets, plan.tiers)
+            else list(result.reports.get("postgresql", {}).get("quarantine", []))
+            + quarantine.reconcile_whole_restore(inventory.state_dir, targets, plan.tiers)
         )
     except (psycopg.Error, QdrantQuarantineError, QuarantineStateError, BackupError) as exc:
         message = (

@@ -56,6 +56,19 @@ def check(conn: Any) -> str:
     return str(role)
 
 
+def row_security_on(conn: Any) -> bool:
+    """Whether a memory_quarantine row hides its tenant here: the table, row security on
+    memory_items (enabled and forced, the owner being the application) and the policy."""
+    row = conn.execute(
+        "SELECT to_regclass('memory_quarantine') IS NOT NULL"
+        " AND coalesce((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
+        "               WHERE oid = to_regclass('memory_items')), false)"
+        " AND EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'memory_items'"
+        "             AND policyname = 'memory_items_outside_quarantine')"
+    ).fetchone()
+    return bool(row[0])
+
+
 def quarantined(conn: Any) -> set[str]:
     return {row[0] for row in conn.execute("SELECT tenant_id FROM memory_quarantine")}
 

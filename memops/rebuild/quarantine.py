@@ -240,6 +240,11 @@ def record_qdrant_routes(state_dir: Path, routes: Mapping[str, Mapping[str, str]
     quarantine_state.save(state_dir, namespaces)
 
 
+def postgres_hidden(state_dir: Path) -> list[str]:
+    """The tenants a whole PostgreSQL restore must leave hidden: quarantine.json's."""
+    return quarantine_state.tenants_in(quarantine_state.load(state_dir), "postgresql")
+
+
 def reconcile_whole_restore(state_dir: Path, targets: Targets, tiers: Sequence[str]) -> list[str]:
     """Make a whole restore's quarantine state the record's again; what changed, as lines.
 

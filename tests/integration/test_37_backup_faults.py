@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from integration_helpers import (
     INVOKE,
@@ -27,8 +28,12 @@ from integration_helpers import (
     invoke,
     pidfile_daemon,
 )
+from psycopg import sql
 
+from memops.backup.postgres_tier import PostgresTier
+from memops.clients import postgres_connect
 from memops.paths import PROJECT_DIR
+from memops.targets import PostgresTarget
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +184,28 @@ def test_the_lock_file_names_no_unfinished_action_after_clean_runs(
     assert "did not finish" not in second.stderr
     lock = Path(deployed_stack.state_dir) / "action.lock"
     assert lock.read_text().endswith(" finished")
+
+
+def test_deploy_lets_a_database_left_refusing_connections_accept_them(
+    deployed_stack: DeployedStack,
+) -> None:
+    """The end state of a restore killed in its swap: the live database refuses every
+    session. `invoke deploy --tags postgresql` turns connections back on and says so."""
+    target = deployed_stack.targets.components["postgresql"]
+    assert isinstance(target, PostgresTarget)
+    deployment = dict(deployed_stack.targets.deployment.get("postgresql") or {})
+    admin = PostgresTier.from_deployment(target, deployment).admin
+    allow = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}")
+    with postgres_connect(admin) as superuser:
+        superuser.execute(allow.format(sql.Identifier(target.dbname), sql.SQL("false")))
+        try:
+            with pytest.raises(psycopg.OperationalError, match="not currently accepting"):
+                postgres_connect(target).close()
+            run = invoke("deploy", "--inventory", TEST_INVENTORY, "--tags", "postgresql", "--json")
+            assert run.returncode == 0, run.stderr
+            tasks = [entry["task"] for entry in run.json()["changed_tasks"]]
+            assert any("Allow connections again" in task for task in tasks), tasks
+            with postgres_connect(target) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            superuser.execute(allow.format(sql.Identifier(target.dbname), sql.SQL("true")))
