@@ -6,8 +6,10 @@ local end at that moment.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -337,3 +339,49 @@ def test_whole_restore_still_fails_when_another_client_writes(
         pytest.raises(BackupError, match="another client wrote"),
     ):
         restore_whole(client, scratch_client, tmp_path / "stage", artifact.versions)
+
+
+def test_a_full_backup_fetched_over_the_network_holds_the_same_keys(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    """The path for a server on another machine: the RDB comes as a replica gets it."""
+    client = redis_client(server.target)
+    work = wl.generate(21, 2)
+    wl.write_redis(client, work)
+    local = backup_full(client, tmp_path / "local", server=server.target)
+    fetched = backup_full(client, tmp_path / "net", server=server.target, fetch="network")
+    assert fetched.tenants[""].count == local.tenants[""].count == len(work.redis)
+    assert fetched.versions == local.versions
+    rdb = tmp_path / "net" / "redis-full.rdb"
+    assert hashlib.sha256(rdb.read_bytes()).hexdigest() == fetched.tenants[""].checksum
+    assert [p.name for p in (tmp_path / "net").iterdir()] == ["redis-full.rdb"]
+    with scratch_redis(rdb) as copy, redis_client(copy) as copied:
+        assert dump_all(copied).keys() == dump_all(client).keys()
+
+
+def test_a_full_backup_of_a_server_elsewhere_never_reads_a_local_file(
+    server: ScratchRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that is not on this machine: the dump.rdb CONFIG GET names here is some
+    other server's file (or none). Without a target to fetch from, refused; with a wrong
+    password, the fetch fails in one line; neither leaves a file."""
+    import memops.backup.redis_full as full_module
+
+    client = redis_client(server.target)
+    wl.write_redis(client, wl.generate(22, 1))
+    monkeypatch.setattr(full_module, "_server_is_here", lambda _client: False)
+    opened: list[str] = []
+    real_copy = full_module._copy_atomic
+    monkeypatch.setattr(
+        full_module, "_copy_atomic", lambda src, dst: opened.append(str(src)) or real_copy(src, dst)
+    )
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    with pytest.raises(BackupError, match="does not run on this machine"):
+        backup_full(client, stage)
+    wrong = replace(server.target, password="not-the-password")
+    with pytest.raises(BackupError, match="over the network failed"):
+        backup_full(client, stage, server=wrong)
+    assert not opened and not list(stage.iterdir())
+    done = backup_full(client, stage, server=server.target)
+    assert not opened and done.tenants[""].count > 0

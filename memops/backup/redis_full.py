@@ -5,9 +5,14 @@
 2. BGSAVE, then poll INFO persistence until the save is done: LASTSAVE moved and
    ``rdb_last_bgsave_status:ok``. A failed save, a killed child or a lost server
    is a BackupError; so is a save that outlasts ``timeout_s``.
-3. Copy ``dir``/``dbfilename`` (from CONFIG GET on a local server; the playbook
-   passes ``data_dir`` where the data lives) to the staging directory under a
-   temporary name, renamed when complete.
+3. Copy ``dir``/``dbfilename`` (from CONFIG GET; the playbook passes ``data_dir``
+   where the data lives) to the staging directory under a temporary name, renamed
+   when complete, when the server runs on this machine: its pid (INFO server) is a
+   local redis-server whose process title names its port. Otherwise the file at that
+   path would be another server's, or none: the RDB is fetched over the network
+   instead, as a replica gets it (``redis-cli --rdb``, the password in its
+   environment, never argv), and without the target to fetch it from the backup is
+   refused.
 4. ``redis-check-rdb`` on the copy: its key count is the artifact's count; its
    header gives the RDB format (``REDIS0010`` -> ``10``).
 """
@@ -15,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -25,10 +31,12 @@ from typing import TYPE_CHECKING
 
 from memops.backup.artifacts import BackupError, TenantSummary, TierArtifact
 from memops.backup.redis_server import config_get, info, server_version, wait_for
-from memops.files import open_atomic
+from memops.files import fsync_dir, open_atomic
 
 if TYPE_CHECKING:
     import redis
+
+    from memops.targets import RedisTarget
 
 RDB_FILE = "redis-full.rdb"
 _CHUNK = 4 * 1024 * 1024
@@ -84,21 +92,42 @@ def backup_full(
     client: redis.Redis,
     staging_dir: Path,
     *,
+    server: RedisTarget | None = None,
     data_dir: Path | None = None,
     dbfilename: str | None = None,
+    fetch: str = "auto",
     timeout_s: float = 600,
 ) -> TierArtifact:
-    """BGSAVE and copy the RDB into ``staging_dir``; the artifact of the whole tier."""
+    """BGSAVE and copy the RDB into ``staging_dir``; the artifact of the whole tier.
+
+    ``fetch``: "auto" copies the file when the server is on this machine (or
+    ``data_dir`` says where it is) and fetches it over the network from ``server``
+    otherwise; "network" always fetches it.
+    """
     import redis as redis_lib
 
+    target = staging_dir / RDB_FILE
     try:
-        source = _rdb_path(client, data_dir, dbfilename)
+        local = fetch != "network" and (data_dir is not None or _server_is_here(client))
         version = server_version(client)
-        offset, after = bgsave(client, timeout_s=timeout_s)
+        if local:
+            source = _rdb_path(client, data_dir, dbfilename)
+            offset, after = bgsave(client, timeout_s=timeout_s)
+        else:
+            if server is None:
+                raise BackupError(
+                    "redis full backup: the server does not run on this machine, so its "
+                    "RDB file is not here to copy; set backup_host to the Redis host (or "
+                    "back up with --namespace)"
+                )
+            offset = info(client, "replication").get("master_repl_offset", "0")
     except redis_lib.RedisError as exc:
         raise BackupError(f"redis full backup: the server failed during BGSAVE: {exc}") from None
-    target = staging_dir / RDB_FILE
-    digest = _copy_atomic(source, target)
+    if local:
+        digest = _copy_atomic(source, target)
+    else:
+        digest = fetch_rdb(server, target, timeout_s=timeout_s)
+        after = info(client, "persistence")
     try:
         checked = check_rdb(target, timeout_s=timeout_s)
     except BackupError:
@@ -141,6 +170,64 @@ def bgsave(client: redis.Redis, *, timeout_s: float) -> tuple[str, dict[str, str
         interval_s=0.02,
     )
     return offset, after
+
+
+def _server_is_here(client: redis.Redis) -> bool:
+    """Whether the server runs on this machine: INFO's pid is a local redis-server process
+    whose title (``redis-server host:port``) names the server's port."""
+    fields = info(client, "server")
+    pid, port = fields.get("process_id", ""), fields.get("tcp_port", "")
+    if not pid.isdigit():
+        return False
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return "redis-server" in title and (port == "0" or f":{port}" in title)
+
+
+def fetch_rdb(server: RedisTarget, target: Path, *, timeout_s: float) -> str:
+    """The server's RDB, as a replica receives it (``redis-cli --rdb``), into ``target``
+    under a temporary name; its sha256. The password goes in the environment."""
+    tool = shutil.which("redis-cli")
+    if tool is None:
+        raise BackupError("redis-cli not found: install redis-tools (it fetches the RDB)")
+    argv = [tool, "-h", server.host, "-p", str(server.port)]
+    if server.username:
+        argv += ["--user", server.username]
+    if server.tls:
+        argv += ["--tls"] + (["--cacert", server.ca_file] if server.ca_file else [])
+    env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+    if server.password:
+        env["REDISCLI_AUTH"] = server.password
+    part = target.with_name(f".{target.name}.part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [*argv, "--rdb", str(part)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0 or not part.is_file():
+            reason = (done.stderr or done.stdout).strip().splitlines()
+            raise BackupError(
+                "redis full backup: fetching the RDB over the network failed: "
+                + (reason[-1] if reason else f"redis-cli exit {done.returncode}")
+            )
+        digest = hashlib.sha256()
+        with part.open("rb") as reader:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+        os.replace(part, target)
+        fsync_dir(target.parent)
+    except subprocess.TimeoutExpired:
+        raise BackupError(f"redis full backup: the RDB took over {timeout_s:g} s") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return digest.hexdigest()
 
 
 def _rdb_path(client: redis.Redis, data_dir: Path | None, dbfilename: str | None) -> Path:

@@ -73,7 +73,7 @@ class RedisTier:
 
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact:
         if tenants is None:
-            artifact = backup_full(self.client, staging)
+            artifact = backup_full(self.client, staging, server=self.target)
             return replace(artifact, kinds={RDB_FILE: "rdb"}, extra=self._extra())
         version = server_version(self.client)
         files, summaries = [], {}
