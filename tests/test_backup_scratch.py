@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,7 @@ import pytest
 from memops import workload as wl
 from memops.backup.artifacts import BackupError
 from memops.backup.scratch import scratch_redis
+from memops.backup.sets import work_dir
 from memops.clients import redis_client
 
 
@@ -39,3 +46,46 @@ def test_a_corrupt_rdb_is_a_clear_error(tmp_path: Path) -> None:
     rdb.write_bytes(b"REDIS0010" + b"\x00garbage" * 10)
     with pytest.raises(BackupError, match="scratch redis-server exited"), scratch_redis(rdb):
         pass
+
+
+def test_a_scratch_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: the kernel ends the scratch server (it may hold a set's data)."""
+    script = (
+        "import sys, time\n"
+        "from memops.backup.scratch import scratch_redis\n"
+        "with scratch_redis(None) as target:\n"
+        "    print(target.port, flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    port = int(child.stdout.readline())  # type: ignore[union-attr]
+    assert port_open("127.0.0.1", port)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not port_open("127.0.0.1", port)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def test_a_killed_runs_work_directory_goes_with_the_next_one(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"memops-restore-{dead.pid}-x1y2"
+    (orphan / "set" / "redis").mkdir(parents=True)
+    (orphan / "set" / "redis" / "decrypted.rdb").write_bytes(b"secret")
+    alive = tmp_path / f"memops-backup-{os.getpid()}-a1b2"  # a run still going: kept
+    alive.mkdir()
+    unrelated = tmp_path / "notes"
+    unrelated.mkdir()
+    with work_dir(tmp_path, "drill") as work:
+        assert work.name.startswith(f"memops-drill-{os.getpid()}-")
+        assert not orphan.exists()
+        assert alive.exists() and unrelated.exists()
+    assert not work.exists()

@@ -8,8 +8,11 @@ with the manifest and removes them, also when the drill fails.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +25,15 @@ from memops.clients import redis_client
 from memops.targets import RedisTarget
 
 REDIS_START_TIMEOUT_S = 120.0
+
+
+def die_with_parent() -> None:
+    """In a child before exec: the kernel kills it when memops dies, even by SIGKILL
+    (PR_SET_PDEATHSIG), so no scratch server holding a set's data outlives its run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -43,10 +55,18 @@ def scratch_redis(
     """
     if shutil.which(redis_server) is None:
         raise BackupError(f"drill: {redis_server} is not installed on this host")
-    workdir = Path(tempfile.mkdtemp(prefix="memops-drill-redis-"))
+    # Beside the set's RDB: inside the caller's private work directory, gone with it.
+    workdir = Path(
+        tempfile.mkdtemp(
+            prefix="memops-scratch-redis-", dir=rdb_file.parent if rdb_file is not None else None
+        )
+    )
     password = secrets.token_urlsafe(24)
     if rdb_file is not None:
-        shutil.copyfile(rdb_file, workdir / "dump.rdb")
+        try:  # the server only reads it (no saves): a link spares copying gigabytes
+            os.link(rdb_file, workdir / "dump.rdb")
+        except OSError:
+            shutil.copyfile(rdb_file, workdir / "dump.rdb")
     port = free_port()
     config = workdir / "redis.conf"
     config.write_text(
@@ -66,7 +86,9 @@ def scratch_redis(
         + "\n"
     )
     config.chmod(0o600)  # it holds the scratch password
-    process = subprocess.Popen([redis_server, str(config)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [redis_server, str(config)], stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
     target = RedisTarget(name="drill-redis", host="127.0.0.1", port=port, password=password)
     try:
         _wait_loaded(target, process, workdir)

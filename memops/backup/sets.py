@@ -10,6 +10,8 @@ directory first: nothing live is touched unless verification passes.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -44,14 +46,39 @@ def _quiet(_message: str) -> None:
 
 @contextlib.contextmanager
 def work_dir(base: Path | None, label: str) -> Iterator[Path]:
-    """A private scratch directory (next to the state directory when given), always removed."""
+    """A private scratch directory (next to the state directory when given), always removed.
+
+    Its name carries this process's pid. A SIGKILLed run cannot remove its own (which may
+    hold decrypted backup files), so each new one first removes those in ``base`` whose
+    process is gone.
+    """
     if base is not None:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"memops-{label}-", dir=base))
+        remove_orphaned_work_dirs(base)
+    path = Path(tempfile.mkdtemp(prefix=f"memops-{label}-{os.getpid()}-", dir=base))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+_WORK_DIR = re.compile(r"memops-[a-z]+-(\d+)-")
+_LEGACY_AGE_S = 24 * 3600  # work directories named before they carried a pid
+
+
+def remove_orphaned_work_dirs(base: Path) -> list[str]:
+    """Remove the work directories in ``base`` of processes that no longer run: their names."""
+    removed = []
+    for entry in base.glob("memops-*"):
+        found = _WORK_DIR.match(entry.name)
+        if found:
+            orphaned = not Path(f"/proc/{found.group(1)}").exists()
+        else:
+            orphaned = time.time() - entry.lstat().st_mtime > _LEGACY_AGE_S
+        if orphaned and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 def tool_versions() -> dict[str, str]:
