@@ -55,7 +55,19 @@ def test_set_ids_sort_by_time_and_parse_back() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "../etc", "a/b", "..", "x..y/..", "a b", "é", "-lead", "a" * 65]
+    "bad",
+    [
+        "",
+        "../etc",
+        "a/b",
+        "..",
+        "x..y/..",
+        "a b",
+        "é",
+        "-lead",
+        "a" * 65,
+        "20261201T081500Z-3f9a\n",
+    ],
 )
 def test_bad_set_ids_are_refused_naming_them(bad: str) -> None:
     with pytest.raises(InvalidSetId) as caught:

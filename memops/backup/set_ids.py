@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from memops.backup.artifacts import BackupError
 
 _TIME_FORMAT = "%Y%m%dT%H%M%SZ"
-_GENERATED = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4,}$")
-_ALLOWED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+_GENERATED = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{4,}")
+# fullmatch, never match with "$": "$" also matches before a trailing newline
+_ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 
 
 class InvalidSetId(BackupError, ValueError):
@@ -29,7 +30,7 @@ def new_set_id(now: datetime | None = None) -> str:
 
 def check_set_id(set_id: str) -> str:
     """``set_id`` itself when it can name a set; else InvalidSetId naming it."""
-    if not isinstance(set_id, str) or not _ALLOWED.match(set_id):
+    if not isinstance(set_id, str) or not _ALLOWED.fullmatch(set_id):
         raise InvalidSetId(
             f"invalid backup set id {set_id!r}: expected letters, digits and '-' "
             "(up to 64, e.g. 20261202T081500Z-3f9a)"
@@ -38,12 +39,12 @@ def check_set_id(set_id: str) -> str:
 
 
 def is_set_id(name: str) -> bool:
-    return bool(_ALLOWED.match(name))
+    return bool(_ALLOWED.fullmatch(name))
 
 
 def set_id_time(set_id: str) -> datetime | None:
     """When a generated set id was made (UTC), or None for an id of another shape."""
-    found = _GENERATED.match(set_id)
+    found = _GENERATED.fullmatch(set_id)
     if not found:
         return None
     return datetime.strptime(found.group(1), _TIME_FORMAT).replace(tzinfo=UTC)
