@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from backup_sets import write_set
@@ -355,6 +357,59 @@ def test_encrypted_set_round_trip(tmp_path: Path) -> None:
         verify_set(store, manifest.set_id, keep_dir=tmp_path / "nokey")
     without_key = verify_set(store, manifest.set_id)
     assert without_key.ok and not without_key.content_checked
+
+
+def _rewrite_manifest(store: LocalStore, set_id: str, change: Any) -> None:
+    """Edit a stored manifest as somebody with write access to the store could: the plain
+    checksum recomputed, so only the authentication can tell."""
+    path = store.root / set_id / MANIFEST_NAME
+    document = json.loads(path.read_text())
+    change(document)
+    body = {k: v for k, v in document.items() if k != "checksum"}
+    document["checksum"] = "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+    path.write_text(json.dumps(document))
+
+
+def test_a_set_written_with_the_key_is_authenticated_and_an_edit_is_refused(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "backups")
+    manifest, _ = write_set(store, tmp_path, key=KEY)
+    assert manifest.authentication and manifest.authentication.startswith("hmac-sha256:")
+    assert verify_set(store, manifest.set_id, key=KEY).ok
+
+    _rewrite_manifest(store, manifest.set_id, lambda d: d.update(started_at="2099-01-01T00:00:00Z"))
+    report = verify_set(store, manifest.set_id, key=KEY)
+    assert not report.ok and "forged or altered" in report.problem
+    assert not verify_set(store, manifest.set_id, key=KEY, allow_unencrypted=False).ok
+
+    _rewrite_manifest(store, manifest.set_id, lambda d: d.pop("authentication"))
+    report = verify_set(store, manifest.set_id, key=KEY)
+    assert not report.ok and "not authenticated" in report.problem
+    assert "--allow-unencrypted" in report.problem
+
+
+def test_with_a_key_an_unencrypted_set_is_refused_unless_allowed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "backups")
+    manifest, _ = write_set(store, tmp_path)  # no key: plain, no authentication
+    assert manifest.authentication is None
+    assert verify_set(store, manifest.set_id).ok  # without a key nothing is authenticated
+    report = verify_set(store, manifest.set_id, key=KEY, keep_dir=tmp_path / "keep")
+    assert not report.ok and "not encrypted" in report.problem and KEY.key_id in report.problem
+    assert not (tmp_path / "keep").exists() or not any((tmp_path / "keep").rglob("*.rdb"))
+    allowed = verify_set(store, manifest.set_id, key=KEY, allow_unencrypted=True)
+    assert allowed.ok, allowed.problem
+
+
+def test_the_drill_never_picks_a_set_the_key_does_not_authenticate(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "backups")
+    good, _ = write_set(store, tmp_path / "a", key=KEY)
+    planted, _ = write_set(store, tmp_path / "b")  # newer, but anybody could have written it
+    assert newest_whole_set(store).set_id == planted.set_id  # no key: nothing to tell
+    assert newest_whole_set(store, KEY).set_id == good.set_id
+    forged, _ = write_set(store, tmp_path / "c", key=KEY)
+    _rewrite_manifest(store, forged.set_id, lambda d: d.update(finished_at=d["started_at"]))
+    assert newest_whole_set(store, KEY).set_id == good.set_id
 
 
 # -- verify ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import struct
 from collections.abc import Mapping
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from memops.backup.artifacts import BackupError, RestoreRefused
 
@@ -85,6 +88,22 @@ class BackupKey:
             return cls.from_text(path.read_bytes(), str(path))
         except OSError as exc:
             raise BackupError(f"backup key file {path}: {exc.strerror}") from None
+
+
+_MAC_INFO = b"memops backup manifest authentication v1"
+MAC_PREFIX = "hmac-sha256:"
+
+
+def manifest_mac(key: BackupKey, body_digest: bytes) -> str:
+    """The authentication of a manifest: HMAC-SHA256, under a key derived from the backup
+    key (HKDF, so the AES key itself never authenticates), of the sha256 of its body.
+
+    Only a holder of the backup key can make one: a set written by anyone else who can
+    write to the store (a plain sha256 anyone can recompute) is told apart."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(
+        key.secret
+    )
+    return MAC_PREFIX + hmac.new(mac_key, body_digest, hashlib.sha256).hexdigest()
 
 
 def load_key(

@@ -65,6 +65,12 @@ def _checksum(document: Mapping[str, Any]) -> str:
     return "sha256:" + sha256_hex(canonical_json(body))
 
 
+def body_digest(document: Mapping[str, Any]) -> bytes:
+    """What a manifest's authentication covers: sha256 of all of it but checksum and MAC."""
+    body = {k: v for k, v in document.items() if k not in ("checksum", "authentication")}
+    return hashlib.sha256(canonical_json(body)).digest()
+
+
 def _time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -126,6 +132,10 @@ class Manifest:
     tool_versions: dict[str, str] = field(default_factory=dict)
     encryption: Encryption | None = None
     format_version: int = FORMAT_VERSION
+    # "hmac-sha256:…" of the body (memops.backup.crypto.manifest_mac) when the set was
+    # written with a backup key; None for sets without one (and older sets).
+    authentication: str | None = None
+    body_sha256: bytes = field(default=b"", compare=False, repr=False)  # as read
 
     @property
     def total_size(self) -> int:
@@ -154,6 +164,8 @@ class Manifest:
             "tool_versions": dict(sorted(self.tool_versions.items())),
             "encryption": self.encryption.to_dict() if self.encryption else None,
         }
+        if self.authentication is not None:
+            document["authentication"] = self.authentication
         document["checksum"] = _checksum(document)
         return document
 
@@ -161,6 +173,10 @@ class Manifest:
         """The manifest file: indented JSON for people, checksummed in canonical form."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
         return (text + "\n").encode("utf-8")
+
+    def body(self) -> bytes:
+        """The digest its authentication covers (``body_digest`` of what it writes)."""
+        return body_digest(self.to_dict())
 
 
 def parse_manifest(data: bytes, *, set_id: str | None = None) -> Manifest:
@@ -271,6 +287,10 @@ class _Fields:
             tool_versions=self.string_map(doc, "tool_versions"),
             encryption=encryption,
             format_version=version,
+            authentication=self.get(doc, "authentication", str)
+            if "authentication" in doc
+            else None,
+            body_sha256=body_digest(doc),
         )
 
     def encryption(self, doc: dict[str, Any]) -> Encryption | None:

@@ -35,7 +35,7 @@ from memops.backup.manifest import Manifest
 from memops.backup.retention import Decision, Policy, plan_retention, set_infos
 from memops.backup.set_ids import check_set_id, new_set_id
 from memops.backup.store import BackupStore
-from memops.backup.verify import VerifyReport, discard_kept, verify_set
+from memops.backup.verify import VerifyReport, discard_kept, untrusted_reason, verify_set
 
 Progress = Callable[[str], None]
 
@@ -217,6 +217,7 @@ def restore_set(
     progress: Progress = _quiet,
     tier_options: Mapping[str, Mapping[str, Any]] | None = None,
     before_change: Callable[[], None] | None = None,
+    allow_unencrypted: bool = False,
 ) -> RestoreResult:
     """Verify the planned set's files into a private directory, then restore each tier.
 
@@ -230,7 +231,14 @@ def restore_set(
         kept = work / "set"
         kept.mkdir(mode=0o700)
         progress(f"verifying set {set_id}")
-        report = verify_set(store, set_id, key=key, keep_dir=kept, tiers=plan.tiers)
+        report = verify_set(
+            store,
+            set_id,
+            key=key,
+            keep_dir=kept,
+            tiers=plan.tiers,
+            allow_unencrypted=allow_unencrypted,
+        )
         if not report.ok:
             raise RestoreRefused(f"{report.problem}: nothing was restored")
         if before_change is not None:
@@ -309,12 +317,23 @@ def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
     return removed
 
 
-def newest_whole_set(store: BackupStore) -> Manifest:
-    """The newest set taken without --namespace (what the drill checks unless told)."""
+def newest_whole_set(store: BackupStore, key: BackupKey | None = None) -> Manifest:
+    """The newest set taken without --namespace (what the drill checks unless told).
+
+    With ``key``, among the sets it authenticates only: a set's times are its writer's
+    word, so one anybody could have written must not pass for the newest.
+    """
     listing = store.list_sets()
-    whole = [manifest for manifest in listing.sets if manifest.whole]
+    whole = [
+        manifest
+        for manifest in listing.sets
+        if manifest.whole and not untrusted_reason(manifest, key)
+    ]
     if not whole:
+        untrusted = sum(1 for m in listing.sets if m.whole and untrusted_reason(m, key))
         held = f" (only {len(listing.sets)} namespace set(s))" if listing.sets else ""
+        if untrusted:
+            held = f" that backup key {key.key_id if key else ''} authenticates ({untrusted} not)"
         raise SetNotFound(
             f"no whole backup set in {store.description}{held}: "
             "run `invoke backup.create` without --namespace"

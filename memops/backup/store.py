@@ -21,7 +21,7 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +34,7 @@ from memops.backup.crypto import (
     DecryptingReader,
     EncryptingReader,
     encrypted_size,
+    manifest_mac,
 )
 from memops.backup.manifest import (
     MANIFEST_NAME,
@@ -371,6 +372,8 @@ class SetWriter:
             tool_versions=dict(tool_versions or {}),
             encryption=Encryption(self.key.key_id, chunk_size=DEFAULT_CHUNK) if self.key else None,
         )
+        if self.key is not None:
+            manifest = replace(manifest, authentication=manifest_mac(self.key, manifest.body()))
         self.store._write_manifest(self.set_id, manifest.to_bytes())
         self.finished = True
         return manifest

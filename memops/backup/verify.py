@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hmac
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memops.backup.artifacts import BackupError, RestoreRefused
-from memops.backup.crypto import BackupKey
+from memops.backup.crypto import BackupKey, manifest_mac
 from memops.backup.manifest import FileRecord, Manifest, ManifestError
 from memops.backup.store import BackupStore
 from memops.errors import one_line
@@ -112,6 +113,7 @@ def verify_set(
     tiers: Collection[str] | None = None,
     checkers: Mapping[str, Checker] | None = None,
     stop_at_first: bool = False,
+    allow_unencrypted: bool = False,
 ) -> VerifyReport:
     """Check set ``set_id``; the report names the first bad file.
 
@@ -135,6 +137,9 @@ def verify_set(
         raise RestoreRefused(
             f"set {set_id} is encrypted with key {encryption.key_id} and no key was given"
         )
+    untrusted = "" if allow_unencrypted else untrusted_reason(manifest, key)
+    if untrusted:
+        return VerifyReport(set_id, manifest, (), f"set {set_id}: {untrusted}", False)
     use_key = key if encryption else None
     chosen = registered_checkers() if checkers is None else dict(checkers)
     records = [r for r in manifest.files if tiers is None or r.tier in tiers]
@@ -158,6 +163,35 @@ def verify_set(
         f"set {set_id}: {first}" if first else "",
         content_checked=not encryption or use_key is not None,
     )
+
+
+def untrusted_reason(manifest: Manifest, key: BackupKey | None) -> str:
+    """Why a set is not to be trusted with ``key`` configured ("" when it is).
+
+    Without a key nothing can be authenticated (and an encrypted set is refused
+    elsewhere). With one, a set must be encrypted with it and its manifest carry a valid
+    authentication: anyone who can write to the store can make a set that is neither, or
+    recompute a plain checksum after editing one (its times, which set is newest).
+    """
+    if key is None:
+        return ""
+    allow = "; --allow-unencrypted trusts it anyway"
+    if manifest.encryption is None:
+        return (
+            f"not encrypted, while backup key {key.key_id} is configured: anyone who can "
+            f"write to the store could have made it{allow}"
+        )
+    if manifest.encryption.key_id != key.key_id:
+        return ""  # refused naming both key ids by the caller
+    if manifest.authentication is None:
+        return (
+            "its manifest is not authenticated (written before manifests were, or "
+            f"stripped){allow}"
+        )
+    expected = manifest_mac(key, manifest.body_sha256 or manifest.body())
+    if not hmac.compare_digest(manifest.authentication, expected):
+        return "manifest authentication failed: it was forged or altered after it was written"
+    return ""
 
 
 def _verify_file(

@@ -174,11 +174,13 @@ def list_sets(context: Context, *, target: str) -> Outcome:
     return Outcome(EXIT_OK, document, lines=lines)
 
 
-def verify(context: Context, *, set_id: str, target: str) -> Outcome:
+def verify(
+    context: Context, *, set_id: str, target: str, allow_unencrypted: bool = False
+) -> Outcome:
     settings = BackupSettings.of(context.require_inventory())
     try:
         store = settings.store(target or None)
-        report = verify_set(store, set_id, key=settings.key())
+        report = verify_set(store, set_id, key=settings.key(), allow_unencrypted=allow_unencrypted)
     except (RestoreRefused, SetNotFound) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)
     except BackupError as exc:
@@ -209,6 +211,7 @@ def restore(
     dry_run: bool,
     yes: bool,
     drop_old: bool = False,
+    allow_unencrypted: bool = False,
 ) -> Outcome:
     inventory = context.require_inventory()
     settings = BackupSettings.of(inventory)
@@ -246,6 +249,7 @@ def restore(
                     "postgresql": {"drop_old": drop_old, "set_id": set_id, "quarantined": hidden},
                     "qdrant": qdrant,
                 },
+                allow_unencrypted=allow_unencrypted,
                 **procedure_options(inventory, key),
             )
         quarantine.record_restored_routes(inventory.state_dir, result.reports.get("qdrant", {}))
@@ -366,7 +370,11 @@ LIST = Operation("backup.list", list_sets, options={"target": TARGET_OPTION}, pl
 VERIFY = Operation(
     "backup.verify",
     verify,
-    options={"set_id": options.set_id(), "target": TARGET_OPTION},
+    options={
+        "set_id": options.set_id(),
+        "target": TARGET_OPTION,
+        "allow_unencrypted": options.flag(),
+    },
     playbook="backup",
 )
 RESTORE = Operation(
@@ -380,6 +388,7 @@ RESTORE = Operation(
         "dry_run": options.flag(),
         "yes": options.flag(),
         "drop_old": options.flag(),
+        "allow_unencrypted": options.flag(),
     },
     locks=True,
     playbook="restore",

@@ -37,7 +37,9 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
         targets = deployed_targets(inventory)
         store = settings.store(target or None)
         key = settings.key()
-        manifest = store.read_manifest(set_id) if set_id else newest_whole_set(store)
+        manifest = (
+            store.read_manifest(set_id) if set_id else newest_whole_set(store, settings.key())
+        )
     except TargetsError as exc:
         return Outcome.refused(str(exc))
     except BackupError as exc:

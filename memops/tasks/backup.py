@@ -14,7 +14,9 @@ _HELP = {
     "target": "local or s3 (default: the inventory's backup_target, else local)",
     "set_id": "the set, as backup.list shows it",
     "drop_old": "PostgreSQL whole restore: drop the replaced database (default: keep it as "
-    "<db>_pre_<set> until the next verified backup)",
+    "<db>_pre_<set>_<random> until the next verified backup)",
+    "allow_unencrypted": "with a backup key configured, trust a set that is not encrypted and "
+    "authenticated with it (refused by default: anyone who can write to the store can make one)",
 }
 
 
@@ -31,9 +33,17 @@ def list_(c: Context, inventory=None, target=None, json=False):
 
 
 @memops_task(help=_HELP)
-def verify(c: Context, set_id, inventory=None, target=None, json=False):
+def verify(c: Context, set_id, inventory=None, target=None, allow_unencrypted=False, json=False):
     """Check every file of a set against its manifest, and each tier's own checker."""
-    run(c, VERIFY, inventory=inventory, json=json, set_id=set_id, target=target)
+    run(
+        c,
+        VERIFY,
+        inventory=inventory,
+        json=json,
+        set_id=set_id,
+        target=target,
+        allow_unencrypted=allow_unencrypted,
+    )
 
 
 @memops_task(help=_HELP, iterable=["namespace"])
@@ -47,6 +57,7 @@ def restore(
     dry_run=False,
     yes=False,
     drop_old=False,
+    allow_unencrypted=False,
     json=False,
 ):
     """Verify a set, then restore it (all of it, some tiers, or some namespaces)."""
@@ -62,6 +73,7 @@ def restore(
         dry_run=dry_run,
         yes=yes,
         drop_old=drop_old,
+        allow_unencrypted=allow_unencrypted,
     )
 
 
