@@ -38,7 +38,7 @@ from typing import Any
 
 from psycopg import sql
 
-from memops import audit_owner, migrate
+from memops import audit_owner, faults, migrate
 from memops.audit import actor
 from memops.backup import pg_archive, pg_tools
 from memops.backup.artifacts import (
@@ -364,6 +364,7 @@ class PostgresTier:
             return report
         report["quarantine"] = hidden
         old = side_database(db, "pre", set_id or time.strftime("%Y%m%dT%H%M%S"))
+        faults.point("postgresql.loaded")
         try:
             ended = self._swap(db, new, old)
         except BaseException:
@@ -372,6 +373,7 @@ class PostgresTier:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(new))
                 )
             raise
+        faults.point("postgresql.swapped")
         if drop_old:
             with self._connect("postgres", admin=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))

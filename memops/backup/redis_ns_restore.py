@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from memops import faults
 from memops.backup.artifacts import BackupError
 from memops.backup.redis_ns_export import now_ms
 from memops.backup.redis_nsfile import (
@@ -106,6 +107,7 @@ def restore_records(
         with meter().count(f"redis restore {what}", "keys") as counter:
             for commands in decoded:
                 pipe.send(commands.data, commands.restored)
+                faults.point("redis.restore.batch")
                 if kept:
                     done.keys.update(kept)
                     kept.clear()
@@ -183,6 +185,7 @@ def unlink_unwanted(
         if len(stale) >= 500:
             deleted += client.unlink(*stale)
             stale.clear()
+            faults.point("redis.unlink")
     if stale:
         deleted += client.unlink(*stale)
     return deleted

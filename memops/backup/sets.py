@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from memops import faults
 from memops.backup.artifacts import (
     BackupError,
     PartialRestore,
@@ -259,6 +260,7 @@ def restore_set(
                 if untouched or len(plan.tiers) == 1:
                     raise
                 raise _partial(plan, number, reports, str(exc)) from None
+            faults.point("restore.tier")
         discard_kept(kept)
     return RestoreResult(plan, reports, time.monotonic() - started)
 

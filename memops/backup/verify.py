@@ -185,8 +185,7 @@ def untrusted_reason(manifest: Manifest, key: BackupKey | None) -> str:
         return ""  # refused naming both key ids by the caller
     if manifest.authentication is None:
         return (
-            "its manifest is not authenticated (written before manifests were, or "
-            f"stripped){allow}"
+            f"its manifest is not authenticated (written before manifests were, or stripped){allow}"
         )
     expected = manifest_mac(key, manifest.body_sha256 or manifest.body())
     if not hmac.compare_digest(manifest.authentication, expected):

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memops import faults
 from memops.audit import actor
 from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
@@ -413,17 +414,16 @@ def hard_rebuild(
         )
         safety = namespace_backup(inventory, scope, namespace)
         put_back = put_back_command(inventory, safety.set_id, namespace, plan.tiers)
-        inflight.record_recovery(
-            inventory.state_dir,
-            f"safety set {safety.set_id}; to put {namespace!r} back: {put_back}",
-        )
-        meter().note(f"safety backup {safety.set_id}; to put the namespace back: {put_back}")
+        recovery = f"safety backup {safety.set_id}; to put {namespace!r} back: {put_back}"
+        inflight.record_recovery(inventory.state_dir, recovery)
+        meter().note(recovery)
         cleared: list[Any] = []
 
         def clear_redis() -> None:  # once the set has verified, before any tier is restored
             if "redis" in plan.tiers:  # server-side batched SCAN + UNLINK, then the set's keys
                 with open_clients(Scope(scope.targets, ("redis",), scope.prefix, None)) as only:
                     cleared.append(clear_namespace(only.redis, scope.prefix, namespace))
+                faults.point("rebuild.hard.cleared")
 
         qdrant = quarantine.qdrant_restore_options(inventory.state_dir, [namespace])
         try:
