@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def test_deploy_lets_a_database_left_refusing_connections_accept_them(
     target = deployed_stack.targets.components["postgresql"]
     assert isinstance(target, PostgresTarget)
     deployment = dict(deployed_stack.targets.deployment.get("postgresql") or {})
-    admin = PostgresTier.from_deployment(target, deployment).admin
+    admin = replace(PostgresTier.from_deployment(target, deployment).admin, dbname="postgres")
     allow = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}")
     with postgres_connect(admin) as superuser:
         superuser.execute(allow.format(sql.Identifier(target.dbname), sql.SQL("false")))
