@@ -56,6 +56,8 @@ def test_drill_metrics_and_the_names_the_alerts_read(tmp_path: Path) -> None:
     assert samples["memops_restore_drill_rto_seconds"] == 9.25
     published = {re.sub(r"\{.*", "", name) for name in samples}
     published |= {re.sub(r"\{.*", "", n) for n in _samples(_backup_file(tmp_path / "b"))}
+    record_skipped(tmp_path, tmp_path, task="backup.create")
+    published |= {re.sub(r"\{.*", "", n) for n in _samples(tmp_path / SKIPPED_TEXTFILE)}
     wanted = set()  # what the committed alert rules read of the backup and drill metrics
     for rules in (PROJECT_DIR / "alerts").glob("*.rules.yml"):
         for group in yaml.safe_load(rules.read_text())["groups"]:
@@ -65,7 +67,8 @@ def test_drill_metrics_and_the_names_the_alerts_read(tmp_path: Path) -> None:
                     for n in metric_names(rule["expr"])
                     if n.startswith(("memops_backup_", "memops_restore_drill_"))
                 }
-    assert len(wanted) >= 4
+    assert len(wanted) >= 5
+    assert "memops_backup_last_run_skipped" in wanted  # MemopsBackupSkipped
     assert wanted <= published
 
 
