@@ -21,7 +21,16 @@ def escape(value: str) -> str:
 
 
 def gauge(name: str, help_text: str, samples: Sequence[Sample]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    return _family("gauge", name, help_text, samples)
+
+
+def counter(name: str, help_text: str, samples: Sequence[Sample]) -> list[str]:
+    """A counter (``name`` ends in ``_total``): its value only grows, kept by the writer."""
+    return _family("counter", name, help_text, samples)
+
+
+def _family(kind: str, name: str, help_text: str, samples: Sequence[Sample]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         shown = ",".join(f'{key}="{escape(text)}"' for key, text in labels.items())
         number = (

@@ -1,4 +1,5 @@
-"""Backup and drill metrics: the names the alerts read, and a failure keeps the last success."""
+"""Backup and drill metrics: the names the alerts read, and a failure keeps the last success;
+runs skipped for a held lock are counted per task until a run of the task gets it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import yaml
 
-from memops.backup.metrics import BACKUP_TEXTFILE, DRILL_TEXTFILE, record_backup, record_drill
+from memops.backup.metrics import (
+    BACKUP_TEXTFILE,
+    DRILL_TEXTFILE,
+    SKIPPED_TEXTFILE,
+    record_backup,
+    record_drill,
+    record_lock_taken,
+    record_skipped,
+)
 from memops.paths import PROJECT_DIR
 from memops.render.alerts import metric_names
 
@@ -47,6 +56,8 @@ def test_drill_metrics_and_the_names_the_alerts_read(tmp_path: Path) -> None:
     assert samples["memops_restore_drill_rto_seconds"] == 9.25
     published = {re.sub(r"\{.*", "", name) for name in samples}
     published |= {re.sub(r"\{.*", "", n) for n in _samples(_backup_file(tmp_path / "b"))}
+    record_skipped(tmp_path, tmp_path, task="backup.create")
+    published |= {re.sub(r"\{.*", "", n) for n in _samples(tmp_path / SKIPPED_TEXTFILE)}
     wanted = set()  # what the committed alert rules read of the backup and drill metrics
     for rules in (PROJECT_DIR / "alerts").glob("*.rules.yml"):
         for group in yaml.safe_load(rules.read_text())["groups"]:
@@ -56,7 +67,8 @@ def test_drill_metrics_and_the_names_the_alerts_read(tmp_path: Path) -> None:
                     for n in metric_names(rule["expr"])
                     if n.startswith(("memops_backup_", "memops_restore_drill_"))
                 }
-    assert len(wanted) >= 4
+    assert len(wanted) >= 5
+    assert "memops_backup_last_run_skipped" in wanted  # MemopsBackupSkipped
     assert wanted <= published
 
 
@@ -64,3 +76,31 @@ def _backup_file(directory: Path) -> Path:
     directory.mkdir()
     record_backup(directory, directory, tiers={"qdrant": True}, sizes={"qdrant": 1})
     return directory / BACKUP_TEXTFILE
+
+
+def test_skipped_runs_are_counted_per_task_until_a_run_gets_the_lock(tmp_path: Path) -> None:
+    state, textfiles = tmp_path / "state", tmp_path / "textfile"
+    textfiles.mkdir()
+    assert record_lock_taken(state, textfiles, task="backup.create") is False
+    assert not (textfiles / SKIPPED_TEXTFILE).exists()  # nothing skipped: nothing published
+    record_skipped(state, textfiles, task="backup.create", at=100.0)
+    record_skipped(state, textfiles, task="backup.create", at=200.0)
+    record_skipped(state, textfiles, task="backup.drill", at=150.0)
+    samples = _samples(textfiles / SKIPPED_TEXTFILE)
+    assert samples['memops_backup_last_run_skipped{task="backup.create"}'] == 1
+    assert samples['memops_backup_last_skipped_timestamp_seconds{task="backup.create"}'] == 200
+    assert samples['memops_backup_skipped_total{task="backup.create"}'] == 2
+    assert samples['memops_backup_skipped_total{task="backup.drill"}'] == 1
+    assert (
+        "# TYPE memops_backup_skipped_total counter" in (textfiles / SKIPPED_TEXTFILE).read_text()
+    )
+
+    assert record_lock_taken(state, textfiles, task="backup.create") is True
+    assert record_lock_taken(state, textfiles, task="backup.create") is False  # already clear
+    samples = _samples(textfiles / SKIPPED_TEXTFILE)
+    assert samples['memops_backup_last_run_skipped{task="backup.create"}'] == 0
+    assert samples['memops_backup_last_run_skipped{task="backup.drill"}'] == 1  # not its run
+    assert samples['memops_backup_skipped_total{task="backup.create"}'] == 2  # a counter
+    assert samples['memops_backup_last_skipped_timestamp_seconds{task="backup.create"}'] == 200
+    assert oct((textfiles / SKIPPED_TEXTFILE).stat().st_mode & 0o777) == "0o644"
+    assert oct((state / "backup-skipped.json").stat().st_mode & 0o777) == "0o600"

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,91 @@ def test_second_action_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
         pass
     with action_lock(tmp_path, "deploy"):  # released again
         pass
+
+
+@pytest.fixture
+def held_elsewhere(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds the stack lock of tmp_path as backup.drill until its stdin closes."""
+    script = (
+        "import sys; from pathlib import Path; from memops.locking import action_lock\n"
+        "with action_lock(Path(sys.argv[1]), 'backup.drill'):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MEMOPS_LOCK_TOKEN"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        if not holder.stdin.closed:
+            holder.stdin.close()
+        holder.wait(10)
+
+
+def test_without_a_wait_a_held_lock_is_refused_at_once(
+    tmp_path: Path, held_elsewhere: subprocess.Popen[str]
+) -> None:
+    waits: list[str] = []
+    started = time.monotonic()
+    with (
+        pytest.raises(LockBusyError) as refused,
+        action_lock(tmp_path, "backup.create", on_wait=waits.append),
+    ):
+        pass
+    assert time.monotonic() - started < 0.5
+    assert refused.value.holder == f"backup.drill pid {held_elsewhere.pid}"
+    assert refused.value.waited_s < 0.5 and waits == []
+    assert "MEMOPS_LOCK_WAIT=SECONDS" in str(refused.value)
+
+
+def test_a_waiting_action_takes_the_lock_once_the_holder_lets_go(
+    tmp_path: Path, held_elsewhere: subprocess.Popen[str]
+) -> None:
+    waits: list[str] = []
+
+    def waiting(holder: str) -> None:  # said once; the holder finishes a little later
+        waits.append(holder)
+        time.sleep(0.3)
+        assert held_elsewhere.stdin is not None
+        held_elsewhere.stdin.close()
+
+    started = time.monotonic()
+    with action_lock(tmp_path, "backup.create", wait_s=30, on_wait=waiting) as held:
+        assert held.previous_unfinished is None  # the holder had finished, not died
+        recorded = (tmp_path / "action.lock").read_text()
+        assert recorded.startswith(f"backup.create pid {os.getpid()} token ")
+    assert waits == [f"backup.drill pid {held_elsewhere.pid}"]
+    assert 0.3 <= held.waited_s <= time.monotonic() - started < 10
+
+
+def test_a_waiting_action_gives_up_at_its_deadline_naming_the_holder(
+    tmp_path: Path, held_elsewhere: subprocess.Popen[str]
+) -> None:
+    waits: list[str] = []
+    started = time.monotonic()
+    with (
+        pytest.raises(LockBusyError) as gave_up,
+        action_lock(tmp_path, "backup.create", wait_s=1.5, on_wait=waits.append),
+    ):
+        pass
+    elapsed = time.monotonic() - started
+    holder = f"backup.drill pid {held_elsewhere.pid}"
+    assert 1.5 <= gave_up.value.waited_s <= elapsed < 5
+    assert waits == [holder]  # said once, not at every poll
+    assert gave_up.value.holder == holder
+    assert str(gave_up.value) == (
+        f"gave up after waiting 1.5 s for {tmp_path / 'action.lock'}, held by {holder}; "
+        "this run did nothing"
+    )
+    assert held_elsewhere.poll() is None  # the holder was not disturbed
 
 
 def test_an_action_that_died_holding_the_lock_is_named_by_the_next(tmp_path: Path) -> None:

@@ -231,6 +231,7 @@ def test_issue_coverage() -> None:
         "MemopsHealthQueueBacklog": "memops_health_queue_depth",
         "MemopsBackupFailed": "memops_backup_last_run_success",
         "MemopsBackupStale": "memops_backup_last_success_timestamp_seconds",
+        "MemopsBackupSkipped": "memops_backup_last_run_skipped",  # issue #22
         "MemopsRestoreDrillFailed": "memops_restore_drill_last_success",
     }
     for name, needle in wanted.items():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from root_tasks import root_collection
 
 from memops import paths
 from memops.audit import AUDIT_FILE
+from memops.backup.metrics import SKIPPED_MEMORY_FILE
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
 from memops.ops import options
@@ -92,6 +95,7 @@ def test_default_inventory_comes_from_config_then_environment(
 def inventories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Two inventories (paths) and a private state root for their state directories."""
     monkeypatch.delenv("MEMOPS_STATE_DIR", raising=False)
+    monkeypatch.delenv("MEMOPS_LOCK_WAIT", raising=False)
     monkeypatch.setattr(paths, "STATE_ROOT", tmp_path / "state")
     made = {}
     for name in ("alpha", "beta"):
@@ -207,8 +211,107 @@ def test_busy_lock_refuses_and_names_the_holder(
     err = capsys.readouterr().err
     assert f"backup.restore pid {os.getpid()}" in err
     assert err.count("\n") == 1
+    assert "set MEMOPS_LOCK_WAIT=SECONDS to wait for it" in err
     [line] = _audit("alpha")
     assert line["result"] == "lock-busy"
+    assert line["details"]["holder"] == f"backup.restore pid {os.getpid()}"
+    assert not (state_dir / SKIPPED_MEMORY_FILE).exists()  # a person was refused: no skip
+
+
+@contextlib.contextmanager
+def _held(state_dir: Path, action: str, *, seconds: float = 10) -> Iterator[None]:
+    """``action`` holds the stack lock in a thread (its own open file: flock conflicts)
+    until the block ends or ``seconds`` pass."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with action_lock(state_dir, action):
+            holding.set()
+            release.wait(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+@pytest.mark.parametrize("value", ["ten", "-5", "1.5", "86401", "\u00b2"])
+def test_a_bad_lock_wait_is_bad_input(
+    inventories: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+) -> None:
+    monkeypatch.setenv("MEMOPS_LOCK_WAIT", value)
+    seen: list[Any] = []
+    spec = str(inventories["alpha"])
+    code = run_operation(
+        _operation(EXIT_OK, locks=True, seen=seen), {"count": "1"}, inventory_spec=spec
+    )
+    assert code == EXIT_BAD_INPUT and seen == []
+    assert capsys.readouterr().err.splitlines() == [
+        "memops sample.act: MEMOPS_LOCK_WAIT: expected a whole number of seconds from 0 to "
+        f"86400, got '{value}'"
+    ]
+    assert [line["result"] for line in _audit("alpha")] == ["bad-input"]
+    # an operation that takes no lock does not read it
+    assert run_operation(_operation(EXIT_OK, seen=seen), {"count": "2"}, inventory_spec=spec) == 0
+    assert seen == [2]
+
+
+def test_a_run_asked_to_wait_says_so_once_then_acts_when_the_lock_frees(
+    inventories: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEMOPS_LOCK_WAIT", "30")
+    state_dir = paths.STATE_ROOT / "alpha"
+    seen: list[Any] = []
+    operation = _operation(EXIT_OK, locks=True, seen=seen)
+    with _held(state_dir, "backup.drill", seconds=1.0):
+        code = run_operation(operation, {"count": "4"}, inventory_spec=str(inventories["alpha"]))
+    assert code == EXIT_OK and seen == [4]
+    holder = f"backup.drill pid {os.getpid()}"
+    assert capsys.readouterr().err.splitlines() == [
+        f"memops sample.act: the stack lock is held by {holder}; waiting up to 30 s for it"
+    ]
+    started, done = _audit("alpha")
+    assert (started["result"], done["result"]) == ("started", "ok")
+    for line in (started, done):
+        assert line["details"]["lock_holder"] == holder
+        assert 0.5 <= line["details"]["lock_waited_s"] < 30
+
+
+def test_a_run_asked_not_to_wait_is_refused_at_once_and_counted_as_skipped(
+    inventories: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MEMOPS_LOCK_WAIT=0 (a schedule that will not wait): refused at once like a person,
+    but it was asked to run unattended, so the skip is recorded for the alert."""
+    monkeypatch.setenv("MEMOPS_LOCK_WAIT", "0")
+    state_dir = paths.STATE_ROOT / "alpha"
+    seen: list[Any] = []
+    with _held(state_dir, "rebuild.hard"):
+        code = run_operation(
+            _operation(EXIT_OK, locks=True, seen=seen),
+            {"count": "1"},
+            inventory_spec=str(inventories["alpha"]),
+            as_json=True,
+        )
+    assert code == EXIT_BAD_INPUT and seen == []
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "waiting" not in captured.err
+    document = json.loads(captured.out)
+    assert document["ok"] is False
+    assert document["lock"]["holder"] == f"rebuild.hard pid {os.getpid()}"
+    skipped = json.loads((state_dir / SKIPPED_MEMORY_FILE).read_text())
+    assert skipped["sample.act"]["last_run_skipped"] == 1
+    assert skipped["sample.act"]["skipped_total"] == 1
 
 
 def test_a_crashing_operation_is_one_line_and_audited(

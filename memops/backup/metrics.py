@@ -3,22 +3,34 @@
 A failed run must not erase when the last one succeeded, so the last success of
 each tier is remembered in the state directory (``backup-metrics.json``) and
 written again with every run.
+
+A scheduled run that gave up waiting for the stack lock (another action held it
+for longer than the run would wait) did nothing: it is counted per task in
+``memops_backup_skipped.prom`` (``record_skipped``), remembered in
+``backup-skipped.json``, and the next run of that task that gets the lock
+clears ``memops_backup_last_run_skipped`` again (``record_lock_taken``). That
+file is written by processes that do not hold the stack lock, so it has a lock
+of its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from memops.files import write_private_atomic
-from memops.textfile import gauge, publish
+from memops.textfile import counter, gauge, publish
 
 BACKUP_TEXTFILE = "memops_backup.prom"
 DRILL_TEXTFILE = "memops_restore_drill.prom"
+SKIPPED_TEXTFILE = "memops_backup_skipped.prom"
 MEMORY_FILE = "backup-metrics.json"
+SKIPPED_MEMORY_FILE = "backup-skipped.json"
 
 
 def _remembered(state_dir: Path) -> dict[str, Any]:
@@ -53,11 +65,16 @@ def record_backup(
     return backup
 
 
+def _per(
+    label: str, entries: Mapping[str, Mapping[str, float]], key: str
+) -> list[tuple[dict[str, str], float]]:
+    """One sample of ``key`` per entry that has it, labelled ``label="<entry name>"``."""
+    return [({label: name}, entry[key]) for name, entry in sorted(entries.items()) if key in entry]
+
+
 def backup_lines(backup: Mapping[str, Mapping[str, float]]) -> list[str]:
     def per_tier(key: str) -> list[tuple[dict[str, str], float]]:
-        return [
-            ({"tier": tier}, entry[key]) for tier, entry in sorted(backup.items()) if key in entry
-        ]
+        return _per("tier", backup, key)
 
     return [
         *gauge(
@@ -121,3 +138,84 @@ def record_drill(
     if textfile_dir is not None:
         publish(textfile_dir, DRILL_TEXTFILE, lines)
     return lines
+
+
+def record_skipped(
+    state_dir: Path, textfile_dir: Path | None, *, task: str, at: float | None = None
+) -> dict[str, Any]:
+    """A run of ``task`` gave up waiting for the stack lock: count it, publish when deployed."""
+    now = time.time() if at is None else at
+
+    def count(skipped: dict[str, Any]) -> bool:
+        entry = skipped.setdefault(task, {})
+        entry["last_run_skipped"] = 1
+        entry["last_skipped_timestamp_seconds"] = now
+        entry["skipped_total"] = int(entry.get("skipped_total", 0)) + 1
+        return True
+
+    return _update_skipped(state_dir, textfile_dir, count)
+
+
+def record_lock_taken(state_dir: Path, textfile_dir: Path | None, *, task: str) -> bool:
+    """A run of ``task`` got the stack lock: clear its last skip. True when there was one."""
+    cleared = False
+
+    def clear(skipped: dict[str, Any]) -> bool:
+        nonlocal cleared
+        entry = skipped.get(task)
+        cleared = bool(entry and entry.get("last_run_skipped"))
+        if cleared:
+            entry["last_run_skipped"] = 0
+        return cleared
+
+    _update_skipped(state_dir, textfile_dir, clear)
+    return cleared
+
+
+def skipped_lines(skipped: Mapping[str, Mapping[str, float]]) -> list[str]:
+    def per_task(key: str) -> list[tuple[dict[str, str], float]]:
+        return _per("task", skipped, key)
+
+    return [
+        *gauge(
+            "memops_backup_last_run_skipped",
+            "1 when the last scheduled run of a task gave up waiting for the stack lock "
+            "(it did nothing), 0 once a run of that task got the lock.",
+            per_task("last_run_skipped"),
+        ),
+        *gauge(
+            "memops_backup_last_skipped_timestamp_seconds",
+            "Unix time a run of a task last gave up waiting for the stack lock.",
+            per_task("last_skipped_timestamp_seconds"),
+        ),
+        *counter(
+            "memops_backup_skipped_total",
+            "Runs of a task that gave up waiting for the stack lock.",
+            per_task("skipped_total"),
+        ),
+    ]
+
+
+def _update_skipped(
+    state_dir: Path, textfile_dir: Path | None, change: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Read the remembered skips, ``change`` them, write and publish them when it says it
+    changed something; all under their own lock (the skipping run holds no stack lock)."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / f"{SKIPPED_MEMORY_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a write: never long
+        path = state_dir / SKIPPED_MEMORY_FILE
+        try:
+            skipped = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            skipped = {}
+        if not isinstance(skipped, dict):
+            skipped = {}
+        if change(skipped):
+            write_private_atomic(path, json.dumps(skipped, indent=2, sort_keys=True))
+            if textfile_dir is not None:
+                publish(textfile_dir, SKIPPED_TEXTFILE, skipped_lines(skipped))
+        return skipped
+    finally:
+        os.close(fd)

@@ -7,10 +7,16 @@ changes the stack, calls the operation, appends exactly one audit line to that
 inventory's state directory, prints the human summary or the ``--json``
 document, and returns the exit code. Operations never print; they return an
 ``Outcome``.
+
+A held lock refuses the operation at once, unless ``MEMOPS_LOCK_WAIT`` (seconds)
+asks it to wait, as the scheduled jobs do: it says once on stderr whom it waits
+for, and a run that gives up is refused naming the holder, audited as
+``lock-busy`` and counted in the skipped-run metrics (``memops.backup.metrics``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -18,16 +24,21 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from memops.audit import append_audit
+from memops.backup.metrics import SKIPPED_MEMORY_FILE, record_lock_taken, record_skipped
 from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory, InventoryError, resolve_inventory
-from memops.locking import LockBusyError, action_lock
+from memops.locking import WAIT_ENV, LockBusyError, action_lock
 from memops.ops import inflight
 from memops.ops.options import OptionError, Parser
 from memops.progress import meter_for, reporting
+from memops.targets import TARGETS_FILE, TargetsError, load_targets
+
+MAX_LOCK_WAIT_S = 86400
 
 
 class InventoryUse(Enum):
@@ -202,11 +213,17 @@ def _act(
                 return remote.run_on_host(operation, context, raw, host)
         return operation.body(context, **options)
 
+    wait_s = None
+    if operation.locks:
+        try:
+            wait_s = lock_wait()
+        except OptionError as exc:
+            return Outcome.refused(str(exc))
     try:
         with reporting(meter_for(watching=context.echo)):
-            return _locked(operation, context, raw, body) if operation.locks else body()
+            return _locked(operation, context, raw, body, wait_s) if operation.locks else body()
     except LockBusyError as exc:
-        return Outcome.refused(str(exc), result="lock-busy")
+        return _lock_busy(operation, context, exc, wait_s)
     except Exception as exc:  # a bug: still one line, one audit record, exit 1
         if os.environ.get("MEMOPS_DEBUG"):
             traceback.print_exc()
@@ -214,27 +231,59 @@ def _act(
         return Outcome.refused(message, result="error", code=EXIT_FAILED)
 
 
+def lock_wait() -> float | None:
+    """Seconds to wait for a held stack lock (``MEMOPS_LOCK_WAIT``); None: not asked to wait."""
+    raw = os.environ.get(WAIT_ENV, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_LOCK_WAIT_S:
+        raise OptionError(
+            f"{WAIT_ENV}: expected a whole number of seconds from 0 to {MAX_LOCK_WAIT_S}, "
+            f"got {raw!r}"
+        )
+    return float(raw)
+
+
 def _locked(
     operation: Operation,
     context: Context,
     raw: Mapping[str, Any],
     body: Callable[[], Outcome],
+    wait_s: float | None = None,
 ) -> Outcome:
     """``body`` under the stack lock, recorded as started (audit line, inflight.json) first.
 
-    A note names the previous holder when it never finished, with what it recorded.
+    With ``wait_s`` it waits that long for a held lock, saying so once. A note names the
+    previous holder when it never finished, with what it recorded.
     """
     inventory = context.require_inventory()
     state_dir = inventory.state_dir
-    with action_lock(state_dir, operation.name) as held:
+    waited_for: list[str] = []
+
+    def waiting(holder: str) -> None:
+        waited_for.append(holder)
+        error_line(
+            operation.name,
+            f"the stack lock is held by {holder}; waiting up to {wait_s or 0:g} s for it",
+        )
+
+    with action_lock(state_dir, operation.name, wait_s=wait_s or 0, on_wait=waiting) as held:
         died = inflight.left_behind(state_dir)
         arguments = {"inventory": inventory.name, **raw}
         inflight.begin(state_dir, operation.name, arguments)
-        append_audit(state_dir, operation.name, arguments, "started")
+        details = (
+            {"lock_waited_s": round(held.waited_s, 1), "lock_holder": waited_for[0]}
+            if waited_for
+            else {}
+        )
+        append_audit(state_dir, operation.name, arguments, "started", details)
         try:
+            _clear_skipped(state_dir, operation.name)
             outcome = body()
         finally:
             inflight.end(state_dir)
+    if details:
+        outcome = replace(outcome, audit={**outcome.audit, **details})
     previous = inflight.describe(died) if died is not None else held.previous_unfinished or ""
     if previous:
         note = (
@@ -243,6 +292,45 @@ def _locked(
         )
         outcome = replace(outcome, notes=(*outcome.notes, note))
     return outcome
+
+
+def _lock_busy(
+    operation: Operation, context: Context, exc: LockBusyError, wait_s: float | None
+) -> Outcome:
+    """Refused for a held lock; a run that was asked to wait (a scheduled one) and gave up
+    is counted as skipped in the textfile metrics."""
+    waited = {"holder": exc.holder, "waited_s": round(exc.waited_s, 1)}
+    outcome = Outcome.refused(str(exc), result="lock-busy", lock=waited)
+    outcome = replace(outcome, audit=waited)
+    if wait_s is None or context.inventory is None:
+        return outcome
+    state_dir = context.inventory.state_dir
+    textfile = _textfile_dir(state_dir)
+    try:
+        record_skipped(state_dir, textfile, task=operation.name)
+    except OSError as error:
+        note = f"could not publish the skipped run to {textfile}: {error}"
+        return replace(outcome, notes=(*outcome.notes, note))
+    return outcome
+
+
+def _clear_skipped(state_dir: Path, task: str) -> None:
+    """This run of ``task`` got the lock: its last skipped run is over (metrics)."""
+    if not (state_dir / SKIPPED_MEMORY_FILE).exists():
+        return  # no run was ever skipped here: nothing to read
+    with contextlib.suppress(OSError):  # a metric must not stop the action
+        record_lock_taken(state_dir, _textfile_dir(state_dir), task=task)
+
+
+def _textfile_dir(state_dir: Path) -> Path | None:
+    """node_exporter's textfile directory as the last deploy recorded it (None: not deployed)."""
+    if not (state_dir / TARGETS_FILE).exists():
+        return None
+    try:
+        value = load_targets(state_dir).deployment.get("textfile_dir")
+    except TargetsError:
+        return None
+    return Path(value) if isinstance(value, str) and value else None
 
 
 def emit_json(document: Mapping[str, Any]) -> None:
