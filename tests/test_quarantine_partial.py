@@ -7,7 +7,9 @@ run has planned (its checks passed) and before it changes anything, or half way
 through the moves of the Qdrant tier. What these tests prove: the run changes the
 tiers it can and exits 1 naming the tiers done and those still open (error line,
 --json and audit line); quarantine.json lists only the tiers done, the open ones
-under ``unfinished``; with the service back, the same command does the open tiers
+under ``unfinished``; `invoke health` is degraded with ``quarantine_partial``
+(``release_partial``) on the open tiers' components and does not list the open
+tiers as quarantined; with the service back, the same command does the open tiers
 only and the application's access is what an uninterrupted run gives. The other
 tenant is byte for byte what it was in every tier, and a release gives back
 exactly the data of before.
@@ -33,8 +35,10 @@ from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.ops.health import HEALTH
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ScratchCluster
+from memops.probes.result import QUARANTINE_PARTIAL, RELEASE_PARTIAL
 from memops.qdrant_points import tenant_selector
 from memops.rebuild import qdrant_quarantine, quarantine_state
 from memops.rebuild import quarantine as procedure
@@ -94,6 +98,11 @@ def app(tiers_redis_server: ScratchRedis) -> Iterator[redis.Redis]:
     client = redis_client(target)
     yield client
     client.close()
+
+
+def health(stack: Stack) -> tuple[int, dict[str, Any]]:
+    code, document, _ = call(HEALTH, stack.inventory, stack.capsys, timeout=5.0, retries=0)
+    return code, document
 
 
 @contextlib.contextmanager
@@ -209,10 +218,22 @@ def scene(
     return found
 
 
+def partial_codes(document: dict[str, Any]) -> dict[str, list[str]]:
+    """Component -> the reason codes of unfinished quarantines and releases it carries."""
+    found = {}
+    for name, component in document["components"].items():
+        codes = [c for c in component["reason_codes"] if c in (QUARANTINE_PARTIAL, RELEASE_PARTIAL)]
+        if codes:
+            found[name] = codes
+    return found
+
+
 def test_a_quarantine_that_stops_part_way_is_finished_by_running_it_again(
     scene: Scene, tiers_redis_server: ScratchRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack, tenant = scene.stack, scene.tenant
+    code, seen = health(stack)
+    assert partial_codes(seen) == {} and "quarantine_unfinished" not in seen
 
     with failing_after_plan(monkeypatch, tiers_redis_server.stop):
         code, document, err = scene.run(QUARANTINE)
@@ -232,6 +253,12 @@ def test_a_quarantine_that_stops_part_way_is_finished_by_running_it_again(
 
     tiers_redis_server.start()  # the service is back; the quarantine is still half done
     assert scene.app_reaches(tenant) == {"redis": True, "postgresql": False, "qdrant": False}
+    code, seen = health(stack)
+    assert code == EXIT_FAILED and seen["state"] == "degraded"
+    assert partial_codes(seen) == {"redis": [QUARANTINE_PARTIAL]}
+    assert seen["components"]["redis"]["details"][QUARANTINE_PARTIAL] == [tenant]
+    assert seen["quarantined"] == {tenant: ["postgresql", "qdrant"]}
+    assert list(seen["quarantine_unfinished"][tenant]["open"]) == ["redis"]
 
     code, document, err = scene.run(QUARANTINE)  # the same command again
     assert code == EXIT_OK, err
@@ -240,6 +267,9 @@ def test_a_quarantine_that_stops_part_way_is_finished_by_running_it_again(
     assert scene.app_reaches(scene.other) == EVERYWHERE
     entry = scene.entry()
     assert entry["tiers"] == ALL_TIERS and "unfinished" not in entry
+    code, seen = health(stack)
+    assert partial_codes(seen) == {} and "quarantine_unfinished" not in seen
+    assert seen["quarantined"] == {tenant: ALL_TIERS}
     code, _, err = scene.run(QUARANTINE)
     assert code == EXIT_BAD_INPUT and "already quarantined" in err
 
@@ -272,12 +302,19 @@ def test_a_release_that_stops_part_way_says_what_is_still_quarantined_and_finish
 
     start_again(scene.standin)
     assert scene.app_reaches(tenant) == {"redis": True, "postgresql": True, "qdrant": False}
+    code, seen = health(stack)
+    assert code == EXIT_FAILED and seen["state"] == "degraded"
+    assert partial_codes(seen) == {"qdrant": [RELEASE_PARTIAL]}
+    assert seen["quarantined"] == {tenant: ["qdrant"]}
 
     code, document, err = scene.run(RELEASE)
     assert code == EXIT_OK, err
     assert document["tiers"] == ["qdrant"] and document["done"] == ["qdrant"]
     assert "arrived_during_quarantine" not in document["changes"]["qdrant"]
     assert quarantine_state.load(stack.state) == {}
+    code, seen = health(stack)
+    assert partial_codes(seen) == {} and "quarantined" not in seen
+    assert "quarantine_unfinished" not in seen
     assert scene.app_reaches(tenant) == EVERYWHERE
     assert scene.unchanged()
 
@@ -302,8 +339,9 @@ def qdrant_gone_after_one_move(
 def test_qdrant_moves_cut_off_half_way_are_finished_without_false_alarms(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Half of the tenant's collections moved: the re-runs move the rest, and the release
-    that finishes a half release does not report the points it moved back before as new."""
+    """Half of the tenant's collections moved: health does not take the points still in the
+    shared collections for points written during the quarantine, and the release that
+    finishes a half release does not report the points it moved back before as new."""
     tenant, standin = scene.tenant, scene.standin
     assert len(scene.before[tenant]["qdrant"]) > 1
 
@@ -314,6 +352,9 @@ def test_qdrant_moves_cut_off_half_way_are_finished_without_false_alarms(
     start_again(standin)
     moved = [c for c in points(standin, tenant) if c.startswith(QUARANTINE_PREFIX)]
     assert len(moved) == 1 and scene.app_reaches(tenant)["qdrant"]
+    code, seen = health(scene.stack)
+    assert partial_codes(seen) == {"qdrant": [QUARANTINE_PARTIAL]}
+    assert "written_during_quarantine" not in seen
     code, document, err = scene.run(QUARANTINE)
     assert code == EXIT_OK, err
     assert document["done"] == ["qdrant"]
