@@ -75,9 +75,12 @@ def stack(
 ) -> Iterator[Stack]:
     """tier_stack, its deploy record naming the Redis app user as the role does.
 
-    A service a test stopped runs again afterwards, also when the test failed.
+    The app user starts with the role's key pattern, and a service a test stopped runs
+    again afterwards, also when the test failed.
     """
-    redis_deployment = {"key_prefix": tier_stack.load.prefix, "app_user": APP_USER}
+    prefix = tier_stack.load.prefix
+    tier_stack.redis.execute_command("ACL", "SETUSER", APP_USER, "resetkeys", f"~{prefix}:*")
+    redis_deployment = {"key_prefix": prefix, "app_user": APP_USER}
     merge_targets(tier_stack.state, "inv", {}, {"redis": redis_deployment})
     yield tier_stack
     if tiers_redis_server.process is None:
@@ -370,4 +373,23 @@ def test_qdrant_moves_cut_off_half_way_are_finished_without_false_alarms(
     assert code == EXIT_OK, err
     assert "arrived_during_quarantine" not in document["changes"]["qdrant"]
     assert quarantine_state.load(scene.stack.state) == {}
+    assert scene.unchanged()
+
+
+def test_a_half_done_quarantine_can_be_released_instead_of_finished(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release also takes the tier left open, and the points the stopped quarantine had
+    not moved yet are not reported as written during the quarantine."""
+    with qdrant_gone_after_one_move(monkeypatch, scene.standin):
+        code, _, err = scene.run(QUARANTINE)
+    assert code == EXIT_FAILED, err
+    start_again(scene.standin)
+
+    code, document, err = scene.run(RELEASE)
+    assert code == EXIT_OK, err
+    assert document["tiers"] == ["redis", "postgresql", "qdrant"]
+    assert "arrived_during_quarantine" not in document["changes"]["qdrant"]
+    assert quarantine_state.load(scene.stack.state) == {}
+    assert scene.app_reaches(scene.tenant) == EVERYWHERE
     assert scene.unchanged()

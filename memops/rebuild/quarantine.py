@@ -158,9 +158,8 @@ def _plan_qdrant(
         points = qdrant_quarantine.plan(tier, tenant, recorded)
         arrived = {}
         if recorded is not None:
-            run = quarantine_state.open_tiers(entry).get("qdrant", {})
-            resuming = run.get("action") == "release"
-            arrived = qdrant_quarantine.arrived(tier, tenant, recorded, resuming=resuming)
+            half_done = "qdrant" in quarantine_state.open_tiers(entry)
+            arrived = qdrant_quarantine.arrived(tier, tenant, recorded, half_done=half_done)
     moves = (
         recorded
         if recorded is not None
