@@ -37,6 +37,7 @@ from memops.probes.result import (
     State,
     failure,
     result_fields,
+    with_soft_finding,
     worst,
 )
 from memops.targets import Target, Targets
@@ -115,16 +116,20 @@ def run_cycle(
     *,
     probes: Mapping[str, ProbeFunc] | None = None,
     retry_delay_s: float = 0.2,
+    soft: Mapping[str, Mapping[str, dict[str, Any]]] | None = None,
 ) -> HealthSnapshot:
     """Probe all components, update state.json, append the event line, return the snapshot.
 
     Probing happens outside the state lock; only the read-modify-write of the
     state files is serialised. ``now`` is the cycle's timestamp (default: the
     current time); ``probes`` maps a kind to a probe function that replaces the
-    real one (tests use it); ``retry_delay_s`` is the pause before a retry.
+    real one (tests use it); ``retry_delay_s`` is the pause before a retry;
+    ``soft`` adds soft problems found elsewhere than by the probes (component ->
+    reason code -> details), e.g. an unfinished quarantine in quarantine.json.
     """
     components = targets.components if isinstance(targets, Targets) else targets
     results = probe_all(components, timeout_s, retries, probes=probes, retry_delay_s=retry_delay_s)
+    results = with_soft_findings(results, soft or {})
     checked_at = now or datetime.now(UTC)
     with state_lock(state_dir) as directory:
         snapshot, stored = evaluate_cycle(results, load_state(directory), checked_at)
@@ -175,6 +180,18 @@ def probe_all(
             message = f"probe crashed: {type(exc).__name__}"
             results[name] = failure(UNEXPECTED_ERROR, message, started)
     return results
+
+
+def with_soft_findings(
+    results: Mapping[str, ProbeResult], soft: Mapping[str, Mapping[str, dict[str, Any]]]
+) -> dict[str, ProbeResult]:
+    """``results`` with the soft problems of ``soft`` added (components not probed: ignored)."""
+    found = dict(results)
+    for name, codes in soft.items():
+        for code, details in codes.items():
+            if name in found:
+                found[name] = with_soft_finding(found[name], code, details)
+    return found
 
 
 def evaluate_cycle(

@@ -61,27 +61,59 @@ def running_standin(
     }
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
-    log = open(directory / "standin.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qdrant_standin", "--config-path", str(config_path)],
-        stderr=log,
-        env=env,
-    )
-    server = RunningStandin(f"http://127.0.0.1:{port}", api_key, directory, process)
+    server = RunningStandin(f"http://127.0.0.1:{port}", api_key, directory, _start(directory))
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"stand-in exited: {(directory / 'standin.log').read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("stand-in did not get ready")
-            time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        stop(server)
+
+
+def _start(directory: Path) -> subprocess.Popen[bytes]:
+    """Start the stand-in of ``directory``/config.yaml (stderr appended to standin.log)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("QDRANT__")}
+    with open(directory / "standin.log", "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "qdrant_standin",
+                "--config-path",
+                str(directory / "config.yaml"),
+            ],
+            stderr=log,
+            env=env,
+        )
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    url = f"http://127.0.0.1:{config['service']['http_port']}"
+    try:
+        _wait_ready(process, url, directory)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, directory: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"stand-in exited: {(directory / 'standin.log').read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("stand-in did not get ready")
+        time.sleep(0.1)
+
+
+def stop(server: RunningStandin) -> None:
+    """Stop the stand-in (SIGTERM): its port refuses connections until ``start_again``."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        server.process.wait(timeout=30)
+
+
+def start_again(server: RunningStandin) -> None:
+    """Start a stopped stand-in again on the same port, with the same storage."""
+    server.process = _start(server.directory)

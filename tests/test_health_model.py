@@ -25,12 +25,21 @@ from memops.health_state import (
     StoredState,
     load_state,
 )
+from memops.ops.health import quarantine_report, unfinished_findings
 from memops.probes import probe_once
-from memops.probes.result import ProbeResult, State
+from memops.probes.result import (
+    QUARANTINE_PARTIAL,
+    RELEASE_PARTIAL,
+    ProbeResult,
+    State,
+    with_soft_finding,
+)
+from memops.rebuild.quarantine_state import in_force, unfinished
 from memops.targets import (
     PostgresTarget,
     QdrantTarget,
     RedisTarget,
+    Targets,
     TargetsError,
     load_targets,
 )
@@ -53,6 +62,7 @@ TARGETS = {
 HEALTHY = ProbeResult(State.HEALTHY, 1.0, ("ok",), {})
 REFUSED = ProbeResult(State.FAILING, 1.0, ("connect_refused",), {"error": "connection refused"})
 NEAR_MAX = ProbeResult(State.DEGRADED, 1.0, ("memory_near_max",), {"memory_ratio": 0.95})
+QUARANTINING = {"action": "quarantine", "started": "2026-11-23T00:59:00+00:00", "actor": "sre@h"}
 
 
 def fixed(result: ProbeResult) -> Callable[[object, float], ProbeResult]:
@@ -480,3 +490,76 @@ def test_a_bad_secret_field_does_not_echo_its_value(tmp_path):
     with pytest.raises(TargetsError) as caught:
         load_targets(tmp_path)
     assert "redis-secret" not in str(caught.value)
+
+
+# --- soft problems from outside the probes: unfinished quarantines --------------------
+
+
+def test_an_unfinished_quarantine_degrades_the_open_tiers_without_counting_as_a_failure(tmp_path):
+    record = {
+        "acme": {"tiers": ["postgresql", "redis"], "unfinished": {"qdrant": QUARANTINING}},
+        "beta": {
+            "tiers": ["redis"],
+            "unfinished": {"redis": {**QUARANTINING, "action": "release"}},
+        },
+    }
+    soft = unfinished_findings(Targets(None, None, TARGETS), record)
+    assert soft == {
+        "qdrant": {QUARANTINE_PARTIAL: {QUARANTINE_PARTIAL: ["acme"]}},
+        "redis": {RELEASE_PARTIAL: {RELEASE_PARTIAL: ["beta"]}},
+    }
+    snapshot = run_cycle(TARGETS, tmp_path, now=NOW, probes=probes(), soft=soft, retry_delay_s=0)
+    qdrant = snapshot.components["qdrant"]
+    assert (qdrant.state, qdrant.reason_codes) == (State.DEGRADED, (QUARANTINE_PARTIAL,))
+    assert qdrant.details[QUARANTINE_PARTIAL] == ["acme"]
+    assert snapshot.components["redis"].reason_codes == (RELEASE_PARTIAL,)
+    assert snapshot.components["postgresql"].state is State.HEALTHY
+    assert (snapshot.state, snapshot.exit_code) == (State.DEGRADED, 1)
+    assert (snapshot.failure_streak, snapshot.last_cycle_failed, snapshot.queue_depth) == (
+        0,
+        False,
+        0,
+    )
+    assert snapshot.cycle_reason_codes == ("degraded_cycle",)
+    assert load_state(tmp_path).health_state == "degraded"
+
+
+def test_a_record_without_unfinished_runs_is_complete_as_the_previous_version_wrote_it():
+    previous = {  # quarantine.json as the version before per-tier records wrote it
+        "acme": {
+            "tiers": ["postgresql", "qdrant", "redis"],
+            "since": "2026-11-20T10:00:00+00:00",
+            "actor": "sre@host",
+            "qdrant_moves": {"memory_chat": "memops-quarantine-0123"},
+        }
+    }
+    assert unfinished(previous) == {}
+    assert unfinished_findings(Targets(None, None, TARGETS), previous) == {}
+    assert in_force(previous) == previous
+    assert quarantine_report(previous) == (
+        {"quarantined": {"acme": ["postgresql", "qdrant", "redis"]}},
+        [
+            "quarantined namespaces (1): 'acme' (postgresql, qdrant, redis, since "
+            "2026-11-20T10:00:00+00:00); `invoke rebuild.release NS` lifts one"
+        ],
+    )
+
+
+def test_a_namespace_no_tier_of_which_is_done_is_not_listed_as_quarantined():
+    record = {"o'brien": {"tiers": [], "unfinished": {"redis": QUARANTINING}}}
+    report, lines = quarantine_report(record)
+    assert "quarantined" not in report
+    assert report["quarantine_unfinished"] == {
+        "o'brien": {"quarantined": [], "open": {"redis": QUARANTINING}}
+    }
+    assert lines == [
+        'unfinished quarantine of namespace "o\'brien": still open in redis; '
+        "`invoke rebuild.quarantine 'o'\"'\"'brien' --tier redis` finishes it"
+    ]
+
+
+def test_a_soft_finding_leaves_a_failing_probe_failing():
+    result = with_soft_finding(REFUSED, QUARANTINE_PARTIAL, {QUARANTINE_PARTIAL: ["acme"]})
+    assert result.failed
+    assert result.reason_codes == ("connect_refused", QUARANTINE_PARTIAL)
+    assert result.details == {"error": "connection refused", QUARANTINE_PARTIAL: ["acme"]}

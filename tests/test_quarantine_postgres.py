@@ -162,7 +162,7 @@ def pg_dump(
             "-h",
             "127.0.0.1",
             "-p",
-            str(PORT),
+            str(cluster.port),
             "-U",
             user,
             dbname,

@@ -15,6 +15,7 @@ from memops.inventory import Inventory
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
 from memops.probes import DEFAULT_TIMEOUT_S
+from memops.probes.result import QUARANTINE_PARTIAL, RELEASE_PARTIAL
 from memops.rebuild import quarantine_state
 from memops.rebuild.qdrant_quarantine import written_since
 from memops.targets import TARGETS_FILE, QdrantTarget, Targets, TargetsError, load_targets
@@ -38,14 +39,20 @@ def health_cycle(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,
+    quarantines: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[HealthSnapshot, list[str]]:
     """One probe cycle, and its metrics in node_exporter's textfile directory when deployed.
 
-    Returns the snapshot and notes about side channels that failed (they do not
-    change the verdict).
+    ``quarantines`` is the quarantine record (read from ``state_dir`` when not
+    given): a tier an unfinished quarantine or release left open degrades its
+    component. Returns the snapshot and notes about side channels that failed
+    (they do not change the verdict).
     """
-    snapshot = run_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries)
     notes = []
+    if quarantines is None:
+        quarantines, notes = read_quarantines(state_dir)
+    soft = unfinished_findings(targets, quarantines)
+    snapshot = run_cycle(targets, state_dir, timeout_s=timeout_s, retries=retries, soft=soft)
     textfile_dir = targets.deployment.get("textfile_dir")
     if isinstance(textfile_dir, str) and textfile_dir:
         try:
@@ -55,30 +62,59 @@ def health_cycle(
     return snapshot, notes
 
 
+def read_quarantines(state_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The quarantine record, or none and a note saying why it cannot be read."""
+    try:
+        return quarantine_state.load(state_dir), []
+    except quarantine_state.QuarantineStateError as exc:
+        return {}, [str(exc)]
+
+
+def unfinished_findings(
+    targets: Targets, quarantines: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Component -> reason code -> details, for the tiers unfinished runs left open.
+
+    The application sees such a namespace in some tiers and not in others: the
+    components of those tiers are degraded (``quarantine_partial`` or
+    ``release_partial``, the tenants in the details) until a re-run finishes.
+    """
+    soft: dict[str, dict[str, dict[str, Any]]] = {}
+    for tenant, still_open in quarantine_state.unfinished(quarantines).items():
+        for tier, run in still_open.items():
+            code = RELEASE_PARTIAL if run.get("action") == "release" else QUARANTINE_PARTIAL
+            for name, target in targets.components.items():
+                if target.kind == tier:
+                    codes = soft.setdefault(name, {})
+                    codes.setdefault(code, {code: []})[code].append(tenant)
+    return soft
+
+
 def health(context: Context, *, timeout: float, retries: int) -> Outcome:
     inventory = context.require_inventory()
+    quarantines, notes = read_quarantines(inventory.state_dir)
     try:
         targets = deployed_targets(inventory)
-        snapshot, notes = health_cycle(
-            targets, inventory.state_dir, timeout_s=timeout, retries=retries
+        snapshot, cycle_notes = health_cycle(
+            targets,
+            inventory.state_dir,
+            timeout_s=timeout,
+            retries=retries,
+            quarantines=quarantines,
         )
     except (TargetsError, HealthStateError) as exc:
         return Outcome.refused(str(exc))
+    notes += cycle_notes
     document = snapshot.to_dict()
     lines = snapshot_lines(snapshot, targets)
-    try:
-        quarantined = quarantine_state.load(inventory.state_dir)
-    except quarantine_state.QuarantineStateError as exc:
-        notes.append(str(exc))
-        quarantined = {}
-    if quarantined:  # information for the operator, not a failure
-        document["quarantined"] = {t: e.get("tiers", []) for t, e in sorted(quarantined.items())}
-        lines.append(quarantine_line(quarantined))
-        written, note = written_during_quarantine(targets, quarantined, timeout)
-        notes += [note] if note else []
-        if written:
-            document["written_during_quarantine"] = written
-            lines += [written_line(tenant, found) for tenant, found in sorted(written.items())]
+    report, report_lines = quarantine_report(quarantines)
+    document |= report
+    lines += report_lines
+    written, note = written_during_quarantine(targets, quarantines, timeout)
+    notes += [note] if note else []
+    if written:
+        document["written_during_quarantine"] = written
+        lines += [written_line(tenant, found) for tenant, found in sorted(written.items())]
     return Outcome(
         snapshot.exit_code,
         document,
@@ -86,6 +122,31 @@ def health(context: Context, *, timeout: float, retries: int) -> Outcome:
         notes=notes,
         result=str(snapshot.state),
     )
+
+
+def quarantine_report(
+    quarantines: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], list[str]]:
+    """The record's part of ``invoke health --json``, and its lines.
+
+    ``quarantined``: tenant -> the tiers it is quarantined in (a note, not a
+    failure). ``quarantine_unfinished``: tenant -> the tiers a quarantine or
+    release left open (their components are degraded: ``unfinished_findings``).
+    """
+    report: dict[str, Any] = {}
+    lines = []
+    in_force = quarantine_state.in_force(quarantines)
+    if in_force:
+        report["quarantined"] = {t: quarantine_state.done_tiers(e) for t, e in in_force.items()}
+        lines.append(quarantine_line(in_force))
+    unfinished = quarantine_state.unfinished(quarantines)
+    if unfinished:
+        report["quarantine_unfinished"] = {
+            tenant: {"quarantined": quarantine_state.done_tiers(quarantines[tenant]), "open": runs}
+            for tenant, runs in unfinished.items()
+        }
+        lines += [line for t, runs in unfinished.items() for line in unfinished_lines(t, runs)]
+    return report, lines
 
 
 def quarantine_line(quarantined: dict[str, dict[str, Any]]) -> str:
@@ -97,6 +158,20 @@ def quarantine_line(quarantined: dict[str, dict[str, Any]]) -> str:
     return f"quarantined namespaces ({count}): {shown}; `invoke rebuild.release NS` lifts one"
 
 
+def unfinished_lines(tenant: str, runs: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per action left unfinished on ``tenant``, with the command that finishes it."""
+    lines = []
+    for action in ("quarantine", "release"):
+        tiers = [t for t in quarantine_state.TIERS if runs.get(t, {}).get("action") == action]
+        if tiers:
+            again = f"invoke rebuild.{action} {shlex.quote(tenant)} --tier {','.join(tiers)}"
+            lines.append(
+                f"unfinished {action} of namespace {tenant!r}: still open in "
+                f"{', '.join(tiers)}; `{again}` finishes it"
+            )
+    return lines
+
+
 def written_during_quarantine(
     targets: Targets, quarantined: dict[str, dict[str, Any]], timeout_s: float
 ) -> tuple[dict[str, dict[str, int]], str]:
@@ -106,7 +181,11 @@ def written_during_quarantine(
     tenant there (``memops.rebuild.qdrant_quarantine``). Returns them by tenant and
     collection, and a note when Qdrant could not be asked.
     """
-    moved = {t: e["qdrant_moves"] for t, e in quarantined.items() if e.get("qdrant_moves")}
+    moved = {
+        tenant: entry["qdrant_moves"]
+        for tenant, entry in quarantined.items()
+        if entry.get("qdrant_moves") and _qdrant_done(entry)
+    }
     target = targets.components.get("qdrant")
     if not moved or not isinstance(target, QdrantTarget):
         return {}, ""
@@ -120,6 +199,12 @@ def written_during_quarantine(
         # the probe's own line says what is wrong with Qdrant
         return {}, f"could not count points written during the quarantine: {type(exc).__name__}"
     return {t: counts for t, counts in found.items() if counts}, ""
+
+
+def _qdrant_done(entry: dict[str, Any]) -> bool:
+    """Quarantined in Qdrant, and no run half way: every point of the tenant there is new."""
+    open_tiers = quarantine_state.open_tiers(entry)
+    return "qdrant" in quarantine_state.done_tiers(entry) and "qdrant" not in open_tiers
 
 
 def written_line(tenant: str, found: dict[str, int]) -> str:

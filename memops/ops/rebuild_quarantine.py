@@ -8,13 +8,15 @@ anything changed are exit 2; a failure half way is exit 1 and says what is left.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 import redis
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from memops.backup.artifacts import BackupError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.ops import options
 from memops.ops.backup import probe_line
@@ -24,7 +26,6 @@ from memops.ops.runner import Context, Operation, Outcome
 from memops.playbook import PlaybookOptions, run_playbook
 from memops.rebuild import quarantine as procedure
 from memops.rebuild.postgres_quarantine import PostgresQuarantineError
-from memops.rebuild.qdrant_quarantine import QdrantQuarantineError
 from memops.rebuild.quarantine_state import TIERS, QuarantineStateError
 from memops.rebuild.redis_quarantine import RedisQuarantineError
 from memops.targets import TargetsError
@@ -86,35 +87,20 @@ def _run(
         return _refused(f"redis: {exc}; nothing changed", tenant=tenant)
     except psycopg.Error as exc:
         return _refused(f"postgresql: {exc}; nothing changed".strip(), tenant=tenant)
+    except (ResponseHandlingException, UnexpectedResponse) as exc:
+        return _refused(f"qdrant: {exc}; nothing changed", tenant=tenant)
     try:
-        procedure.execute(state_dir, targets, planned)
-    except (
-        RedisQuarantineError,
-        redis.RedisError,
-        psycopg.Error,
-        QdrantQuarantineError,
-        BackupError,
-        OSError,
-    ) as exc:
-        message = f"{planned.verb} of {tenant!r} failed half way: {exc}; run it again"
-        return Outcome(
-            EXIT_FAILED,
-            {"ok": False, "error": message, **planned.to_dict()},
-            error=message,
-            result="failed",
-            audit=planned.to_dict(),
-        )
-    notes = []
-    if "redis" in planned.changes:
-        persisted = run_playbook(PLAYBOOK, inventory, PlaybookOptions(), echo=context.echo)
-        if not persisted.ok:
-            notes.append(
-                f"the live ACL is changed but the Redis secrets file was not rewritten "
-                f"({persisted.error_line}); a restart before the next deploy would undo it: "
-                "run `invoke deploy --tags redis`"
-            )
+        progress = procedure.execute(state_dir, targets, planned)
+    except (QuarantineStateError, OSError) as exc:  # the record could not be written
+        message = f"{planned.verb} of {tenant!r} stopped: {exc}; run it again"
+        failed = Outcome.failed(message, **planned.to_dict())
+        return replace(failed, audit=planned.to_dict())
+    notes = _persist_redis(context) if "redis" in progress.done else []
+    if not progress.complete:
+        return _stopped_part_way(planned, progress, notes)
+    record = {**planned.to_dict(), **progress.to_dict()}
     done = _plan_lines(planned, done=True)
-    document: dict[str, Any] = {"ok": True, "dry_run": False, **planned.to_dict()}
+    document: dict[str, Any] = {"ok": True, "dry_run": False, **record}
     document["health"], health = probe_line(targets, inventory)
     return Outcome(
         EXIT_OK,
@@ -122,41 +108,94 @@ def _run(
         lines=[*done, health],
         notes=notes,
         result="ok",
-        audit=planned.to_dict(),
+        audit=record,
     )
 
 
-def _plan_lines(planned: procedure.Plan, *, done: bool = False) -> list[str]:
+def _persist_redis(context: Context) -> list[str]:
+    """Write the live ACL into the Redis secrets file; a note when that failed."""
+    persisted = run_playbook(
+        PLAYBOOK, context.require_inventory(), PlaybookOptions(), echo=context.echo
+    )
+    if persisted.ok:
+        return []
+    return [
+        f"the live ACL is changed but the Redis secrets file was not rewritten "
+        f"({persisted.error_line}); a restart before the next deploy would undo it: "
+        "run `invoke deploy --tags redis`"
+    ]
+
+
+def _stopped_part_way(
+    planned: procedure.Plan, progress: procedure.Progress, notes: list[str]
+) -> Outcome:
+    """Exit 1 naming the tiers done and those still open (on record: a re-run does them)."""
+    still_open = ",".join(progress.failed)
+    again = f"invoke rebuild.{planned.verb} {shlex.quote(planned.tenant)} --tier {still_open}"
+    message = (
+        f"{planned.verb} of {planned.tenant!r} stopped part way: done in "
+        f"{', '.join(progress.done) or 'no tier'}; still open: {', '.join(progress.failed)}; "
+        f"run `{again}` to finish"
+    )
+    lines = _plan_lines(planned, done=True, tiers=progress.done) if progress.done else []
+    lines += [f"  {tier}: failed, still open: {error}" for tier, error in progress.failed.items()]
+    record = {**planned.to_dict(), **progress.to_dict()}
+    return Outcome(
+        EXIT_FAILED,
+        {"ok": False, "dry_run": False, "error": message, **record},
+        lines=lines,
+        notes=notes,
+        error=message,
+        result="partial",
+        audit=record,
+    )
+
+
+def _plan_lines(
+    planned: procedure.Plan, *, done: bool = False, tiers: Sequence[str] | None = None
+) -> list[str]:
+    """The summary line and one line per tier (of ``tiers`` only, when given)."""
     verb = ("quarantined" if planned.quarantine else "released") if done else planned.verb
-    lines = [f"{verb} namespace {planned.tenant!r} in {', '.join(planned.tiers)}"]
-    redis_change = planned.changes.get("redis")
-    if redis_change:
-        after = (
-            "the role's own pattern again"
-            if redis_change["restores_base"]
-            else f"{redis_change['patterns_after']} patterns"
-        )
-        lines.append(
-            f"  redis: ACL user {redis_change['user']!r}: key patterns "
-            f"{redis_change['patterns_before']} -> {after} (no key is touched)"
-        )
-    pg_change = planned.changes.get("postgresql")
-    if pg_change:
-        hidden = "hidden from" if planned.quarantine else "visible again to"
-        lines.append(
-            f"  postgresql: {pg_change['rows']} memory_items row(s) {hidden} the application role "
-            f"(memory_quarantine; memops connects as {pg_change['role']!r}, which still sees them)"
-        )
-    qdrant_change = planned.changes.get("qdrant")
-    if qdrant_change:
-        points = qdrant_change["points"]
-        where = "into quarantine collections" if planned.quarantine else "back from quarantine"
-        lines.append(
-            f"  qdrant: {sum(points.values())} point(s) of {len(points)} collection(s) move "
-            f"{where} (memops-quarantine-*; copied and checked before the source copy goes)"
-        )
-        lines.extend(_qdrant_access_lines(planned, qdrant_change))
+    shown = planned.tiers if tiers is None else tuple(tiers)
+    lines = [f"{verb} namespace {planned.tenant!r} in {', '.join(shown)}"]
+    for tier in shown:
+        change = planned.changes.get(tier)
+        if change:
+            lines += _TIER_LINES[tier](planned, change)
     return lines
+
+
+def _redis_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:
+    after = (
+        "the role's own pattern again"
+        if change["restores_base"]
+        else f"{change['patterns_after']} patterns"
+    )
+    return [
+        f"  redis: ACL user {change['user']!r}: key patterns "
+        f"{change['patterns_before']} -> {after} (no key is touched)"
+    ]
+
+
+def _postgresql_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:
+    hidden = "hidden from" if planned.quarantine else "visible again to"
+    return [
+        f"  postgresql: {change['rows']} memory_items row(s) {hidden} the application role "
+        f"(memory_quarantine; memops connects as {change['role']!r}, which still sees them)"
+    ]
+
+
+def _qdrant_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:
+    points = change["points"]
+    where = "into quarantine collections" if planned.quarantine else "back from quarantine"
+    return [
+        f"  qdrant: {sum(points.values())} point(s) of {len(points)} collection(s) move "
+        f"{where} (memops-quarantine-*; copied and checked before the source copy goes)",
+        *_qdrant_access_lines(planned, change),
+    ]
+
+
+_TIER_LINES = {"redis": _redis_lines, "postgresql": _postgresql_lines, "qdrant": _qdrant_lines}
 
 
 def _qdrant_access_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:

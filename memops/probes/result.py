@@ -46,6 +46,10 @@ REPLICA_LINK_DOWN = "replica_link_down"
 REPLICATION_LAG_HIGH = "replication_lag_high"
 SCHEMA_BEHIND = "schema_behind"
 COLLECTION_NOT_GREEN = "collection_not_green"
+# Not from a probe: quarantine.json says a quarantine (or a release) of a namespace
+# stopped part way, so the application sees the namespace in some tiers only.
+QUARANTINE_PARTIAL = "quarantine_partial"
+RELEASE_PARTIAL = "release_partial"
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,14 @@ def from_findings(
     if not findings:
         return ProbeResult(State.HEALTHY, elapsed_ms(started), (OK,), details)
     return ProbeResult(worst(findings.values()), elapsed_ms(started), tuple(findings), details)
+
+
+def with_soft_finding(result: ProbeResult, code: str, details: dict[str, Any]) -> ProbeResult:
+    """``result`` with one more soft problem: degraded at least (a failure stays failing)."""
+    codes = tuple(c for c in result.reason_codes if c != OK)
+    return ProbeResult(
+        worst((result.state, State.DEGRADED)),
+        result.latency_ms,
+        codes if code in codes else (*codes, code),
+        {**result.details, **details},
+    )

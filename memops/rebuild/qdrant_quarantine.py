@@ -52,16 +52,23 @@ def plan(tier: QdrantTier, tenant: str, moves: dict[str, str] | None) -> dict[st
     return {c: n for c, n in counts.items() if n}
 
 
-def arrived(tier: QdrantTier, tenant: str, moves: dict[str, str]) -> dict[str, int]:
+def arrived(
+    tier: QdrantTier, tenant: str, moves: dict[str, str], *, half_done: bool = False
+) -> dict[str, int]:
     """Points of the tenant in the source collections that the quarantine did not move there.
 
     The application's token (memops.qdrant_token) reaches the shared collections, and
     Qdrant cannot scope a token to a tenant inside one: points it wrote for the tenant
-    during the quarantine are there. A release keeps them and reports them.
+    during the quarantine are there. A release keeps them and reports them. When the
+    tier is ``half_done`` (a quarantine or release stopped part way), a quarantine
+    collection without the tenant's points was not filled yet, or was emptied back by
+    that release (which reported them): its source's points are not new.
     """
     found = {}
     for source, dest in sorted(moves.items()):
         held = {str(p["id"]) for p in _points(tier, dest, tenant)}
+        if half_done and not held:
+            continue
         extra = [p for p in _points(tier, source, tenant) if str(p["id"]) not in held]
         if extra:
             found[source] = len(extra)

@@ -7,7 +7,8 @@ the tenant's points move into per-namespace collections the app does not use
 (memops.rebuild.qdrant_quarantine), checked point by point before the source copy
 goes. Nothing is expired, and nothing is deleted that is not stored elsewhere.
 The record in the state directory (memops.rebuild.quarantine_state) is what the
-deploy and ``invoke health`` read.
+deploy and ``invoke health`` read: each tier goes on record once it is done there,
+so a run that stops part way leaves the others open, and running it again does them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
+import psycopg
+import redis
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
@@ -30,6 +36,7 @@ from memops.rebuild import (
     quarantine_state,
     redis_quarantine,
 )
+from memops.rebuild.quarantine_state import UNFINISHED
 from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets, TargetsError
 
 IMPLEMENTED_TIERS = ("redis", "postgresql", "qdrant")
@@ -37,6 +44,21 @@ IMPLEMENTED_TIERS = ("redis", "postgresql", "qdrant")
 
 class QuarantineRefused(Exception):
     """Nothing was changed: the one-line reason."""
+
+
+# What a tier can fail with once the run has started: that tier stays open.
+TIER_ERRORS: tuple[type[Exception], ...] = (
+    QuarantineRefused,
+    redis_quarantine.RedisQuarantineError,
+    redis.RedisError,
+    psycopg.Error,
+    qdrant_quarantine.QdrantQuarantineError,
+    BackupError,
+    httpx.HTTPError,
+    ResponseHandlingException,
+    UnexpectedResponse,
+    OSError,
+)
 
 
 @dataclass
@@ -93,8 +115,7 @@ def plan(
     """What (un)quarantining ``tenant`` in ``tiers`` changes; refused when nothing would."""
     check_tiers(tiers)
     namespaces = quarantine_state.load(state_dir)
-    entry_tiers = set(namespaces.get(tenant, {}).get("tiers", ()))
-    todo = tuple(t for t in tiers if (t not in entry_tiers) == quarantine)
+    todo = _todo(namespaces.get(tenant, {}), tiers, quarantine=quarantine)
     if not todo:
         state = "already quarantined" if quarantine else "not quarantined"
         raise QuarantineRefused(
@@ -102,37 +123,68 @@ def plan(
         )
     result = Plan(tenant, quarantine, todo)
     if "redis" in todo:
-        target, user, prefix = _redis(targets)
-        before = quarantine_state.tenants_in(namespaces, "redis")
-        after = sorted({*before, tenant}) if quarantine else [t for t in before if t != tenant]
-        redis_quarantine.check_names([tenant])
-        client = redis_client(target)
-        try:
-            result.changes["redis"] = redis_quarantine.plan(client, user, prefix, before, after)
-        finally:
-            client.close()
+        result.changes["redis"] = _plan_redis(targets, namespaces, tenant, quarantine=quarantine)
     if "postgresql" in todo:
         with postgres_connect(_postgres(targets)) as conn:
             result.changes["postgresql"] = postgres_quarantine.plan(conn, tenant).to_dict()
     if "qdrant" in todo:
-        recorded = None if quarantine else dict(namespaces[tenant].get("qdrant_moves", {}))
-        with QdrantTier(_qdrant(targets)) as tier:
-            points = qdrant_quarantine.plan(tier, tenant, recorded)
-            arrived = {} if recorded is None else qdrant_quarantine.arrived(tier, tenant, recorded)
-        moves = (
-            recorded
-            if recorded is not None
-            else {c: qdrant_quarantine.quarantine_collection(c, tenant) for c in points}
-        )
-        deployment = targets.deployment.get("qdrant") or {}
-        result.changes["qdrant"] = {
-            "points": points,
-            "app_collections": list(deployment.get("app_collections") or []),
-            "_moves": moves,
-        }
-        if arrived:
-            result.changes["qdrant"]["arrived_during_quarantine"] = arrived
+        entry = namespaces.get(tenant, {})
+        result.changes["qdrant"] = _plan_qdrant(targets, entry, tenant, quarantine=quarantine)
     return result
+
+
+def _plan_redis(
+    targets: Targets, namespaces: dict[str, dict[str, Any]], tenant: str, *, quarantine: bool
+) -> dict[str, Any]:
+    """The ACL change. Either ACL is accepted as current (a run cut off may have set it)."""
+    target, user, prefix = _redis(targets)
+    others = [t for t in quarantine_state.tenants_in(namespaces, "redis") if t != tenant]
+    with_it = sorted({*others, tenant})
+    before, after = (others, with_it) if quarantine else (with_it, others)
+    redis_quarantine.check_names([tenant])
+    client = redis_client(target)
+    try:
+        return redis_quarantine.plan(client, user, prefix, before, after)
+    finally:
+        client.close()
+
+
+def _plan_qdrant(
+    targets: Targets, entry: dict[str, Any], tenant: str, *, quarantine: bool
+) -> dict[str, Any]:
+    """The points that move (a release: those of the recorded quarantine collections)."""
+    recorded = None if quarantine else dict(entry.get("qdrant_moves", {}))
+    with QdrantTier(_qdrant(targets)) as tier:
+        points = qdrant_quarantine.plan(tier, tenant, recorded)
+        arrived = {}
+        if recorded is not None:
+            half_done = "qdrant" in quarantine_state.open_tiers(entry)
+            arrived = qdrant_quarantine.arrived(tier, tenant, recorded, half_done=half_done)
+    moves = (
+        recorded
+        if recorded is not None
+        else {c: qdrant_quarantine.quarantine_collection(c, tenant) for c in points}
+    )
+    deployment = targets.deployment.get("qdrant") or {}
+    change = {
+        "points": points,
+        "app_collections": list(deployment.get("app_collections") or []),
+        "_moves": moves,
+    }
+    if arrived:
+        change["arrived_during_quarantine"] = arrived
+    return change
+
+
+def _todo(entry: dict[str, Any], tiers: tuple[str, ...], *, quarantine: bool) -> tuple[str, ...]:
+    """The tiers of ``tiers`` a run has to do.
+
+    Those not yet in the wanted state, and those an unfinished run left open: they
+    may be half done either way (points in both collections), and every tier's
+    change is safe to make again.
+    """
+    done, left_open = quarantine_state.done_tiers(entry), quarantine_state.open_tiers(entry)
+    return tuple(t for t in tiers if (t not in done) == quarantine or t in left_open)
 
 
 def _qdrant(targets: Targets) -> QdrantTarget:
@@ -149,45 +201,111 @@ def _postgres(targets: Targets) -> PostgresTarget:
         raise QuarantineRefused(str(exc)) from None
 
 
-def execute(state_dir: Path, targets: Targets, planned: Plan) -> None:
-    """Change the tiers and the record (record first on quarantine, last on release)."""
-    namespaces = quarantine_state.load(state_dir)
-    entry = namespaces.get(planned.tenant, {"tiers": []})
-    tiers = set(entry["tiers"])
-    if planned.quarantine:
-        entry.update(tiers=sorted(tiers | set(planned.tiers)), since=_now(), actor=actor())
-        if "qdrant" in planned.changes:  # recorded first: a release finds them after a crash
-            entry["qdrant_moves"] = planned.changes["qdrant"]["_moves"]
-        namespaces[planned.tenant] = entry
-        quarantine_state.save(state_dir, namespaces)
-    if "redis" in planned.changes:
-        target, user, _prefix = _redis(targets)
-        client = redis_client(target)
+@dataclass
+class Progress:
+    """What ``execute`` did: the tiers done, and why each of the others failed."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # tier -> error, in the order tried
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"done": list(self.done), "open": list(self.failed), "failed": dict(self.failed)}
+
+
+def execute(state_dir: Path, targets: Targets, planned: Plan) -> Progress:
+    """Change the tiers one by one, recording each one in quarantine.json as it is done.
+
+    Before the first change the record lists every planned tier as open, so a run
+    that is killed leaves them listed. A tier that fails stays open and the others
+    go on (a quarantine protects what it can); running the same command again does
+    only the open tiers. Errors writing the record itself are raised.
+    """
+    _start_record(state_dir, planned)
+    progress = Progress()
+    for tier in planned.tiers:
         try:
-            redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
-        finally:
-            client.close()
-    if "postgresql" in planned.changes:
-        with postgres_connect(_postgres(targets)) as conn:
-            postgres_quarantine.apply(
-                conn, planned.tenant, quarantine=planned.quarantine, actor=actor()
-            )
-    if "qdrant" in planned.changes:
-        moves = planned.changes["qdrant"]["_moves"]
-        with QdrantTier(_qdrant(targets)) as tier:
-            if planned.quarantine:
-                qdrant_quarantine.quarantine(tier, planned.tenant, list(moves))
-            else:
-                qdrant_quarantine.release(tier, planned.tenant, moves)
-    if not planned.quarantine:
-        if "qdrant" in planned.tiers:
-            entry.pop("qdrant_moves", None)
-        left = sorted(tiers - set(planned.tiers))
-        if left:
-            namespaces[planned.tenant] = {**entry, "tiers": left}
+            _APPLY[tier](targets, planned)
+        except TIER_ERRORS as exc:
+            progress.failed[tier] = str(exc) or type(exc).__name__
+            _record_failed(state_dir, planned, tier, progress.failed[tier])
         else:
-            namespaces.pop(planned.tenant, None)
-        quarantine_state.save(state_dir, namespaces)
+            progress.done.append(tier)
+            _record_done(state_dir, planned, tier)
+    return progress
+
+
+def _apply_redis(targets: Targets, planned: Plan) -> None:
+    target, user, _prefix = _redis(targets)
+    client = redis_client(target)
+    try:
+        redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
+    finally:
+        client.close()
+
+
+def _apply_postgresql(targets: Targets, planned: Plan) -> None:
+    with postgres_connect(_postgres(targets)) as conn:
+        postgres_quarantine.apply(
+            conn, planned.tenant, quarantine=planned.quarantine, actor=actor()
+        )
+
+
+def _apply_qdrant(targets: Targets, planned: Plan) -> None:
+    moves = planned.changes["qdrant"]["_moves"]
+    with QdrantTier(_qdrant(targets)) as tier:
+        if planned.quarantine:
+            qdrant_quarantine.quarantine(tier, planned.tenant, list(moves))
+        else:
+            qdrant_quarantine.release(tier, planned.tenant, moves)
+
+
+_APPLY: dict[str, Callable[[Targets, Plan], None]] = {
+    "redis": _apply_redis,
+    "postgresql": _apply_postgresql,
+    "qdrant": _apply_qdrant,
+}
+
+
+def _start_record(state_dir: Path, planned: Plan) -> None:
+    """Mark every planned tier open (and where the points will go) before any changes."""
+    namespaces = quarantine_state.load(state_dir)
+    entry = namespaces.setdefault(planned.tenant, {"tiers": []})
+    if planned.quarantine:
+        entry.setdefault("since", _now())
+        entry.setdefault("actor", actor())
+        if "qdrant" in planned.changes:  # recorded first: a release finds them after a crash
+            entry["qdrant_moves"] = {
+                **entry.get("qdrant_moves", {}),
+                **planned.changes["qdrant"]["_moves"],
+            }
+    run = {"action": planned.verb, "started": _now(), "actor": actor()}
+    entry[UNFINISHED] = {**entry.get(UNFINISHED, {}), **{t: dict(run) for t in planned.tiers}}
+    quarantine_state.save(state_dir, namespaces)
+
+
+def _record_done(state_dir: Path, planned: Plan, tier: str) -> None:
+    namespaces = quarantine_state.load(state_dir)
+    entry = namespaces[planned.tenant]
+    tiers = set(entry.get("tiers", ()))
+    entry["tiers"] = sorted(tiers | {tier} if planned.quarantine else tiers - {tier})
+    if tier == "qdrant" and not planned.quarantine:
+        entry.pop("qdrant_moves", None)
+    entry[UNFINISHED].pop(tier, None)
+    if not entry[UNFINISHED]:
+        del entry[UNFINISHED]
+        if not entry["tiers"]:
+            del namespaces[planned.tenant]
+    quarantine_state.save(state_dir, namespaces)
+
+
+def _record_failed(state_dir: Path, planned: Plan, tier: str, error: str) -> None:
+    namespaces = quarantine_state.load(state_dir)
+    namespaces[planned.tenant][UNFINISHED][tier]["error"] = error
+    quarantine_state.save(state_dir, namespaces)
 
 
 def qdrant_restore_options(state_dir: Path, tenants: Sequence[str]) -> dict[str, Any]:

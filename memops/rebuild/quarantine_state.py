@@ -3,6 +3,14 @@
 One entry per quarantined namespace (tenant): when, by whom, which tiers. The
 deploy reads it (lookup ``memops_quarantine``) so that a re-deploy keeps every
 quarantine; ``invoke health`` lists the namespaces. Mode 0600 like the rest.
+
+``tiers`` lists only the tiers where the quarantine is in force: a quarantine adds
+each tier once it is done there, a release removes it once it is released there.
+``unfinished`` holds the tiers a quarantine or release has started on and not
+done (yet, or because it failed there): tier -> {"action": "quarantine" |
+"release", "started", "actor", "error" once it failed}. The run that is asked for
+next does them again. A record without ``unfinished`` (every record of the
+versions before it) is complete.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from memops.files import write_private_atomic
 
 QUARANTINE_FILE = "quarantine.json"
 TIERS = ("redis", "postgresql", "qdrant")
+UNFINISHED = "unfinished"
 
 
 class QuarantineStateError(Exception):
@@ -47,3 +56,24 @@ def save(state_dir: Path, namespaces: dict[str, dict[str, Any]]) -> None:
 def tenants_in(namespaces: dict[str, dict[str, Any]], tier: str) -> list[str]:
     """The namespaces quarantined in ``tier``, sorted."""
     return sorted(t for t, entry in namespaces.items() if tier in entry.get("tiers", ()))
+
+
+def done_tiers(entry: dict[str, Any]) -> list[str]:
+    """The tiers where the namespace is quarantined now."""
+    return list(entry.get("tiers", ()))
+
+
+def open_tiers(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tier -> the unfinished run there (its action, error): may be half done either way."""
+    return {tier: dict(run) for tier, run in (entry.get(UNFINISHED) or {}).items()}
+
+
+def unfinished(namespaces: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Tenant -> its open tiers (``open_tiers``), for the tenants that have any, sorted."""
+    found = {tenant: open_tiers(entry) for tenant, entry in sorted(namespaces.items())}
+    return {tenant: tiers for tenant, tiers in found.items() if tiers}
+
+
+def in_force(namespaces: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The entries quarantined in at least one tier (not one whose only tier failed)."""
+    return {tenant: entry for tenant, entry in sorted(namespaces.items()) if done_tiers(entry)}
