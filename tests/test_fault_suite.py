@@ -245,6 +245,62 @@ def test_a_hard_rebuild_killed_after_its_clear_names_its_safety_set_and_a_rerun_
     assert done[other] == before[other] and done[""] == before[""]
 
 
+# -- quarantine and release ----------------------------------------------------------------
+
+
+def _hidden_from_the_application(stack: Stack, tenant: str) -> dict[str, bool]:
+    """Per tier, whether the application no longer sees the tenant (PostgreSQL rows through
+    row security, Qdrant points in the shared collections)."""
+    cluster: ScratchCluster = stack.cluster  # type: ignore[attr-defined]
+    with cluster.connect(stack.pg.info.dbname) as app:
+        rows = app.execute(
+            "SELECT count(*) FROM memory_items WHERE tenant_id = %s", (tenant,)
+        ).fetchone()[0]
+    shared = sum(
+        stack.qdrant.count(name, count_filter=tenant_filter(tenant)).count for name in COLLECTIONS
+    )
+    return {"postgresql": rows == 0, "qdrant": shared == 0}
+
+
+def tenant_filter(tenant: str) -> models.Filter:
+    match = models.MatchValue(value=tenant)
+    return models.Filter(must=[models.FieldCondition(key="tenant_id", match=match)])
+
+
+@pytest.mark.parametrize("action", ["rebuild.quarantine", "rebuild.release"])
+def test_a_quarantine_or_release_killed_between_tiers_is_finished_by_a_rerun(
+    stack: Stack, action: str
+) -> None:
+    target, other = stack.load.tenants[:2]
+    before = snapshot(stack)
+    quarantine = ("rebuild.quarantine", target, "--tier", "postgresql,qdrant", "--yes")
+    if action == "rebuild.release":
+        assert invoke(stack, *quarantine).returncode == 0
+    argv = (action, target, "--tier", "postgresql,qdrant", "--yes")
+    point = "quarantine.tier" if action == "rebuild.quarantine" else "release.tier"
+
+    killed = invoke(stack, *argv, kill_at=point)  # after its first tier, PostgreSQL
+    assert killed.returncode == KILLED, killed.stderr
+    after = snapshot(stack)
+    assert after[other] == before[other] and after[""] == before[""]
+    hidden = _hidden_from_the_application(stack, target)
+    quarantining = action == "rebuild.quarantine"
+    assert hidden == {"postgresql": quarantining, "qdrant": not quarantining}
+    health = invoke(stack, "health", "--json")
+    assert health.returncode == 1, health.stdout  # degraded: a tier is still open
+    partial = "quarantine_partial" if quarantining else "release_partial"
+    assert partial in health.stdout
+
+    again = invoke(stack, *argv)
+    assert_names_the_killed(again, action)
+    hidden = _hidden_from_the_application(stack, target)
+    assert hidden == {"postgresql": quarantining, "qdrant": quarantining}
+    done = snapshot(stack)
+    assert done[other] == before[other] and done[""] == before[""]
+    if not quarantining:
+        assert done == before  # released: exactly the data of before
+
+
 # -- other faults -------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ import psycopg
 import redis
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from memops import faults
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
@@ -235,6 +236,7 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> Progress:
         else:
             progress.done.append(tier)
             _record_done(state_dir, planned, tier)
+            faults.point("quarantine.tier" if planned.quarantine else "release.tier")
     return progress
 
 
