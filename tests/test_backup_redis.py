@@ -7,7 +7,9 @@ The key ids a backup records are read from real DUMP payloads: ``dump_string`` g
 back every string as GET does, whatever encoding Redis chose (short and long lengths,
 integers, LZF); a namespace export counts exactly the key ids ``key_id_of_value`` finds
 in the values it holds (a sealed value Redis compressed included; other types, plain
-values and other tenants left out).
+values and other tenants left out); a set records them in the Redis artifact's
+``extra`` (namespace sets from their dumps, whole sets from the live server after the
+BGSAVE), and an artifact from before the record reads as unknown.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from memops import workload as wl
-from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.artifacts import BackupError, RestoreRefused, TierArtifact
 from memops.backup.redis_full import backup_full, check_rdb
 from memops.backup.redis_ns_export import export_namespace, summarize
 from memops.backup.redis_ns_restore import restore_namespace
@@ -31,8 +33,10 @@ from memops.backup.redis_nsfile import read_batches
 from memops.backup.redis_payload import dump_string, sealed_key_id
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
+from memops.backup.redis_tier import RedisTier
 from memops.backup.redis_whole import restore_whole
 from memops.backup.scratch import free_port, scratch_redis
+from memops.backup.sealed_keys import KEY_IDS_DUMPS, KEY_IDS_LIVE, recorded_key_ids
 from memops.clients import redis_client
 from memops.keyring import KeyRing, new_keyring
 from memops.memory_values import canonical_json, key_id_of_value, sealed_value
@@ -439,3 +443,32 @@ def test_sealed_key_id_agrees_with_key_id_of_value() -> None:
     ]
     for text in cases:
         assert sealed_key_id(text.encode()) == key_id_of_value(text.encode()), text
+
+
+def test_a_set_records_the_key_ids_its_redis_tier_holds(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    client = redis_client(server.target)
+    ring = new_keyring()
+    load = wl.generate(22, 2, prefix=KID, keyring=ring, redis_keys_per_tenant=30)
+    wl.write_redis(client, load)
+    tier = RedisTier(server.target, prefix=KID)
+    try:
+        (tmp_path / "ns").mkdir()
+        tenants = list(load.tenants[:2])
+        by_namespace = tier.backup(tmp_path / "ns", tenants=tenants)
+        (tmp_path / "full").mkdir()
+        whole = tier.backup(tmp_path / "full")
+    finally:
+        tier.close()
+    sealed = Counter(e.key_id for e in load.redis if e.key_id)
+    in_tenants = Counter(e.key_id for e in load.redis if e.key_id and e.tenant in tenants)
+    for artifact, expected, source in (
+        (by_namespace, in_tenants, KEY_IDS_DUMPS),
+        (whole, sealed, KEY_IDS_LIVE),
+    ):
+        read_back = TierArtifact.from_dict(artifact.to_dict())  # as the manifest keeps it
+        assert recorded_key_ids(read_back) == dict(expected) != {}
+        assert read_back.extra["key_ids_from"] == source
+    older = TierArtifact.from_dict({**whole.to_dict(), "extra": {"prefix": KID}})
+    assert recorded_key_ids(older) is None
