@@ -7,8 +7,12 @@ is not overwritten; a rotation killed half way (SIGKILL of the real `invoke
 keys.rotate` process) resumes from its checkpoint and ends with every sealed
 value under the new key, while a reader that re-reads the ring file finds every
 value readable at every moment; retire refuses the active key and a key that
-values still name, and succeeds once they moved; a dry run changes nothing,
-not even the ring; bad input is one line and touches nothing.
+values still name, and succeeds once they moved; retire also refuses (naming
+them) while backup sets in the store hold values sealed with the key or do not
+record their key ids, fails when the store cannot be read, and with --force
+retires anyway, naming and auditing those sets; the drill opens the sealed values
+of the set it restores and fails naming a key id the ring lacks; a dry run changes
+nothing, not even the ring; bad input is one line and touches nothing.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from runbook_steps import check_output, parse, run_invoke
 
 from memops import workload as wl
 from memops.audit import AUDIT_FILE
+from memops.backup import sealed_keys
 from memops.backup.manifest import MANIFEST_NAME, parse_manifest
 from memops.backup.redis_scratch import ScratchRedis
-from memops.backup.sealed_keys import recorded_key_ids
+from memops.backup.sealed_keys import PER_KEY, recorded_key_ids
 from memops.backup.store import LocalStore
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -45,6 +50,7 @@ from memops.keyring_vault import PASSWORD_FILE_ENV
 from memops.memory_scan import scan_batch
 from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
 from memops.ops.backup import CREATE
+from memops.ops.drill import DRILL
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
 from memops.rotation import (
     BatchWriter,
@@ -562,6 +568,58 @@ def test_retire_with_a_backup_store_it_cannot_read_fails_unless_forced(stack: St
     assert stack.ring_path.read_bytes() == ring_bytes
     code, doc, err = stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)
     assert code == EXIT_OK and doc["forced"] and "could not be checked" in err
+
+
+def drilled(stack: Stack, set_id: str | None = None) -> tuple[int, dict[str, Any], str]:
+    return stack.call(DRILL, set_id=set_id, target=None)
+
+
+def test_the_drill_opens_sealed_values_and_fails_naming_a_key_the_ring_lacks(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #22: a set whose values need a retired key restores values nothing opens."""
+    old_ring, load = seeded(stack, tenants=4, redis_keys_per_tenant=60)
+    tenant = load.tenants[0]
+    sealed = [e for e in load.redis if e.key_id]
+    assert len(sealed) > PER_KEY  # the drill opens a sample of them, not all
+    moved = next(e for e in sealed if e.tenant != tenant)
+    copied = wl.redis_key(PREFIX, moved.tenant, "chat", "copied")
+    stack.client.set(copied, moved.value)  # its tag names another key: corrupt, not missing
+    whole = backed_up(stack)["set_id"]
+    by_tenant = backed_up(stack, namespace=[tenant])["set_id"]
+    stack.client.delete(copied)  # no rotation moves it: it does not open
+
+    monkeypatch.setattr(sealed_keys, "PER_KEY", len(sealed) + 1)  # this time: open them all
+    code, report, err = drilled(stack, whole)
+
+    assert code == EXIT_OK, err
+    found = report["tiers"]["redis"]["sealed"]
+    assert found["key_ids"] == {old_ring.active: len(sealed) + 1}
+    assert found["opened"] == len(sealed) and found["corrupt"] == {"tag_mismatch": 1}
+    assert found["missing"] == {}
+    monkeypatch.setattr(sealed_keys, "PER_KEY", PER_KEY)  # the sample again
+    code, report, err = drilled(stack, whole)
+    found = report["tiers"]["redis"]["sealed"]
+    assert code == EXIT_OK and found["opened"] + sum(found["corrupt"].values()) == PER_KEY
+
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    assert stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)[0] == EXIT_OK
+    for set_id, count in ((whole, len(sealed) + 1), (by_tenant, None)):
+        code, report, err = drilled(stack, set_id)
+        assert code == EXIT_FAILED and report["failed_tier"] == "redis"
+        assert err.startswith("memops backup.drill: redis: sealed values name key(s) the key ring")
+        assert old_ring.active in err and "does not hold" in err
+        missing = report["tiers"]["redis"]["sealed"]["missing"]
+        assert set(missing) == {old_ring.active}
+        assert count is None or missing[old_ring.active] == count
+
+    after = backed_up(stack)["set_id"]  # every value under the active key
+    code, report, err = drilled(stack)
+    assert code == EXIT_OK and report["set_id"] == after, err
+    active = stack.ring().active
+    stack.ring_path.unlink()
+    code, report, err = drilled(stack)
+    assert code == EXIT_FAILED and "no key ring at" in err and active in err
 
 
 # -- dry run, init, status, refusals -----------------------------------------------------

@@ -172,7 +172,10 @@ class RedisTier:
 
     @contextlib.contextmanager
     def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
-        """The set's RDB (or namespace dumps) loaded into a private redis-server."""
+        """The set's RDB (or namespace dumps) loaded into a private redis-server.
+
+        The copy's ``connection`` is a client of that server (the drill reads its values).
+        """
         started = time.monotonic()
         if artifact.scope == "namespaces":
             with scratch_redis(None) as target, redis_client(target) as client:
@@ -184,7 +187,7 @@ class RedisTier:
                     )
                 seconds = time.monotonic() - started
                 summaries = {t: summarize(client, prefix, t).summary() for t in named}
-                yield ScratchCopy(summaries, seconds)
+                yield ScratchCopy(summaries, seconds, connection=client)
             return
         rdb = staging / RDB_FILE
         with scratch_redis(rdb) as target, redis_client(target) as client:
@@ -198,4 +201,4 @@ class RedisTier:
             checksum = expected.checksum if expected else ""
             # The scratch server loaded exactly the verified file (its sha256 is the set's):
             # what is left to compare is how many keys it read from it.
-            yield ScratchCopy({"": TenantSummary(keys, checksum)}, seconds)
+            yield ScratchCopy({"": TenantSummary(keys, checksum)}, seconds, connection=client)
