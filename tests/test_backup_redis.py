@@ -30,7 +30,7 @@ from memops.backup.redis_full import backup_full, check_rdb
 from memops.backup.redis_ns_export import export_namespace, summarize
 from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_nsfile import read_batches
-from memops.backup.redis_payload import dump_string, sealed_key_id
+from memops.backup.redis_payload import dump_string
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
 from memops.backup.redis_tier import RedisTier
@@ -424,25 +424,6 @@ def test_a_namespace_export_counts_exactly_the_key_ids_of_its_sealed_values(
     assert digest.key_ids.to_dict() == dict(expected)
     assert expected[ring.active] == 7 and expected[old.active] > 7
     assert any(e.tenant == other and e.key_id for e in load.redis)  # not counted: not its own
-
-
-def test_sealed_key_id_agrees_with_key_id_of_value() -> None:
-    ring = new_keyring()
-    sealed = sealed_value("c", "t", key_name="k", key_id=ring.active, secret=ring.active_secret)
-    reordered = canonical_json({"key_id": "abc", "enc": "x", "zz": 1}).replace(
-        "key_id", "key\\u005fid"
-    )
-    cases = [
-        sealed,
-        reordered,
-        '{"content":"c","content_hash":"h","created_at":"t"}',
-        '{"key_id":"a"}',
-        "not json",
-        '["enc","key_id"]',
-        sealed.replace('"}', '"\x01}'),
-    ]
-    for text in cases:
-        assert sealed_key_id(text.encode()) == key_id_of_value(text.encode()), text
 
 
 def test_a_set_records_the_key_ids_its_redis_tier_holds(

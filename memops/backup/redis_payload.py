@@ -13,7 +13,6 @@ count the key ids of the sealed values that pass through it
 
 from __future__ import annotations
 
-import re
 import struct
 from collections import Counter
 
@@ -25,14 +24,6 @@ _ENCVAL = 3
 _INTS = {0: struct.Struct("<b"), 1: struct.Struct("<h"), 2: struct.Struct("<i")}
 _LZF = 3
 _OPENING = frozenset(b"{ \t\n\r")  # what a JSON object's text may start with
-# A sealed value as memops.memory_values.sealed_value writes it (canonical JSON, printable ASCII):
-# what json.loads would make of it, read without parsing. Anything else is parsed.
-_TEXT = rb'[^"\\\x00-\x1f\x7f-\xff]*'
-_B64 = rb"[A-Za-z0-9+/=]*"
-_CANONICAL = re.compile(
-    rb'\{"ciphertext":"' + _B64 + rb'","created_at":"' + _TEXT + rb'","enc":"' + _TEXT
-    + rb'","key_id":"(' + _TEXT + rb')","nonce":"' + _B64 + rb'"\}'
-)  # fmt: skip
 
 
 class PayloadError(ValueError):
@@ -122,18 +113,6 @@ def string_at(data: bytes, start: int, end: int, *, objects: bool = False) -> by
     return None
 
 
-def sealed_key_id(text: bytes | None) -> str | None:
-    """The key id a value names when it is sealed (``key_id_of_value``), read fast."""
-    if text is None:
-        return None
-    if canonical := _CANONICAL.fullmatch(text):
-        return canonical.group(1).decode("ascii")
-    # An envelope names "key_id", literally or through a JSON escape: parse only those.
-    if b"key_id" not in text and b"\\" not in text:
-        return None
-    return key_id_of_value(text)
-
-
 class KeyIdTally:
     """How many sealed values name each key id, counted as DUMP payloads pass through."""
 
@@ -144,7 +123,8 @@ class KeyIdTally:
         """Count the values of an export's batch: each content is key | payload less footer."""
         counts = self.counts
         for key, content in zip(keys, contents, strict=True):
-            key_id = sealed_key_id(string_at(content, len(key), len(content), objects=True))
+            text = string_at(content, len(key), len(content), objects=True)
+            key_id = key_id_of_value(text) if text is not None else None
             if key_id is not None:
                 counts[key_id] += 1
 

@@ -13,6 +13,13 @@ parse: its key ids are counted on the live server right after the BGSAVE
 a value the application rewrites or deletes between the BGSAVE and the count.
 The drill, which opens the restored copy, catches what that misses.
 
+What it costs, measured on this project's 2-core machines (200,000 values of 300 to
+550 bytes, half sealed, half plain JSON that Redis compresses): the count on the live
+server takes about as long as BGSAVE, copy and ``redis-check-rdb`` together (1.2 to
+1.7 s against 1.2 to 1.4 s); counting in the export adds about 2.5 µs a value (1.2 s
+to 1.7 s). A bounded sample would be cheaper but misses a key that few values use,
+exactly the values a late writer leaves after a rotation.
+
 A manifest written before this record exists has no ``key_ids``: which keys its
 values need is unknown (``recorded_key_ids`` is None), and ``keys.retire`` treats
 such a set as one that may need any key.
@@ -31,10 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import TierArtifact
 from memops.backup.manifest import Manifest
-from memops.backup.redis_payload import sealed_key_id
 from memops.keyring import KeyRing
 from memops.memory_scan import DEFAULT_BATCH, scan_batch
-from memops.memory_values import CORRUPT, UNDECRYPTABLE, inspect_value
+from memops.memory_values import CORRUPT, UNDECRYPTABLE, inspect_value, key_id_of_value
 
 if TYPE_CHECKING:
     import redis
@@ -141,7 +147,7 @@ def check_sealed(
     while True:
         cursor, pairs = scan_batch(client, prefix, cursor, DEFAULT_BATCH)
         for key, raw in pairs:
-            key_id = sealed_key_id(raw) if raw is not None else None
+            key_id = key_id_of_value(raw) if raw is not None else None
             if key_id is None:
                 continue
             found.key_ids[key_id] += 1
