@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,14 @@ class ValueCheck:
 
 # One encoder for every value: json.dumps builds a new one per call when given options.
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+# A value as sealed_value writes it, in printable ASCII (what json.loads makes of it is
+# plain): its key id is read without parsing it.
+_TEXT = rb'[^"\\\x00-\x1f\x7f-\xff]*'
+_B64 = rb"[A-Za-z0-9+/=]*"
+_CANONICAL_SEALED = re.compile(
+    rb'\{"ciphertext":"' + _B64 + rb'","created_at":"' + _TEXT + rb'","enc":"' + _TEXT
+    + rb'","key_id":"(' + _TEXT + rb')","nonce":"' + _B64 + rb'"\}'
+)  # fmt: skip
 
 
 def canonical_json(value: Any) -> str:
@@ -176,9 +185,19 @@ def reseal(raw: bytes | str, key_name: str, ring: KeyRing) -> str | None:
 
 
 def key_id_of_value(raw: bytes | str) -> str | None:
-    """The key id an encrypted value names (without opening it); None for anything else."""
+    """The key id an encrypted value names (without opening it); None for anything else.
+
+    Bytes are UTF-8 JSON, as ``inspect_value`` reads them. Counting key ids reads
+    every value of a store: one that ``sealed_value`` wrote is read without parsing,
+    one that cannot name a key (no ``key_id``, no JSON escape) is not parsed either.
+    """
+    if isinstance(raw, bytes):
+        if canonical := _CANONICAL_SEALED.fullmatch(raw):
+            return canonical.group(1).decode("ascii")
+        if b"key_id" not in raw and b"\\" not in raw:
+            return None
     try:
-        envelope = json.loads(raw)
+        envelope = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, ValueError):
         return None
     key_id = envelope.get("key_id") if isinstance(envelope, dict) else None

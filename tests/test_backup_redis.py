@@ -2,12 +2,24 @@
 
 Not fixed ports: those in the ephemeral range can be taken by any client connection's
 local end at that moment.
+
+The key ids a backup records are read from real DUMP payloads: ``dump_string`` gives
+back every string as GET does, whatever encoding Redis chose (short and long lengths,
+integers, LZF); a namespace export counts exactly the key ids ``key_id_of_value`` finds
+in the values it holds (a sealed value Redis compressed included; other types, plain
+values and other tenants left out); a set records them in the Redis artifact's
+``extra`` (namespace sets from their dumps, whole sets from the live server after the
+BGSAVE), and an artifact from before the record reads as unknown.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,16 +27,21 @@ from pathlib import Path
 import pytest
 
 from memops import workload as wl
-from memops.backup.artifacts import BackupError, RestoreRefused
+from memops.backup.artifacts import BackupError, RestoreRefused, TierArtifact
 from memops.backup.redis_full import backup_full, check_rdb
 from memops.backup.redis_ns_export import export_namespace, summarize
 from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_nsfile import read_batches
+from memops.backup.redis_payload import dump_string
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.redis_server import server_version
+from memops.backup.redis_tier import RedisTier
 from memops.backup.redis_whole import restore_whole
 from memops.backup.scratch import free_port, scratch_redis
+from memops.backup.sealed_keys import KEY_IDS_DUMPS, KEY_IDS_LIVE, recorded_key_ids
 from memops.clients import redis_client
+from memops.keyring import KeyRing, new_keyring
+from memops.memory_values import canonical_json, key_id_of_value, sealed_value
 from memops.rebuild.redis_clear import clear_namespace
 
 pytestmark = pytest.mark.integration
@@ -385,3 +402,102 @@ def test_a_full_backup_of_a_server_elsewhere_never_reads_a_local_file(
     assert not opened and not list(stage.iterdir())
     done = backup_full(client, stage, server=server.target)
     assert not opened and done.tenants[""].count > 0
+
+
+# -- the key ids a set records -------------------------------------------------------
+
+KID = "kid"  # the prefix of these tests' values
+
+
+def _encoding(payload: bytes) -> str:
+    """How the DUMP payload of a string stores it (the RDB length byte after the type)."""
+    first = payload[1]
+    if first >> 6 == 3:
+        return {0xC0: "int8", 0xC1: "int16", 0xC2: "int32", 0xC3: "lzf"}[first]
+    return {0: "6-bit", 1: "14-bit", 2: "32-bit"}[first >> 6]
+
+
+def test_dump_string_reads_every_encoding_redis_writes(server: ScratchRedis) -> None:
+    client = redis_client(server.target)
+    rng = random.Random(5)
+    values = [b"", b"7", b"-300", b"70000", b"12345678901234", b"x" * 10, os.urandom(300)]
+    values += [os.urandom(20_000), os.urandom(70_000), b"ab" * 50, b"a" * 100_000]
+    values += [bytes(rng.choice(b'{}"ab:') for _ in range(n)) for n in (21, 64, 999, 5000)]
+    seen = Counter()
+    for number, value in enumerate(values):
+        client.set(f"k{number}", value)
+        payload = client.dump(f"k{number}")
+        seen[_encoding(payload)] += 1
+        assert dump_string(payload) == client.get(f"k{number}"), number
+    assert set(seen) == {"int8", "int16", "int32", "lzf", "6-bit", "14-bit", "32-bit"}
+    client.hset("a-hash", "f", "v")
+    assert dump_string(client.dump("a-hash")) is None
+    assert dump_string(b"\x00\xc3garbage-that-is-no-lzf-at-all") is None
+
+
+def _compressible_sealed(key: str, ring: KeyRing) -> str:
+    """A sealed envelope with a long repetitive field: Redis stores it LZF-compressed."""
+    sealed = sealed_value("x", "t", key_name=key, key_id=ring.active, secret=ring.active_secret)
+    return canonical_json({**json.loads(sealed), "padding": "p" * 400})
+
+
+def test_a_namespace_export_counts_exactly_the_key_ids_of_its_sealed_values(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    client = redis_client(server.target)
+    old = new_keyring()
+    ring = old.with_new_key()
+    load = wl.generate(21, 3, prefix=KID, keyring=old, redis_keys_per_tenant=40)
+    wl.write_redis(client, load)
+    tenant, other = load.tenants[0], load.tenants[1]
+    for number in range(7):  # a few values under the newer key
+        key = wl.redis_key(KID, tenant, "chat", f"new{number}")
+        client.set(key, sealed_value("n", "t", key_name=key, key_id=ring.active,
+                                     secret=ring.active_secret))  # fmt: skip
+    packed = wl.redis_key(KID, tenant, "chat", "packed")
+    client.set(packed, _compressible_sealed(packed, old))
+    assert _encoding(client.dump(packed)) == "lzf"
+    client.hset(wl.redis_key(KID, tenant, "chat", "a-hash"), "key_id", old.active)
+    client.set(wl.redis_key(KID, tenant, "chat", "number"), 12)
+
+    digest, _ = export_namespace(client, KID, tenant, tmp_path / "t.ns", meta={})
+
+    expected: Counter[str] = Counter()
+    for key in client.scan_iter(match=wl.tenant_pattern(KID, tenant)):
+        if wl.key_in_namespace(key.decode(), KID, tenant) and client.type(key) == b"string":
+            key_id = key_id_of_value(client.get(key))
+            if key_id:
+                expected[key_id] += 1
+    assert digest.key_ids is not None
+    assert digest.key_ids.to_dict() == dict(expected)
+    assert expected[ring.active] == 7 and expected[old.active] > 7
+    assert any(e.tenant == other and e.key_id for e in load.redis)  # not counted: not its own
+
+
+def test_a_set_records_the_key_ids_its_redis_tier_holds(
+    server: ScratchRedis, tmp_path: Path
+) -> None:
+    client = redis_client(server.target)
+    ring = new_keyring()
+    load = wl.generate(22, 2, prefix=KID, keyring=ring, redis_keys_per_tenant=30)
+    wl.write_redis(client, load)
+    tier = RedisTier(server.target, prefix=KID)
+    try:
+        (tmp_path / "ns").mkdir()
+        tenants = list(load.tenants[:2])
+        by_namespace = tier.backup(tmp_path / "ns", tenants=tenants)
+        (tmp_path / "full").mkdir()
+        whole = tier.backup(tmp_path / "full")
+    finally:
+        tier.close()
+    sealed = Counter(e.key_id for e in load.redis if e.key_id)
+    in_tenants = Counter(e.key_id for e in load.redis if e.key_id and e.tenant in tenants)
+    for artifact, expected, source in (
+        (by_namespace, in_tenants, KEY_IDS_DUMPS),
+        (whole, sealed, KEY_IDS_LIVE),
+    ):
+        read_back = TierArtifact.from_dict(artifact.to_dict())  # as the manifest keeps it
+        assert recorded_key_ids(read_back) == dict(expected) != {}
+        assert read_back.extra["key_ids_from"] == source
+    older = TierArtifact.from_dict({**whole.to_dict(), "extra": {"prefix": KID}})
+    assert recorded_key_ids(older) is None

@@ -7,8 +7,12 @@ is not overwritten; a rotation killed half way (SIGKILL of the real `invoke
 keys.rotate` process) resumes from its checkpoint and ends with every sealed
 value under the new key, while a reader that re-reads the ring file finds every
 value readable at every moment; retire refuses the active key and a key that
-values still name, and succeeds once they moved; a dry run changes nothing,
-not even the ring; bad input is one line and touches nothing.
+values still name, and succeeds once they moved; retire also refuses (naming
+them) while backup sets in the store hold values sealed with the key or do not
+record their key ids, fails when the store cannot be read, and with --force
+retires anyway, naming and auditing those sets; the drill opens the sealed values
+of the set it restores and fails naming a key id the ring lacks; a dry run changes
+nothing, not even the ring; bad input is one line and touches nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +37,20 @@ from op_calls import call
 from runbook_steps import check_output, parse, run_invoke
 
 from memops import workload as wl
+from memops.audit import AUDIT_FILE
+from memops.backup import sealed_keys
+from memops.backup.manifest import MANIFEST_NAME, parse_manifest
 from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.sealed_keys import PER_KEY, recorded_key_ids
+from memops.backup.store import LocalStore
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.keyring import KeyRing, is_vaulted, load_keyring, new_keyring, save_keyring
 from memops.keyring_vault import PASSWORD_FILE_ENV
 from memops.memory_scan import scan_batch
 from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
+from memops.ops.backup import CREATE
+from memops.ops.drill import DRILL
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
 from memops.rotation import (
     BatchWriter,
@@ -447,6 +458,170 @@ def test_retire_refuses_during_an_unfinished_rotation(stack: Stack) -> None:
     assert stack.ring() == ring
 
 
+# -- retire and the backup sets ----------------------------------------------------------
+
+CREATE_RAW = {"tier": None, "namespace": None, "target": None}
+
+
+def backed_up(stack: Stack, **given: Any) -> dict[str, Any]:
+    """``backup.create`` of the stack's Redis (whole, or ``namespace=[…]``): its document."""
+    code, made, err = stack.call(CREATE, **CREATE_RAW | given)
+    assert code == EXIT_OK, err
+    return made
+
+
+def sets_store(stack: Stack) -> LocalStore:
+    return LocalStore(stack.state / "backups")
+
+
+def audit_lines(stack: Stack) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (stack.state / AUDIT_FILE).read_text().splitlines()]
+
+
+def test_retire_refuses_while_a_retained_backup_set_needs_the_key(stack: Stack) -> None:
+    """Issue #22: a set taken before the rotation holds values sealed with the old key."""
+    old_ring, load = seeded(stack, tenants=2, redis_keys_per_tenant=30)
+    tenant = load.tenants[0]
+    by_tenant = backed_up(stack, namespace=[tenant])["set_id"]
+    whole = backed_up(stack)["set_id"]
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    ring = stack.ring()
+    after = backed_up(stack)["set_id"]  # taken after the rotation: only the new key
+    sealed = [e for e in load.redis if e.key_id]
+    recorded = {
+        m.set_id: recorded_key_ids(m.artifacts["redis"]) for m in sets_store(stack).list_sets().sets
+    }
+    assert recorded == {
+        by_tenant: {old_ring.active: len([e for e in sealed if e.tenant == tenant])},
+        whole: {old_ring.active: len(sealed)},
+        after: {ring.active: len(sealed)},
+    }
+    ring_bytes = stack.ring_path.read_bytes()
+
+    for dry_run in (True, False):
+        code, doc, err = stack.call(RETIRE, key_id=old_ring.active, dry_run=dry_run, yes=True)
+        assert code == EXIT_BAD_INPUT and doc["ok"] is False
+        assert len(err.splitlines()) == 1 and "--force" in err
+        assert "is still needed by 2 retained backup set(s)" in err
+        assert by_tenant in err and whole in err and after not in err
+    assert stack.ring_path.read_bytes() == ring_bytes
+    assert audit_lines(stack)[-1]["result"] == "refused"
+
+    code, doc, err = stack.call(RETIRE, key_id=old_ring.active, force=True, dry_run=True, yes=True)
+    assert code == EXIT_OK and doc["forced"] and stack.ring_path.read_bytes() == ring_bytes
+    code, doc, err = stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)
+
+    assert code == EXIT_OK, err
+    assert set(stack.ring().keys) == {ring.active}
+    assert doc["forced"] and set(doc["backup_sets"]["needing"]) == {by_tenant, whole}
+    assert "2 retained backup set(s) hold values sealed with key" in err
+    assert by_tenant in err and whole in err and after not in err
+    audit = audit_lines(stack)[-1]
+    assert audit["action"] == "keys.retire" and audit["result"] == "forced"
+    assert audit["details"]["sets_needing"] == sorted([by_tenant, whole])
+
+
+def test_retire_once_the_sets_are_gone_needs_no_force(stack: Stack) -> None:
+    old_ring, _load = seeded(stack, tenants=1, redis_keys_per_tenant=10)
+    before = backed_up(stack)["set_id"]
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    assert stack.call(RETIRE, key_id=old_ring.active, yes=True)[0] == EXIT_BAD_INPUT
+    sets_store(stack).delete_set(before)  # retention dropped it
+
+    code, doc, err = stack.call(RETIRE, key_id=old_ring.active, yes=True)
+
+    assert code == EXIT_OK, err
+    assert not doc["forced"] and old_ring.active not in stack.ring().keys
+
+
+def test_retire_cannot_tell_for_a_set_from_before_the_record(stack: Stack) -> None:
+    """A manifest written before sets recorded key ids: it may need any key."""
+    old_ring, _load = seeded(stack, tenants=1, redis_keys_per_tenant=10)
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    set_id = backed_up(stack)["set_id"]  # after the rotation, but its record is stripped
+    path = stack.state / "backups" / set_id / MANIFEST_NAME
+    manifest = parse_manifest(path.read_bytes())
+    artifact = manifest.artifacts["redis"]
+    older = replace(artifact, extra={"prefix": artifact.extra["prefix"]})
+    path.write_bytes(replace(manifest, artifacts={"redis": older}).to_bytes())
+    ring_bytes = stack.ring_path.read_bytes()
+
+    code, _doc, err = stack.call(RETIRE, key_id=old_ring.active, yes=True)
+
+    assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1
+    assert "may be needed by 1 retained backup set(s) that do not record" in err and set_id in err
+    assert stack.ring_path.read_bytes() == ring_bytes
+    code, doc, err = stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)
+    assert code == EXIT_OK and doc["backup_sets"]["unknown"] == [set_id] and set_id in err
+
+
+def test_retire_with_a_backup_store_it_cannot_read_fails_unless_forced(stack: Stack) -> None:
+    old_ring, _load = seeded(stack, tenants=1, redis_keys_per_tenant=10)
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    (stack.inventory / "group_vars" / "all.yml").write_text("backup_target: tape\n")
+    ring_bytes = stack.ring_path.read_bytes()
+
+    code, _doc, err = stack.call(RETIRE, key_id=old_ring.active, yes=True)
+
+    assert code == EXIT_FAILED and len(err.splitlines()) == 1
+    assert "cannot read the backup sets" in err and "tape" in err and "--force" in err
+    assert stack.ring_path.read_bytes() == ring_bytes
+    code, doc, err = stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)
+    assert code == EXIT_OK and doc["forced"] and "could not be checked" in err
+
+
+def drilled(stack: Stack, set_id: str | None = None) -> tuple[int, dict[str, Any], str]:
+    return stack.call(DRILL, set_id=set_id, target=None)
+
+
+def test_the_drill_opens_sealed_values_and_fails_naming_a_key_the_ring_lacks(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #22: a set whose values need a retired key restores values nothing opens."""
+    old_ring, load = seeded(stack, tenants=4, redis_keys_per_tenant=60)
+    tenant = load.tenants[0]
+    sealed = [e for e in load.redis if e.key_id]
+    assert len(sealed) > PER_KEY  # the drill opens a sample of them, not all
+    moved = next(e for e in sealed if e.tenant != tenant)
+    copied = wl.redis_key(PREFIX, moved.tenant, "chat", "copied")
+    stack.client.set(copied, moved.value)  # its tag names another key: corrupt, not missing
+    whole = backed_up(stack)["set_id"]
+    by_tenant = backed_up(stack, namespace=[tenant])["set_id"]
+    stack.client.delete(copied)  # no rotation moves it: it does not open
+
+    monkeypatch.setattr(sealed_keys, "PER_KEY", len(sealed) + 1)  # this time: open them all
+    code, report, err = drilled(stack, whole)
+
+    assert code == EXIT_OK, err
+    found = report["tiers"]["redis"]["sealed"]
+    assert found["key_ids"] == {old_ring.active: len(sealed) + 1}
+    assert found["opened"] == len(sealed) and found["corrupt"] == {"tag_mismatch": 1}
+    assert found["missing"] == {}
+    monkeypatch.setattr(sealed_keys, "PER_KEY", PER_KEY)  # the sample again
+    code, report, err = drilled(stack, whole)
+    found = report["tiers"]["redis"]["sealed"]
+    assert code == EXIT_OK and found["opened"] + sum(found["corrupt"].values()) == PER_KEY
+
+    assert stack.call(ROTATE, yes=True)[0] == EXIT_OK
+    assert stack.call(RETIRE, key_id=old_ring.active, force=True, yes=True)[0] == EXIT_OK
+    for set_id, count in ((whole, len(sealed) + 1), (by_tenant, None)):
+        code, report, err = drilled(stack, set_id)
+        assert code == EXIT_FAILED and report["failed_tier"] == "redis"
+        assert err.startswith("memops backup.drill: redis: sealed values name key(s) the key ring")
+        assert old_ring.active in err and "does not hold" in err
+        missing = report["tiers"]["redis"]["sealed"]["missing"]
+        assert set(missing) == {old_ring.active}
+        assert count is None or missing[old_ring.active] == count
+
+    after = backed_up(stack)["set_id"]  # every value under the active key
+    code, report, err = drilled(stack)
+    assert code == EXIT_OK and report["set_id"] == after, err
+    active = stack.ring().active
+    stack.ring_path.unlink()
+    code, report, err = drilled(stack)
+    assert code == EXIT_FAILED and "no key ring at" in err and active in err
+
+
 # -- dry run, init, status, refusals -----------------------------------------------------
 
 
@@ -523,7 +698,8 @@ def test_refusals_are_one_line_and_touch_nothing(
 
 RUNBOOK = REPO / "docs" / "runbooks" / "key-rotation.md"
 RUNBOOK_PREFIX = "claude-flow"  # the page's
-CAPTURED = ("old-key", "new-key", "next-key")  # key ids, read from the output that names them
+# key ids and the set of step 2, read from the output that first names them
+CAPTURED = ("old-key", "new-key", "next-key", "set-id")
 
 
 def _seed(stack: Stack) -> None:
@@ -543,6 +719,13 @@ def _seal_three_with_the_old_key(stack: Stack) -> None:
         stack.client.set(key, value, ex=3600)
 
 
+def _sets_age_out(stack: Stack) -> None:
+    """Retention drops the sets taken before the rotation: prune removes them."""
+    store = sets_store(stack)
+    for manifest in store.list_sets().sets:
+        store.delete_set(manifest.set_id)
+
+
 def _kill_a_rotation_half_way(stack: Stack) -> None:
     first = rotate_process(stack, "--batch", "5", "--yes")
     wait_for_progress(checkpoint_path(stack.state), first, batches=40)
@@ -554,13 +737,14 @@ def _kill_a_rotation_half_way(stack: Stack) -> None:
 BEFORE = {
     ("Procedure", 2): ("invoke keys.status", _seed),
     ("Procedure", 7): ("invoke keys.status", _seal_three_with_the_old_key),
+    ("Procedure", 11): ("invoke keys.retire <old-key> --dry-run", _sets_age_out),
     ("After an interruption", 0): ("invoke keys.status", _kill_a_rotation_half_way),
 }
 
 
 def test_the_runbook_has_its_procedures() -> None:
     sections = {s.title: s.steps for s in parse(RUNBOOK.read_text(), heading="## ")}
-    assert len(sections["Procedure"]) == 11 and len(sections["After an interruption"]) == 2
+    assert len(sections["Procedure"]) == 13 and len(sections["After an interruption"]) == 2
     assert not sections["Before you start"] and not sections["Ansible Vault"]
 
 
@@ -576,7 +760,7 @@ def test_every_step_prints_what_the_runbook_says(stack: Stack) -> None:
             lines = run_invoke(step, values, stack.inventory, stack.state)
             check_output(step, lines, values, captured=CAPTURED)
             ran += 1
-    assert ran == 13
+    assert ran == 15
     ring = stack.ring()
     assert ring.active == values["next-key"] and set(ring.keys) == {values["new-key"], ring.active}
     sealed = [v for v in stack.client.mget(list(stack.client.scan_iter(count=1000))) if v]

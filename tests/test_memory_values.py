@@ -75,6 +75,43 @@ def test_a_key_the_ring_lacks_is_undecryptable_not_corrupt(ring) -> None:
     assert mv.key_id_of_value(raw) == other.active
 
 
+def _parsed_key_id(raw: bytes) -> str | None:
+    """key_id_of_value the slow way: parse the UTF-8 JSON, read the envelope."""
+    try:
+        envelope = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return None
+    key_id = envelope.get("key_id") if isinstance(envelope, dict) else None
+    return key_id if isinstance(key_id, str) and "enc" in envelope else None
+
+
+def test_key_id_of_value_reads_what_parsing_reads(ring) -> None:
+    """A sealed value is read without parsing, the rest is parsed only when it may name a key."""
+    sealed = mv.sealed_value("c", "t", key_name=KEY, key_id=ring.active, secret=ring.active_secret)
+    escaped = mv.canonical_json({"enc": "x", "key_id": "abc", "zz": 1}).replace(
+        "key_", "key\\u005f"
+    )
+    cases = [
+        sealed,
+        sealed.replace('"created_at":"t"', '"created_at":"t\\u00e9"'),  # escaped: parsed
+        sealed.replace('"created_at":"t"', '"created_at":"t\u00e9"'),  # not ASCII: parsed
+        sealed.replace('"}', '"\x01}'),  # not JSON
+        sealed.replace('"enc"', '"ENC"'),
+        escaped,
+        mv.plain_value("c", "t"),
+        '{"key_id":"a"}',
+        '["enc","key_id"]',
+        "not json",
+        "",
+    ]
+    for text in cases:
+        assert mv.key_id_of_value(text.encode()) == _parsed_key_id(text.encode()), text
+        assert mv.key_id_of_value(text) == _parsed_key_id(text.encode()), text
+    assert mv.key_id_of_value(sealed.encode()) == ring.active
+    assert mv.key_id_of_value(escaped.encode()) == "abc"
+    assert mv.key_id_of_value(sealed.encode("utf-16")) is None  # inspect_value reads UTF-8
+
+
 def test_reseal_moves_a_value_to_the_active_key_and_keeps_its_content(ring) -> None:
     raw = mv.sealed_value("kept", "t0", key_name=KEY, key_id=ring.active, secret=ring.active_secret)
     assert mv.reseal(raw, KEY, ring) is None  # already under the active key

@@ -89,7 +89,7 @@ class ScratchCopy:
     summaries: dict[str, TenantSummary]
     seconds: float
     points: list[tuple[str, str]] | None = None  # qdrant: (id, tenant)
-    connection: Any = None  # postgresql: a connection to the scratch database
+    connection: Any = None  # postgresql: a connection to the scratch database; redis: a client
 
 
 def scratch_name(base: str) -> str:

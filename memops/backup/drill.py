@@ -5,8 +5,12 @@ port, PostgreSQL in a scratch database, Qdrant in scratch collections. Each
 tier's restored counts and content checksums are compared with the
 manifest's, per tenant; then the tiers are checked against each other
 (every Qdrant point has its live, indexed ``memory_items`` row and the
-reverse). RTO is the time the restores took, RPO the age of the set when the
-drill began. The scratch copies are removed whatever happens.
+reverse). The restored Redis copy's sealed values must open with the current
+key ring: each value is read for the key id it names, a value naming a key the
+ring lacks fails the drill (naming the key id), and a sample of each key's
+values is decrypted (``memops.backup.sealed_keys.check_sealed``). RTO is the
+time the restores took, RPO the age of the set when the drill began. The scratch
+copies are removed whatever happens.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from memops.backup.artifacts import BackupError, ScratchCopy, TenantSummary
 from memops.backup.cross_tier import CrossTierReport, check_cross_tier
 from memops.backup.engines import TierEngine, tier_errors
 from memops.backup.manifest import Manifest
+from memops.backup.sealed_keys import check_sealed
 from memops.backup.sets import Progress, _quiet, work_dir
 from memops.backup.store import BackupStore
 from memops.backup.verify import verify_set
+from memops.keyring import KeyRing
 
 SHOWN = 5
 
@@ -80,7 +86,11 @@ def run_drill(
     key: Any = None,
     scratch_base: Path | None = None,
     progress: Progress = _quiet,
+    keyring: KeyRing | None = None,
+    keyring_label: str = "no key ring holds",
 ) -> DrillReport:
+    """``keyring``: the ring sealed values must open with (None: there is none);
+    ``keyring_label`` completes "sealed values name key(s) …" in a failure."""
     began = time.monotonic()
     report = DrillReport(manifest.set_id, datetime.now(UTC))
     report.rpo_s = round((report.started_at - manifest.finished_at).total_seconds(), 3)
@@ -115,6 +125,17 @@ def run_drill(
                 }
                 if problems:
                     raise _TierFailed(tier, f"{len(problems)} tenant(s) differ: {problems[0]}")
+                if tier == "redis" and copy.connection is not None:
+                    progress("redis: opening sealed values with the key ring")
+                    prefix = artifact.extra.get("prefix") or getattr(engines[tier], "prefix", "")
+                    try:
+                        with tier_errors(tier):
+                            sealed = check_sealed(copy.connection, str(prefix), keyring)
+                    except BackupError as exc:
+                        raise _TierFailed(tier, str(exc)) from None
+                    report.tiers[tier]["sealed"] = sealed.to_dict()
+                    if not sealed.ok:
+                        raise _TierFailed(tier, sealed.problem(keyring_label))
             report.rto_s = round(sum(c.seconds for c in restored.values()), 3)
             pg, qd = restored.get("postgresql"), restored.get("qdrant")
             if pg is not None and qd is not None and pg.connection is not None:

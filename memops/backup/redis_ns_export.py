@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 
 from memops.backup.artifacts import BackupError, TenantSummary
 from memops.backup.redis_nsfile import NamespaceWriter, Record, encode_record
+from memops.backup.redis_payload import KeyIdTally
 from memops.backup.resp import RawReplies, command
 from memops.progress import meter
 from memops.workload import namespace_key_pattern, tenant_pattern
@@ -86,6 +87,7 @@ class NamespaceDigest:
     vanished: int = 0  # listed by SCAN, gone before their DUMP: not in the count
     rdb_format: str = ""
     _sum: int = 0
+    key_ids: KeyIdTally | None = None  # given: count the key ids of the sealed values absorbed
 
     def __post_init__(self) -> None:
         self._seen: set[bytes] = set()
@@ -101,6 +103,8 @@ class NamespaceDigest:
         self._sum += content_sum(keys, contents)
         self.count += len(keys)
         self.vanished += batch.vanished
+        if self.key_ids is not None:
+            self.key_ids.add(keys, contents)
         if records and not self.rdb_format:
             self.rdb_format = str(int.from_bytes(records[-1][-FOOTER:-8], "little"))
         return records
@@ -240,10 +244,13 @@ def export_namespace(
     meta: dict[str, object],
     count: int = SCAN_COUNT,
 ) -> tuple[NamespaceDigest, int]:
-    """Write one namespace to ``path`` (renamed into place when complete): digest, bytes."""
+    """Write one namespace to ``path`` (renamed into place when complete): digest, bytes.
+
+    The digest also counts the key ids its sealed values name (``digest.key_ids``).
+    """
     return _export(
         scan_namespace(client, prefix, tenant, count=count),
-        NamespaceDigest(prefix, tenant),
+        NamespaceDigest(prefix, tenant, key_ids=KeyIdTally()),
         path,
         {**meta, "prefix": prefix, "tenant": tenant},
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +38,10 @@ from memops.backup.redis_ns_restore import restore_namespace
 from memops.backup.redis_server import server_version
 from memops.backup.redis_whole import restore_whole
 from memops.backup.scratch import scratch_redis
+from memops.backup.sealed_keys import KEY_IDS_DUMPS, KEY_IDS_LIVE, key_ids_extra
 from memops.backup.verify import register_checker
 from memops.clients import redis_client
+from memops.memory_scan import NOT_SEALED, key_id_counts
 from memops.targets import RedisTarget
 
 TIER = "redis"
@@ -74,9 +77,15 @@ class RedisTier:
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact:
         if tenants is None:
             artifact = backup_full(self.client, staging, server=self.target)
-            return replace(artifact, kinds={RDB_FILE: "rdb"}, extra=self._extra())
+            # The RDB is opaque here: the key ids are counted on the live server right after
+            # the BGSAVE (no rotation runs meanwhile: both hold the stack lock).
+            counted = key_id_counts(self.client, self.prefix)
+            counted.pop(NOT_SEALED, None)
+            extra = {**self._extra(), **key_ids_extra(counted, KEY_IDS_LIVE)}
+            return replace(artifact, kinds={RDB_FILE: "rdb"}, extra=extra)
         version = server_version(self.client)
         files, summaries = [], {}
+        key_ids: Counter[str] = Counter()
         for tenant in tenants:
             name = namespace_file(tenant)
             digest, _size = export_namespace(
@@ -84,6 +93,8 @@ class RedisTier:
             )
             files.append(name)
             summaries[tenant] = digest.summary()
+            if digest.key_ids is not None:
+                key_ids.update(digest.key_ids.counts)
         return TierArtifact(
             tier=TIER,
             scope="namespaces",
@@ -91,7 +102,11 @@ class RedisTier:
             tenants=summaries,
             versions={"redis": version},
             positions={},
-            extra={**self._extra(), "namespace_files": dict(zip(tenants, files, strict=True))},
+            extra={
+                **self._extra(),
+                "namespace_files": dict(zip(tenants, files, strict=True)),
+                **key_ids_extra(key_ids, KEY_IDS_DUMPS),
+            },
         )
 
     def _extra(self) -> dict[str, Any]:
@@ -157,7 +172,10 @@ class RedisTier:
 
     @contextlib.contextmanager
     def scratch_restore(self, staging: Path, artifact: TierArtifact) -> Iterator[ScratchCopy]:
-        """The set's RDB (or namespace dumps) loaded into a private redis-server."""
+        """The set's RDB (or namespace dumps) loaded into a private redis-server.
+
+        The copy's ``connection`` is a client of that server (the drill reads its values).
+        """
         started = time.monotonic()
         if artifact.scope == "namespaces":
             with scratch_redis(None) as target, redis_client(target) as client:
@@ -169,7 +187,7 @@ class RedisTier:
                     )
                 seconds = time.monotonic() - started
                 summaries = {t: summarize(client, prefix, t).summary() for t in named}
-                yield ScratchCopy(summaries, seconds)
+                yield ScratchCopy(summaries, seconds, connection=client)
             return
         rdb = staging / RDB_FILE
         with scratch_redis(rdb) as target, redis_client(target) as client:
@@ -183,4 +201,4 @@ class RedisTier:
             checksum = expected.checksum if expected else ""
             # The scratch server loaded exactly the verified file (its sha256 is the set's):
             # what is left to compare is how many keys it read from it.
-            yield ScratchCopy({"": TenantSummary(keys, checksum)}, seconds)
+            yield ScratchCopy({"": TenantSummary(keys, checksum)}, seconds, connection=client)

@@ -12,10 +12,11 @@ from memops.backup.drill import DrillReport, run_drill
 from memops.backup.engines import engines
 from memops.backup.metrics import record_drill
 from memops.backup.sets import newest_whole_set
-from memops.backup.settings import BackupSettings
+from memops.backup.settings import BackupSettings, inventory_vars
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
 from memops.inventory import Inventory
+from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.ops import options
 from memops.ops.backup import (
     TARGET_OPTION,
@@ -45,6 +46,7 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
     except BackupError as exc:
         return Outcome.refused(str(exc), code=EXIT_BAD_INPUT if set_id else EXIT_FAILED)
     tiers = [t for t in manifest.tiers if t in deployed_tiers(targets)]
+    ring, ring_label = drill_keyring(inventory)
     try:
         with engines(targets, tiers) as opened:
             report = run_drill(
@@ -52,6 +54,8 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
                 manifest,
                 opened,
                 **procedure_options(inventory, key),
+                keyring=ring,
+                keyring_label=ring_label,
             )
     except BackupError as exc:
         report = DrillReport(manifest.set_id, datetime.now(UTC), problem=str(exc))
@@ -70,6 +74,8 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
             f"  {tier:<10} {result['items']:>9} item(s) in {result['seconds']:.2f} s  "
             + ("match" if result["ok"] else f"{result['mismatch_count']} tenant(s) differ")
         )
+        if sealed := result.get("sealed"):
+            lines.append(f"  {'':<10} {_sealed_line(sealed)}")
     if report.cross_tier is not None:
         lines.append(f"  cross-tier: {report.cross_tier.summary()}")
     lines.append(f"  RTO {report.rto_s} s, RPO {report.rpo_s} s")
@@ -80,6 +86,34 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
         error=report.problem,
         audit={"set_id": report.set_id, "failed_tier": report.failed_tier},
     )
+
+
+def drill_keyring(inventory: Inventory) -> tuple[KeyRing | None, str]:
+    """The key ring the restored values must open with, and how a failure names it."""
+    path = keyring_path(inventory_vars(inventory), inventory.state_dir)
+    try:
+        ring = load_keyring(path)
+    except KeyRingError as exc:
+        return None, f"that no key ring opens here ({exc})"
+    if ring is None:
+        return None, f"that no key ring opens here (no key ring at {path})"
+    return ring, f"the key ring {path} does not hold"
+
+
+def _sealed_line(sealed: dict) -> str:
+    """The sealed values of the restored Redis copy: per key id, what opened."""
+    keys = sealed["key_ids"]
+    total = sum(keys.values())
+    if not total:
+        return "sealed values: none"
+    named = ", ".join(f"{k} {n:,}" for k, n in keys.items())
+    line = f"sealed values: {total:,} ({named}); {sealed['opened']:,} opened with the key ring"
+    if sealed["missing"]:
+        line += f", {sum(sealed['missing'].values()):,} under key(s) it lacks"
+    if sealed["corrupt"]:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sealed["corrupt"].items())
+        line += f", {sum(sealed['corrupt'].values()):,} corrupt ({reasons})"
+    return line
 
 
 def _keep_report(state_dir: Path, document: dict) -> None:

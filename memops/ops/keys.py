@@ -4,8 +4,11 @@
 many Redis values each one seals; ``keys.rotate`` adds a new key, makes it
 active, saves the ring and only then re-encrypts the values (resuming an
 interrupted rotation from its checkpoint instead when there is one);
-``keys.retire`` removes a key that no value names any more. Key ids are
-fingerprints, safe to print and audit; the secrets stay in the ring file.
+``keys.retire`` removes a key that no value names any more, neither in Redis nor in
+a backup set the store still holds (each set's manifest records the key ids of its
+sealed values, ``memops.backup.sealed_keys``; ``--force`` retires anyway and names
+the sets left with values no key opens). Key ids are fingerprints, safe to print
+and audit; the secrets stay in the ring file.
 
 A refusal before anything changed (no ring, an unsafe ring file, nothing
 deployed, an unknown or active key, not confirmed) is exit 2; Redis failing
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
 from memops.backup.redis_tier import DEFAULT_PREFIX
-from memops.backup.settings import inventory_vars
+from memops.backup.sealed_keys import SetsNeeding, sets_needing
+from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory
@@ -378,8 +382,72 @@ def _rotate_outcome(
 
 # -- keys.retire -------------------------------------------------------------------------
 
+SHOWN_SETS = 10  # set ids a refusal names; --json lists every one
 
-def retire(context: Context, *, key_id: str, batch: int, dry_run: bool, yes: bool) -> Outcome:
+
+def _set_names(manifests: tuple[Any, ...]) -> str:
+    names = [m.set_id for m in manifests]
+    shown = ", ".join(names[:SHOWN_SETS])
+    return shown + (f" and {len(names) - SHOWN_SETS} more" if len(names) > SHOWN_SETS else "")
+
+
+def _retained_sets(inventory: Inventory, key_id: str) -> tuple[SetsNeeding | None, str, str]:
+    """The sets of the inventory's backup store that need ``key_id``; the store; a problem.
+
+    Every complete set in the store counts: it can be restored until prune removes it.
+    """
+    settings = BackupSettings.of(inventory)
+    try:
+        store = settings.store()
+    except BackupError as exc:
+        return None, "the backup store", str(exc)
+    try:
+        listing = store.list_sets()
+    except BackupError as exc:
+        return None, store.description, str(exc)
+    return sets_needing(listing.sets, key_id), store.description, ""
+
+
+def _sets_refusal(key_id: str, found: SetsNeeding, store: str) -> str:
+    needing, unknown = found.needing, found.unknown
+    parts = []
+    if needing:
+        parts.append(
+            f"is still needed by {len(needing)} retained backup set(s) ({_set_names(needing)})"
+        )
+    if unknown:
+        sets = f"{len(unknown)}" if needing else f"{len(unknown)} retained backup set(s)"
+        parts.append(
+            f"may be needed by {sets} that do not record which keys their values use "
+            f"(taken by an older memops: {_set_names(unknown)})"
+        )
+    return (
+        f"key {key_id} {' and '.join(parts)}: restored after the retire, their values sealed "
+        f"with it would open with no key; retire it once they have left {store} "
+        "(backup.prune removes them as the retention policy allows), or pass --force"
+    )
+
+
+def _forced_line(key_id: str, found: SetsNeeding | None, problem: str, *, dry_run: bool) -> str:
+    """What --force leaves behind: the sets whose values no key will open."""
+    if found is None:
+        return (
+            f"the backup sets could not be checked ({problem}): any of them may hold "
+            f"values sealed with key {key_id}"
+        )
+    will = "would hold" if dry_run else "hold"
+    sets = (*found.needing, *found.unknown)
+    now = "once it is removed" if dry_run else "now"
+    return (
+        f"{len(sets)} retained backup set(s) {will} values sealed with key {key_id} "
+        f"that no key opens {now}: {_set_names(sets)}; restore them only with a copy of the "
+        "ring from before this retire"
+    )
+
+
+def retire(
+    context: Context, *, key_id: str, batch: int, force: bool, dry_run: bool, yes: bool
+) -> Outcome:
     inventory = context.require_inventory()
     path = ring_file(inventory)
     import redis
@@ -411,10 +479,40 @@ def retire(context: Context, *, key_id: str, batch: int, dry_run: bool, yes: boo
                 f"{using:,} value(s) under {value_pattern(prefix)} are still sealed with key "
                 f"{key_id}: run `invoke keys.rotate --no-new-key` to move them, then retire it"
             )
-        document = {"ok": True, "keyring": str(path), "key_id": key_id, "dry_run": dry_run}
+        found, store, problem = _retained_sets(inventory, key_id)
+        if not force:
+            if problem:
+                raise _Failed(
+                    f"cannot read the backup sets in {store}: {problem}; retire key {key_id} "
+                    "once they can be checked, or pass --force"
+                )
+            if found is not None and found.found:
+                raise _Refused(_sets_refusal(key_id, found, store))
+        forced = bool(problem) or (found is not None and found.found)
+        backups = {
+            "store": store,
+            "problem": problem,
+            **(found.to_dict() if found is not None else {"needing": {}, "unknown": []}),
+        }
+        document = {
+            "ok": True,
+            "keyring": str(path),
+            "key_id": key_id,
+            "dry_run": dry_run,
+            "forced": forced,
+            "backup_sets": backups,
+        }
+        notes = [_forced_line(key_id, found, problem, dry_run=dry_run)] if forced else []
         if dry_run:
-            line = f"dry run: would remove key {key_id} from {path}; no value uses it"
-            return Outcome(EXIT_OK, document, lines=[line, "nothing changed"], result="dry-run")
+            needed = "" if forced else ", no retained backup set needs it"
+            line = f"dry run: would remove key {key_id} from {path}; no value uses it{needed}"
+            return Outcome(
+                EXIT_OK,
+                document,
+                lines=[line, "nothing changed"],
+                notes=notes,
+                result="dry-run",
+            )
         confirm(f"remove key {key_id} from the key ring {path} for good", yes=yes)
         save_keyring(path, ring.without_key(key_id))
     except NotConfirmed as exc:
@@ -424,11 +522,21 @@ def retire(context: Context, *, key_id: str, batch: int, dry_run: bool, yes: boo
     except (_Refused, _Failed) as exc:
         return _outcome_error(exc, keyring=str(path), key_id=key_id)
     left = sorted(k for k in ring.keys if k != key_id)
+    audit: dict[str, Any] = {"key_id": key_id}
+    if forced:
+        audit |= {
+            "forced": True,
+            "sets_needing": sorted(backups["needing"]),
+            "sets_unknown": backups["unknown"],
+            "backup_problem": problem,
+        }
     return Outcome(
         EXIT_OK,
         {**document, "keys": left},
         lines=[f"retired key {key_id}: the ring {path} now holds {', '.join(left)}"],
-        audit={"key_id": key_id},
+        notes=notes,
+        result="forced" if forced else "",
+        audit=audit,
     )
 
 
@@ -453,6 +561,7 @@ RETIRE = Operation(
     options={
         "key_id": options.key_id(),
         "batch": _BATCH,
+        "force": options.flag(),
         "dry_run": options.flag(),
         "yes": options.flag(),
     },

@@ -85,5 +85,5 @@ def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, jso
 
 @memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest whole set)"})
 def drill(c: Context, inventory=None, set_id=None, target=None, json=False):
-    """Restore a set into scratch copies, compare with its manifest, measure RTO and RPO."""
+    """Restore a set into scratch copies, check it and its sealed values, measure RTO and RPO."""
     run(c, DRILL, inventory=inventory, json=json, set_id=set_id, target=target)

@@ -12,6 +12,10 @@ _HELP = {
     "key_id": "the key id to remove, as keys.status prints it (16 hex digits)",
     "vault": "encrypt the new ring file with Ansible Vault (ANSIBLE_VAULT_PASSWORD_FILE)",
     "no_new_key": "move the values under the current active key, without adding a key",
+    "force": (
+        "retire even though retained backup sets hold values sealed with the key (or cannot "
+        "be checked): those sets then restore values no key opens; names them and audits it"
+    ),
 }
 
 
@@ -45,8 +49,17 @@ def rotate(
 
 
 @memops_task(help=_HELP)
-def retire(c: Context, key_id, batch=None, inventory=None, dry_run=False, yes=False, json=False):
-    """Remove an old key from the ring; refused while any value is sealed with it."""
+def retire(
+    c: Context,
+    key_id,
+    batch=None,
+    force=False,
+    inventory=None,
+    dry_run=False,
+    yes=False,
+    json=False,
+):
+    """Remove an old key from the ring; refused while a value or a retained backup set uses it."""
     run(
         c,
         RETIRE,
@@ -54,6 +67,7 @@ def retire(c: Context, key_id, batch=None, inventory=None, dry_run=False, yes=Fa
         json=json,
         key_id=key_id,
         batch=batch,
+        force=force,
         dry_run=dry_run,
         yes=yes,
     )
