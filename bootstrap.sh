@@ -30,11 +30,12 @@ if ! command -v openssl >/dev/null 2>&1; then
     echo "bootstrap: installing openssl"
     apt_install openssl
 fi
-# jq and curl: docs/restore-by-hand.md restores a set with standard tools only, and its
-# test follows the page.
-if ! command -v jq >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
-    echo "bootstrap: installing jq and curl"
-    apt_install jq curl
+# jq, curl and age: docs/restore-by-hand.md restores a set with standard tools only (age
+# opens encrypted sets), and its test follows the page.
+if ! command -v jq >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 \
+    || ! command -v age >/dev/null 2>&1; then
+    echo "bootstrap: installing jq, curl and age"
+    apt_install jq curl age
 fi
 # Ansible's service and daemon helpers used by the roles.
 if ! command -v start-stop-daemon >/dev/null 2>&1 || ! command -v setfacl >/dev/null 2>&1; then

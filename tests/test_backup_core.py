@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,15 @@ from backup_sets import write_set
 
 from memops.backup import verify
 from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
-from memops.backup.crypto import BackupKey, DecryptingReader, EncryptingReader, load_key
+from memops.backup.crypto import (
+    BackupKey,
+    DecryptingReader,
+    EncryptingReader,
+    decrypting_reader,
+    encrypted_size,
+    encrypting_reader,
+    load_key,
+)
 from memops.backup.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -410,6 +419,95 @@ def test_the_drill_never_picks_a_set_the_key_does_not_authenticate(tmp_path: Pat
     forged, _ = write_set(store, tmp_path / "c", key=KEY)
     _rewrite_manifest(store, forged.set_id, lambda d: d.update(finished_at=d["started_at"]))
     assert newest_whole_set(store, KEY).set_id == good.set_id
+
+
+def _age_keygen(path: Path) -> Path:
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_set_opens_with_the_standard_age_tool_and_its_age_keygen_key(tmp_path: Path) -> None:
+    """New sets are age files: `age -d -i` the key file (made by age-keygen) opens them."""
+    key = BackupKey.from_file(_age_keygen(tmp_path / "backup.key"))
+    assert key.age_identity
+    store = LocalStore(tmp_path / "backups")
+    manifest, sources = write_set(store, tmp_path, key=key)
+    assert manifest.encryption and manifest.encryption.algorithm == "age"
+    for record in manifest.files:
+        stored = store.root / manifest.set_id / record.name
+        assert stored.stat().st_size == record.size
+        opened = subprocess.run(
+            ["age", "-d", "-i", str(tmp_path / "backup.key"), str(stored)],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert opened == sources[record.name].read_bytes()
+        assert hashlib.sha256(opened).hexdigest() == record.plain_sha256
+    assert verify_set(store, manifest.set_id, key=key, keep_dir=tmp_path / "keep").ok
+
+
+def test_an_older_raw_key_stands_for_the_identity_it_prints(tmp_path: Path) -> None:
+    """A 32-byte key: sets go to the identity HKDF'd from it, which age_identity prints."""
+    store = LocalStore(tmp_path / "backups")
+    manifest, sources = write_set(store, tmp_path, key=KEY)
+    key_file = tmp_path / "backup.key"
+    key_file.write_text(base64.b64encode(KEY.secret).decode())
+    key_file.chmod(0o600)
+    identity = tmp_path / "backup.age-id"
+    printed = subprocess.run(
+        [sys.executable, "-m", "memops.backup.age_identity", str(key_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert KEY.secret.hex() not in printed and KEY.key_id in printed
+    identity.write_text(printed)
+    record = manifest.files[0]
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(identity), str(store.root / manifest.set_id / record.name)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert opened == sources[record.name].read_bytes()
+
+
+def test_sets_written_in_the_older_format_still_verify_and_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memops.backup.store as store_module
+
+    store = LocalStore(tmp_path / "backups")
+    with monkeypatch.context() as older:  # the writer of before
+        older.setattr(store_module, "encrypting_reader", EncryptingReader)
+        older.setattr(store_module, "stored_size", lambda size: encrypted_size(size))
+        manifest, sources = write_set(store, tmp_path, key=KEY)
+    first = store.root / manifest.set_id / manifest.files[0].name
+    assert first.read_bytes().startswith(b"MEMOPSE1")  # the chunked AES-256-GCM format
+    keep = tmp_path / "keep"
+    report = verify_set(store, manifest.set_id, key=KEY, keep_dir=keep)
+    assert report.ok, report.problem
+    for name, source in sources.items():
+        assert (keep / name).read_bytes() == source.read_bytes()
+
+
+def test_a_damaged_age_file_is_named_and_refused(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "backups")
+    manifest, _ = write_set(store, tmp_path, key=KEY)
+    record = manifest.files[0]
+    data = bytearray(age_encrypt(b"x" * 200_000, KEY))
+    for cut, expected in ((100, "header"), (len(data) - 5, "last chunk"), (70_000, "chunk")):
+        with pytest.raises(BackupError, match=expected):
+            decrypting_reader(io.BytesIO(bytes(data[:cut])), KEY, name=record.name).read()
+    data[5000] ^= 1
+    with pytest.raises(BackupError, match="chunk 0 fails authentication"):
+        decrypting_reader(io.BytesIO(bytes(data)), KEY, name=record.name).read()
+    with pytest.raises(RestoreRefused, match="another key"):
+        decrypting_reader(io.BytesIO(age_encrypt(b"y", OTHER_KEY)), KEY, name="f").read()
+
+
+def age_encrypt(data: bytes, key: BackupKey) -> bytes:
+    return encrypting_reader(io.BytesIO(data), key).read()
 
 
 # -- verify ------------------------------------------------------------------------------

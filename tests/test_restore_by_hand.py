@@ -66,13 +66,15 @@ def tiers_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scr
     server.stop()
 
 
-def reader_values(stack: Stack, set_dir: Path, server: ScratchRedis) -> str:
+def reader_values(stack: Stack, set_dir: Path, server: ScratchRedis, identity: Path) -> str:
     """What the page's first block sets, for this stack."""
     cluster: ScratchCluster = stack.cluster  # type: ignore[attr-defined]
     conf, port = shlex.quote(str(server.conf_path)), server.port
     return "\n".join(
         [
             f"SET={shlex.quote(str(set_dir))}",
+            'PLAIN="$SET.plain"',
+            f"AGE_IDENTITY={shlex.quote(str(identity))}",
             f"export PGHOST={shlex.quote(str(cluster.socket_dir))} PGPORT={cluster.port}",
             "export PGUSER=postgres",
             f"DB={shlex.quote(stack.pg.info.dbname)}",
@@ -89,13 +91,23 @@ def reader_values(stack: Stack, set_dir: Path, server: ScratchRedis) -> str:
     )
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age-encrypted"])
 def test_a_whole_set_restores_by_hand_as_the_page_says(
     tier_stack: Stack,
     tiers_cluster: ScratchCluster,
     tiers_redis_server: ScratchRedis,
     standin: Any,
+    tmp_path: Path,
+    encrypted: bool,
 ) -> None:
     stack = tier_stack
+    identity = tmp_path / "backup.key"  # made by age-keygen: the identity age -d -i reads
+    if encrypted:
+        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+        identity.chmod(0o600)
+        (stack.inventory / "group_vars" / "all.yml").write_text(
+            f"backup_encryption_key_file: {identity}\n"
+        )
     admin = {"socket_dir": str(tiers_cluster.socket_dir), "port": tiers_cluster.port}
     deployment = {"postgresql": {"app_user": tiers_cluster.app_role, **admin}}
     merge_targets(stack.state, "inv", {}, deployment)
@@ -107,6 +119,8 @@ def test_a_whole_set_restores_by_hand_as_the_page_says(
     )
     assert code == EXIT_OK, err
     set_dir = stack.state / "backups" / made["set_id"]
+    stored = (set_dir / "redis" / "redis-full.rdb").read_bytes()
+    assert stored.startswith(b"age-encryption.org/v1") is encrypted
     intended = snapshot(stack)
 
     stack.redis.flushall()  # every tier wrecked
@@ -118,7 +132,7 @@ def test_a_whole_set_restores_by_hand_as_the_page_says(
 
     blocks = sh_blocks(PAGE.read_text())
     assert len(blocks) >= 5, "the page lost its steps"
-    prelude = reader_values(stack, set_dir, tiers_redis_server)
+    prelude = reader_values(stack, set_dir, tiers_redis_server, identity)
     for number, block in enumerate(blocks[1:], start=1):
         run = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", f"{prelude}\n{block}"],

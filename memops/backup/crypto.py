@@ -1,17 +1,23 @@
-"""Client-side encryption of backup files: AES-256-GCM in authenticated chunks.
+"""Client-side encryption of backup files, and the backup key.
 
-Files can be many GB, so they are encrypted as a stream of chunks (the STREAM
-construction): a header (magic, key id, chunk size, a random 8-byte nonce
-prefix), then chunks of ``chunk_size`` plaintext bytes, each sealed with the
-nonce ``prefix || counter`` and, as associated data, the header, the chunk's
-index and whether it is the last one. Reordered, dropped, edited or appended
-chunks fail authentication; a stream cut at a chunk boundary fails because its
-new last chunk was not sealed as the last one.
+New sets are written in the age format (``memops.backup.age_format``): an operator
+without memops opens their files with the standard ``age`` tool
+(docs/restore-by-hand.md). The key is one X25519 identity: an ``age-keygen`` identity
+file is used as it is (``age -d -i`` that file opens a set); an older 32-byte key (raw
+or base64) stands for the identity HKDF derives from it (``python -m
+memops.backup.age_identity`` prints it once, to keep beside the key).
 
-The key is 32 bytes, from a file (mode 0600 or stricter) or an environment
-variable, raw or base64. Its id (a fingerprint, safe to log) goes into the
-manifest and every file header, so a set is refused by key id, not by a
-failing tag, when the key is another one.
+Sets written before (``algorithm: AES-256-GCM`` in their manifest) stay readable: their
+files are a stream of chunks (the STREAM construction): a header (magic, key id, chunk
+size, a random 8-byte nonce prefix), then chunks of ``chunk_size`` plaintext bytes, each
+sealed with the nonce ``prefix || counter`` and, as associated data, the header, the
+chunk's index and whether it is the last one. Reordered, dropped, edited or appended
+chunks fail authentication; a stream cut at a chunk boundary fails because its new last
+chunk was not sealed as the last one. A reader tells the two formats by their first bytes.
+
+The key comes from a file (mode 0600 or stricter) or an environment variable. Its id (a
+fingerprint, safe to log) goes into the manifest, so a set is refused by key id, not by
+a failing tag, when the key is another one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from memops.backup import age_format
+from memops.backup.age_format import read_full
 from memops.backup.artifacts import BackupError, RestoreRefused
 
 ALGORITHM = "AES-256-GCM"
@@ -52,6 +60,7 @@ def key_id_of(key: bytes) -> str:
 class BackupKey:
     secret: bytes = field(repr=False)
     source: str = ""  # where it came from, for messages (never the key itself)
+    age_identity: bool = False  # ``secret`` is an age X25519 identity (an age-keygen file)
 
     def __post_init__(self) -> None:
         if len(self.secret) != 32:
@@ -64,12 +73,31 @@ class BackupKey:
     def key_id(self) -> str:
         return key_id_of(self.secret)
 
+    @property
+    def age_secret(self) -> bytes:
+        """The X25519 identity new sets are encrypted to (HKDF'd from an older raw key, so
+        that key is never used by two algorithms)."""
+        if self.age_identity:
+            return self.secret
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_AGE_INFO).derive(
+            self.secret
+        )
+
     @classmethod
     def from_text(cls, text: bytes | str, source: str) -> BackupKey:
-        """32 raw bytes, or their base64 (whitespace around it ignored)."""
+        """An age identity (``AGE-SECRET-KEY-1…``, as age-keygen writes it, comments and
+        all), 32 raw bytes, or their base64 (whitespace around it ignored)."""
         raw = text.encode() if isinstance(text, str) else text
         if len(raw) == 32:
             return cls(raw, source)
+        try:
+            identity = age_format.parse_identity(raw.decode("ascii"))
+        except UnicodeDecodeError:
+            identity = None
+        except age_format.AgeError as exc:
+            raise BackupError(f"backup key from {source}: {exc}") from None
+        if identity is not None:
+            return cls(identity, source, age_identity=True)
         try:
             return cls(base64.b64decode(raw.strip(), validate=True), source)
         except (binascii.Error, ValueError):
@@ -91,6 +119,48 @@ class BackupKey:
 
 
 _MAC_INFO = b"memops backup manifest authentication v1"
+_AGE_INFO = b"memops backup age identity v1"
+LEGACY_ALGORITHM = ALGORITHM  # the chunked AES-256-GCM format of sets written before age
+AGE_ALGORITHM = "age"
+
+
+def encrypting_reader(source: BinaryIO, key: BackupKey) -> age_format.EncryptingReader:
+    """A reader of ``source`` encrypted for ``key``, in the age format."""
+    return age_format.EncryptingReader(source, age_format.public_key(key.age_secret))
+
+
+def stored_size(plain_size: int) -> int:
+    """How many bytes an encrypted file of ``plain_size`` bytes takes (the free-space check)."""
+    return age_format.encrypted_size(plain_size)
+
+
+def decrypting_reader(source: BinaryIO, key: BackupKey, *, name: str) -> BinaryIO:
+    """A reader of the plaintext of ``source``, in either format (told by its first bytes)."""
+    head = read_full(source, len(_MAGIC))
+    joined = _Prefixed(head, source)
+    if head == _MAGIC:
+        return DecryptingReader(joined, key, name=name)  # type: ignore[return-value]
+    if age_format.INTRO.startswith(head):
+        return age_format.DecryptingReader(joined, key.age_secret, name=name)  # type: ignore[return-value]
+    raise BackupError(f"{name}: neither an age file nor a memops encrypted one (damaged?)")
+
+
+class _Prefixed:
+    """``head`` (already read from ``rest``), then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        if size < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data
+
+
 MAC_PREFIX = "hmac-sha256:"
 
 
@@ -137,19 +207,6 @@ def _nonce(prefix: bytes, index: int) -> bytes:
     return prefix + struct.pack(">I", index)
 
 
-def _read_full(source: BinaryIO, size: int) -> bytes:
-    """Exactly ``size`` bytes, or fewer only at the end of the stream."""
-    parts: list[bytes] = []
-    wanted = size
-    while wanted > 0:
-        piece = source.read(wanted)
-        if not piece:
-            break
-        parts.append(piece)
-        wanted -= len(piece)
-    return b"".join(parts)
-
-
 class _ChunkReader:
     """A readable stream (``read(n)``) over chunks that a subclass produces."""
 
@@ -188,7 +245,7 @@ class EncryptingReader(_ChunkReader):
         self._header = _HEADER.pack(_MAGIC, bytes.fromhex(key.key_id), chunk_size, self._prefix)
         self._chunk_size = chunk_size
         self._index = -1
-        self._ahead = _read_full(source, chunk_size)
+        self._ahead = read_full(source, chunk_size)
         self.plain_size = 0
         self._plain_hash = hashlib.sha256()
 
@@ -203,7 +260,7 @@ class EncryptingReader(_ChunkReader):
         if self._ahead is None:
             return None
         current = self._ahead
-        following = _read_full(self._source, self._chunk_size)
+        following = read_full(self._source, self._chunk_size)
         last = not following
         self._plain_hash.update(current)
         self.plain_size += len(current)
@@ -226,7 +283,7 @@ class DecryptingReader(_ChunkReader):
         super().__init__()
         self._source = source
         self._name = name
-        header = _read_full(source, _HEADER.size)
+        header = read_full(source, _HEADER.size)
         if len(header) < _HEADER.size:
             raise BackupError(f"{name}: truncated: no complete encryption header")
         magic, raw_id, chunk_size, self._prefix = _HEADER.unpack(header)
@@ -240,7 +297,7 @@ class DecryptingReader(_ChunkReader):
         self._aead = AESGCM(key.secret)
         self._frame = chunk_size + _TAG
         self._index = 0
-        self._ahead = _read_full(source, self._frame)
+        self._ahead = read_full(source, self._frame)
         self._finished = False
 
     def _next_chunk(self) -> bytes | None:
@@ -249,7 +306,7 @@ class DecryptingReader(_ChunkReader):
         frame = self._ahead
         if len(frame) < _TAG:
             raise BackupError(f"{self._name}: truncated in chunk {self._index}")
-        self._ahead = _read_full(self._source, self._frame) if len(frame) == self._frame else b""
+        self._ahead = read_full(self._source, self._frame) if len(frame) == self._frame else b""
         last = not self._ahead
         nonce = _nonce(self._prefix, self._index)
         try:

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import memops
+from memops.backup import age_format
 from memops.backup.artifacts import TIERS, BackupError, SetNotFound, TierArtifact
 from memops.backup.crypto import (
-    DEFAULT_CHUNK,
+    AGE_ALGORITHM,
     BackupKey,
-    DecryptingReader,
-    EncryptingReader,
-    encrypted_size,
+    decrypting_reader,
+    encrypting_reader,
     manifest_mac,
+    stored_size,
 )
 from memops.backup.manifest import (
     MANIFEST_NAME,
@@ -246,7 +247,7 @@ class BackupStore(ABC):
             meter().count(f"reading {name}", "bytes", total) as counter,
         ):
             stored = HashingReader(raw, counter)
-            plain = HashingReader(DecryptingReader(stored, key, name=name) if key else stored)
+            plain = HashingReader(decrypting_reader(stored, key, name=name) if key else stored)
             if dest is None:
                 shutil.copyfileobj(plain, _Discard(), COPY_BUFFER)  # type: ignore[misc]
                 self._compare(expect, stored, plain, key)
@@ -314,14 +315,15 @@ class SetWriter:
             raise BackupError(f"cannot read {source}: {exc.strerror}") from None
         size = os.fstat(handle.fileno()).st_size
         if self.key is not None:
-            size = encrypted_size(size, DEFAULT_CHUNK)
+            size = stored_size(size)
         with handle, meter().count(f"storing {name}", "bytes", size) as counter:
-            plain: HashingReader | EncryptingReader = HashingReader(handle)
-            if self.key is not None:
-                plain = EncryptingReader(handle, self.key)
+            plain: Any = HashingReader(handle)
+            if self.key is not None:  # it counts and hashes the plaintext as it encrypts
+                plain = encrypting_reader(handle, self.key)
             stored = HashingReader(plain, counter)
             self.store._write(self.set_id, name, stored, size)
-        plain_sha = plain.plain_sha256 if isinstance(plain, EncryptingReader) else None
+        encrypted = self.key is not None
+        plain_sha = plain.plain_sha256 if encrypted else None
         record = FileRecord(
             name=name,
             tier=tier,
@@ -329,7 +331,7 @@ class SetWriter:
             compression=implied_compression if compression is None else compression,
             size=stored.size,
             sha256=stored.stored.sha256,
-            plain_size=plain.plain_size if isinstance(plain, EncryptingReader) else None,
+            plain_size=plain.plain_size if encrypted else None,
             plain_sha256=plain_sha,
         )
         self.records.append(record)
@@ -370,7 +372,9 @@ class SetWriter:
             files=tuple(self.records),
             memops_version=memops.__version__,
             tool_versions=dict(tool_versions or {}),
-            encryption=Encryption(self.key.key_id, chunk_size=DEFAULT_CHUNK) if self.key else None,
+            encryption=(
+                Encryption(self.key.key_id, AGE_ALGORITHM, age_format.CHUNK) if self.key else None
+            ),
         )
         if self.key is not None:
             manifest = replace(manifest, authentication=manifest_mac(self.key, manifest.body()))
