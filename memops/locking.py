@@ -58,6 +58,7 @@ class Held:
 
     previous_unfinished: str | None
     waited_s: float = 0.0
+    inherited: bool = False  # held for us by the memops process that started this one
 
 
 @contextlib.contextmanager
@@ -80,7 +81,7 @@ def action_lock(
     try:
         taken, waited = _acquire(fd, path, wait_s, on_wait)
         if not taken:
-            yield Held(None)  # the process that started us holds it for us
+            yield Held(None, inherited=True)  # the process that started us holds it for us
             return
         previous = _read(fd).partition(" token ")[0]
         unfinished = previous if previous and not previous.endswith(_FINISHED) else None

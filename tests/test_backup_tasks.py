@@ -13,7 +13,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +32,7 @@ from memops.audit import AUDIT_FILE
 from memops.backup.manifest import MANIFEST_NAME, parse_manifest
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
+from memops.ops import inflight
 from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
 from memops.ops.drill import DRILL
 from memops.ops.runner import run_operation
@@ -213,6 +217,35 @@ def test_bad_restore_requests_touch_nothing(
     assert fragment in err and len(err.splitlines()) == 1
     assert document["ok"] is False
     assert {c.name for c in client.get_collections().collections} == live
+
+
+def test_a_run_under_the_holders_lock_leaves_the_holders_record_alone(
+    inventory: Path, load: wl.Workload
+) -> None:
+    """What the backup host's run does under the controller's lock (same state directory
+    when the host is the controller): it neither takes the holder's inflight.json for a
+    killed action nor records the start a second time."""
+    state = inventory.parent / "state"
+    repo = Path(__file__).resolve().parents[1]
+    with action_lock(state, "backup.create"):  # exports MEMOPS_LOCK_TOKEN, as the holder does
+        inflight.begin(state, "backup.create", {"inventory": "inv"})
+        before = (state / inflight.INFLIGHT_FILE).read_text()
+        env = {**os.environ, "PYTHONPATH": str(repo), "MEMOPS_STATE_DIR": str(state)}
+        run = subprocess.run(
+            [sys.executable, "-m", "invoke", "backup.create", "--inventory", str(inventory)],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "did not finish" not in run.stderr
+        assert (state / inflight.INFLIGHT_FILE).read_text() == before
+        inflight.end(state)
+    results = [json.loads(line)["result"] for line in (state / AUDIT_FILE).read_text().splitlines()]
+    assert results == ["ok"]
 
 
 def test_a_second_destructive_task_is_refused_by_the_lock(

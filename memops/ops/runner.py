@@ -268,14 +268,16 @@ def _locked(
         )
 
     with action_lock(state_dir, operation.name, wait_s=wait_s or 0, on_wait=waiting) as held:
-        died = inflight.left_behind(state_dir)
-        arguments = {"inventory": inventory.name, **raw}
-        inflight.begin(state_dir, operation.name, arguments)
         details = (
             {"lock_waited_s": round(held.waited_s, 1), "lock_holder": waited_for[0]}
             if waited_for
             else {}
         )
+        if held.inherited:  # run for the holder (on its backup host): it records the action
+            return body()
+        died = inflight.left_behind(state_dir)
+        arguments = {"inventory": inventory.name, **raw}
+        inflight.begin(state_dir, operation.name, arguments)
         append_audit(state_dir, operation.name, arguments, "started", details)
         try:
             _clear_skipped(state_dir, operation.name)
