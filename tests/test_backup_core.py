@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backup_sets import write_set
+from backup_sets import TENANTS, write_set
 
 from memops.backup import verify
 from memops.backup.artifacts import TIERS, BackupError, RestoreRefused, SetNotFound
@@ -36,6 +36,7 @@ from memops.backup.manifest import (
     parse_manifest,
 )
 from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
+from memops.backup.sealed_names import name_token
 from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
 from memops.backup.sets import newest_whole_set, plan_prune, prune
 from memops.backup.settings import BackupSettings
@@ -396,6 +397,28 @@ def test_a_set_written_with_the_key_is_authenticated_and_an_edit_is_refused(
     report = verify_set(store, manifest.set_id, key=KEY)
     assert not report.ok and "not authenticated" in report.problem
     assert "--allow-unencrypted" in report.problem
+
+
+def test_an_encrypted_sets_manifest_names_no_tenant_in_clear(tmp_path: Path) -> None:
+    """Tenant names are data: in an encrypted set's manifest they are keyed tokens, the names
+    sealed beside them; a store holding the key reads the names, one without reads tokens."""
+    store = LocalStore(tmp_path / "backups")
+    manifest, _ = write_set(store, tmp_path, key=KEY, namespaces=("acme", "o'brien"))
+    text = (store.root / manifest.set_id / MANIFEST_NAME).read_text()
+    for name in (*TENANTS, "acme", "o'brien"):
+        assert json.dumps(name) not in text, name  # as a JSON string: a key or a value
+    assert "n-" in text and "sealed_names" in text
+
+    without = store.read_manifest(manifest.set_id)
+    assert all(t.startswith("n-") for t in without.namespaces)
+    store.key = KEY
+    with_key = store.read_manifest(manifest.set_id)
+    assert set(with_key.namespaces) == {"acme", "o'brien"}
+    assert set(with_key.artifacts["redis"].tenants) == set(manifest.artifacts["redis"].tenants)
+    assert verify_set(store, manifest.set_id, key=KEY).ok  # the sealed body is what is signed
+    store.key = OTHER_KEY  # another key cannot open them, nor guess them
+    assert store.read_manifest(manifest.set_id).namespaces == without.namespaces
+    assert name_token(KEY, "acme") != name_token(OTHER_KEY, "acme")
 
 
 def test_with_a_key_an_unencrypted_set_is_refused_unless_allowed(tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from memops.backup import sealed_names
 from memops.backup.artifacts import TIERS, BackupError, TierArtifact
+from memops.backup.crypto import BackupKey, manifest_mac
 
 FORMAT = "memops-backup-set"
 FORMAT_VERSION = 1
@@ -169,9 +171,18 @@ class Manifest:
         document["checksum"] = _checksum(document)
         return document
 
-    def to_bytes(self) -> bytes:
-        """The manifest file: indented JSON for people, checksummed in canonical form."""
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+    def to_bytes(self, key: BackupKey | None = None) -> bytes:
+        """The manifest file: indented JSON for people, checksummed in canonical form.
+
+        With ``key`` (an encrypted set) its tenant names are sealed (``sealed_names``) and
+        it is authenticated; ``authentication`` then says what it carries."""
+        document = self.to_dict()
+        if key is not None:
+            body = {k: v for k, v in document.items() if k not in ("checksum", "authentication")}
+            document = sealed_names.seal(body, key)
+            document["authentication"] = manifest_mac(key, body_digest(document))
+            document["checksum"] = _checksum(document)
+        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
         return (text + "\n").encode("utf-8")
 
     def body(self) -> bytes:
@@ -179,11 +190,13 @@ class Manifest:
         return body_digest(self.to_dict())
 
 
-def parse_manifest(data: bytes, *, set_id: str | None = None) -> Manifest:
+def parse_manifest(
+    data: bytes, *, set_id: str | None = None, key: BackupKey | None = None
+) -> Manifest:
     """The manifest in ``data``, checked; ManifestError (one line) for anything wrong.
 
     ``set_id`` is the set the manifest was read from: a manifest naming another
-    set is refused (a copied or misplaced manifest).
+    set is refused (a copied or misplaced manifest). ``key`` opens sealed tenant names.
     """
     fields = _Fields(set_id or "?")
     try:
@@ -199,7 +212,8 @@ def parse_manifest(data: bytes, *, set_id: str | None = None) -> Manifest:
     recorded = fields.get(document, "checksum", str)
     if recorded != _checksum(document):
         raise fields.fail("manifest checksum mismatch (damaged or edited)")
-    return fields.manifest(document, set_id)
+    manifest = fields.manifest(sealed_names.unseal(document, key), set_id)
+    return replace(manifest, body_sha256=body_digest(document))  # what was written, sealed
 
 
 class _Fields:

@@ -78,12 +78,17 @@ class BackupSettings:
         return value
 
     def store(self, target: str | None = None) -> BackupStore:
+        """The store of ``target``, holding the key that opens its manifests' tenant names."""
         kind = target or self.default_target
+        store: BackupStore
         if kind == "s3":
-            return S3Store(S3Settings.from_settings(self.variables))
-        if kind == "local":
-            return LocalStore(self.local_dir)
-        raise BackupError(f"backup_target {kind!r}: expected one of {', '.join(TARGET_KINDS)}")
+            store = S3Store(S3Settings.from_settings(self.variables))
+        elif kind == "local":
+            store = LocalStore(self.local_dir)
+        else:
+            raise BackupError(f"backup_target {kind!r}: expected one of {', '.join(TARGET_KINDS)}")
+        store.key = self.key()
+        return store
 
     def key(self) -> BackupKey | None:
         return load_key(self.variables)

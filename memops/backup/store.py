@@ -21,7 +21,7 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +34,6 @@ from memops.backup.crypto import (
     BackupKey,
     decrypting_reader,
     encrypting_reader,
-    manifest_mac,
     stored_size,
 )
 from memops.backup.manifest import (
@@ -159,6 +158,7 @@ class BackupStore(ABC):
     """A place for backup sets. Subclasses provide the storage primitives below."""
 
     description: str  # "local /var/backups/memops", "s3://bucket/prefix/"
+    key: BackupKey | None = None  # opens the tenant names of encrypted sets' manifests
 
     # -- primitives -------------------------------------------------------------
     @abstractmethod
@@ -208,7 +208,7 @@ class BackupStore(ABC):
             if set_id not in self._set_names():
                 raise SetNotFound(f"no backup set {set_id} in {self.description}")
             raise ManifestError(f"set {set_id} has no manifest: it is incomplete, not a backup")
-        return parse_manifest(data, set_id=set_id)
+        return parse_manifest(data, set_id=set_id, key=self.key)
 
     def list_sets(self) -> SetListing:
         sets: list[Manifest] = []
@@ -218,7 +218,7 @@ class BackupStore(ABC):
             try:
                 if data is None:
                     raise ManifestError("no manifest")
-                sets.append(parse_manifest(data, set_id=set_id))
+                sets.append(parse_manifest(data, set_id=set_id, key=self.key))
             except ManifestError as exc:
                 reason = str(exc).removeprefix(f"manifest of set {set_id}: ")
                 incomplete.append(IncompleteSet(set_id, reason, set_id_time(set_id)))
@@ -376,9 +376,10 @@ class SetWriter:
                 Encryption(self.key.key_id, AGE_ALGORITHM, age_format.CHUNK) if self.key else None
             ),
         )
-        if self.key is not None:
-            manifest = replace(manifest, authentication=manifest_mac(self.key, manifest.body()))
-        self.store._write_manifest(self.set_id, manifest.to_bytes())
+        data = manifest.to_bytes(key=self.key)
+        self.store._write_manifest(self.set_id, data)
+        if self.key is not None:  # as it reads back: authenticated
+            manifest = parse_manifest(data, set_id=self.set_id, key=self.key)
         self.finished = True
         return manifest
 
