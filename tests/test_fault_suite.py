@@ -57,18 +57,26 @@ def stack(tier_stack: Stack, tiers_cluster: ScratchCluster) -> Iterator[Stack]:
     yield tier_stack
 
 
-def invoke(
+def command(
     stack: Stack, *argv: str, kill_at: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The real `invoke <argv> --inventory …` in its own process; killed at ``kill_at``."""
+) -> tuple[list[str], dict[str, str]]:
+    """The real `invoke <argv> --inventory …`: its command line and environment."""
     environ = {**os.environ, "PYTHONPATH": str(REPO), "MEMOPS_STATE_DIR": str(stack.state)}
     environ.pop(KILL_ENV, None)
     if kill_at:
         environ[KILL_ENV] = kill_at
     environ |= env or {}
-    command = [sys.executable, "-m", "invoke", argv[0], "--inventory", str(stack.inventory)]
+    line = [sys.executable, "-m", "invoke", argv[0], "--inventory", str(stack.inventory)]
+    return [*line, *argv[1:]], environ
+
+
+def invoke(
+    stack: Stack, *argv: str, kill_at: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real `invoke <argv> --inventory …` in its own process; killed at ``kill_at``."""
+    line, environ = command(stack, *argv, kill_at=kill_at, env=env)
     return subprocess.run(
-        [*command, *argv[1:]],
+        line,
         cwd=REPO,
         env=environ,
         stdin=subprocess.DEVNULL,
@@ -76,6 +84,20 @@ def invoke(
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def start(stack: Stack, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The same, started in the background, its stdout and stderr piped."""
+    line, environ = command(stack, *argv, env=env)
+    return subprocess.Popen(
+        line,
+        cwd=REPO,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -367,20 +389,7 @@ def test_two_destructive_tasks_at_the_same_moment(stack: Stack) -> None:
     set_id = whole_set(stack)
     intended = snapshot(stack)
     change_everything(stack)
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "MEMOPS_STATE_DIR": str(stack.state)}
-    command = [sys.executable, "-m", "invoke", "backup.restore", set_id, "--yes"]
-    command += ["--inventory", str(stack.inventory)]
-    both = [
-        subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    both = [start(stack, "backup.restore", set_id, "--yes") for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in both]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results

@@ -7,6 +7,12 @@ set is listed only when its manifest parses; sets without one are listed apart
 as incomplete so prune can remove them. Deleting a set removes its manifest
 first, so a half-deleted set is incomplete, never a damaged "complete" one.
 
+A multipart upload that never completed (the endpoint went away, the process was
+killed) stays in S3, parts and all, until it is aborted. boto3 aborts it when a
+transfer fails, but not when the endpoint itself is gone, so the S3 store counts
+such uploads as part of their set: a set they alone left is listed as
+incomplete, and deleting a set (prune) aborts them.
+
 Writing goes through a ``SetWriter`` (``store.begin_set``): it stores each file
 (encrypting it on the way when a key is given), computes sizes and sha256 while
 streaming, and turns the tier artifacts into the manifest.
@@ -467,6 +473,8 @@ S3_VARS = {  # settings (inventory vars) -> the environment variables that stand
     "backup_s3_session_token": ("AWS_SESSION_TOKEN",),
 }
 MiB = 1 << 20
+# what S3 answers when it may not (or cannot) list multipart uploads
+UPLOADS_UNLISTABLE = ("AccessDenied", "NotImplemented")
 
 
 @dataclass(frozen=True)
@@ -645,22 +653,60 @@ class S3Store(BackupStore):
             yield body
 
     def _set_names(self) -> list[str]:
-        names: list[str] = []
+        names: set[str] = set()
+        prefix = self.settings.prefix
         with self._errors("listing of the bucket"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.settings.bucket, Prefix=self.settings.prefix, Delimiter="/"
+                Bucket=self.settings.bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][len(self.settings.prefix) :].rstrip("/")
+                    name = common["Prefix"][len(prefix) :].rstrip("/")
                     if is_set_id(name):
-                        names.append(name)
-        return names
+                        names.add(name)
+        for key, _upload_id in self._pending_uploads(prefix):
+            name, slash, _rest = key[len(prefix) :].partition("/")
+            if slash and is_set_id(name):
+                names.add(name)  # a set whose only trace is an upload cut off part way
+        return sorted(names)
+
+    def _pending_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of each multipart upload under ``prefix`` never completed or aborted.
+
+        Empty when the store does not let these credentials list them (AccessDenied: the
+        policy lacks s3:ListBucketMultipartUploads) or cannot (NotImplemented): listing and
+        pruning sets work as before, and uploads left part way stay for a bucket lifecycle
+        rule (AbortIncompleteMultipartUpload) to remove.
+        """
+        from botocore.exceptions import ClientError
+
+        found: list[tuple[str, str]] = []
+        with self._errors("listing of the multipart uploads"):
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.settings.bucket, Prefix=prefix
+            )
+            try:
+                for page in pages:
+                    found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in UPLOADS_UNLISTABLE:
+                    return []
+                raise
+        return found
 
     def _delete(self, set_id: str) -> None:
+        """The manifest, then every pending multipart upload of the set, then its objects."""
+        from botocore.exceptions import ClientError
+
         bucket = self.settings.bucket
         with self._errors(f"deletion of set {set_id}"):
             self._client.delete_object(Bucket=bucket, Key=self._key(set_id, MANIFEST_NAME))
+            for key, upload_id in self._pending_uploads(self._key(set_id)):
+                try:
+                    self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=self._key(set_id)
             )

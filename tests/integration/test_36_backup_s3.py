@@ -1,24 +1,20 @@
 """Backup sets in S3: moto in server mode over TLS on 127.0.0.1 (port 39555), the deployed stack.
 
-The S3 endpoint is moto's server with a certificate made for this test; boto3 trusts it
-through AWS_CA_BUNDLE, as it would a private S3 (MinIO, Ceph) in production. Settings
-come from the environment, as a CI ops job would pass them.
+The S3 endpoint is moto's server with a certificate made for this test (tests/moto_s3.py);
+boto3 trusts it through AWS_CA_BUNDLE, as it would a private S3 (MinIO, Ceph) in
+production. Settings come from the environment, as a CI ops job would pass them.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from integration_helpers import TEST_INVENTORY, DeployedStack, invoke, port_open
+from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
+from moto_s3 import MotoS3, moto_server
 
 from memops import workload as wl
 
@@ -30,52 +26,14 @@ TENANT = "s3-tenant*[x]"
 
 
 @pytest.fixture(scope="module")
-def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    work = tmp_path_factory.mktemp("moto")
-    cert, key = work / "cert.pem", work / "key.pem"
-    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    subprocess.run(
-        [*openssl, "-keyout", str(key), "-out", str(cert), *subject],
-        check=True,
-        capture_output=True,
-    )
-    moto_server = str(Path(sys.executable).with_name("moto_server"))
-    server = subprocess.Popen(
-        [moto_server, "-H", "127.0.0.1", "-p", str(PORT), "-c", str(cert), "-k", str(key)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", PORT):
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.2)
-        env = {
-            "AWS_ENDPOINT_URL_S3": f"https://127.0.0.1:{PORT}",
-            "AWS_CA_BUNDLE": str(cert),
-            "AWS_ACCESS_KEY_ID": "memops-test",
-            "AWS_SECRET_ACCESS_KEY": "memops-test-secret",
-            "AWS_REGION": "us-east-1",
-            "MEMOPS_BACKUP_S3_BUCKET": BUCKET,
-            "MEMOPS_BACKUP_S3_PREFIX": "stack",
-        }
-        s3(env).create_bucket(Bucket=BUCKET)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    with moto_server(tmp_path_factory.mktemp("moto"), PORT, bucket=BUCKET, prefix="stack") as s3:
+        yield s3
 
 
-def s3(env: dict[str, str]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-        verify=env["AWS_CA_BUNDLE"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_REGION"],
-    )
+@pytest.fixture(scope="module")
+def s3_env(moto: MotoS3) -> dict[str, str]:
+    return moto.env()
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +73,13 @@ def backup(env: dict[str, str], *args: str) -> Any:
 
 
 def test_a_namespace_set_in_s3_restores(
-    deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
+    moto: MotoS3, deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
 ) -> None:
     before = held(deployed_stack, tenant_data)
     created = backup(s3_env, "create", "--tier", "redis,postgresql", "--namespace", TENANT)
     assert created.returncode == 0, created.stderr
     set_id = created.json()["set_id"]
-    keys = [o["Key"] for o in s3(s3_env).list_objects_v2(Bucket=BUCKET)["Contents"]]
+    keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert f"stack/{set_id}/manifest.json" in keys
     assert not any(TENANT in key for key in keys)  # tenant names never become object names
     listed = backup(s3_env, "list")
@@ -141,12 +99,12 @@ def test_a_namespace_set_in_s3_restores(
 
 
 def test_a_corrupted_object_is_refused_and_nothing_is_touched(
-    deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
+    moto: MotoS3, deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
 ) -> None:
     created = backup(s3_env, "create", "--tier", "redis,postgresql", "--namespace", TENANT)
     assert created.returncode == 0, created.stderr
     set_id = created.json()["set_id"]
-    client = s3(s3_env)
+    client = moto.client()
     objects = client.list_objects_v2(Bucket=BUCKET, Prefix=f"stack/{set_id}/")["Contents"]
     victim = next(o["Key"] for o in objects if not o["Key"].endswith("manifest.json"))
     body = bytearray(client.get_object(Bucket=BUCKET, Key=victim)["Body"].read())
@@ -167,18 +125,18 @@ def test_a_corrupted_object_is_refused_and_nothing_is_touched(
 
 
 def test_an_unreachable_endpoint_fails_in_one_line_and_leaves_no_set(
-    s3_env: dict[str, str], tenant_data: wl.Workload
+    moto: MotoS3, s3_env: dict[str, str], tenant_data: wl.Workload
 ) -> None:
-    before = s3(s3_env).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
+    before = moto.client().list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
     down = {**s3_env, "AWS_ENDPOINT_URL_S3": "https://127.0.0.1:1"}
     run = backup(down, "create", "--tier", "redis", "--namespace", TENANT)
     assert run.returncode != 0
     assert "127.0.0.1:1" in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert s3(s3_env).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == before
+    assert moto.client().list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == before
 
 
 def test_an_encrypted_set_in_s3_restores_only_with_its_key(
-    deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
+    moto: MotoS3, deployed_stack: DeployedStack, s3_env: dict[str, str], tenant_data: wl.Workload
 ) -> None:
     key = {"MEMOPS_BACKUP_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}
     other = {"MEMOPS_BACKUP_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}
@@ -188,7 +146,7 @@ def test_an_encrypted_set_in_s3_restores_only_with_its_key(
     )
     assert created.returncode == 0, created.stderr
     set_id = created.json()["set_id"]
-    client = s3(s3_env)
+    client = moto.client()
     stored = b"".join(
         client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
         for o in client.list_objects_v2(Bucket=BUCKET, Prefix=f"stack/{set_id}/")["Contents"]
