@@ -82,7 +82,9 @@ def test_skipped_runs_are_counted_per_task_until_a_run_gets_the_lock(tmp_path: P
     state, textfiles = tmp_path / "state", tmp_path / "textfile"
     textfiles.mkdir()
     assert record_lock_taken(state, textfiles, task="backup.create") is False
-    assert not (textfiles / SKIPPED_TEXTFILE).exists()  # nothing skipped: nothing published
+    samples = _samples(textfiles / SKIPPED_TEXTFILE)  # its series exist from its first run
+    assert samples['memops_backup_last_run_skipped{task="backup.create"}'] == 0
+    assert samples['memops_backup_skipped_total{task="backup.create"}'] == 0
     record_skipped(state, textfiles, task="backup.create", at=100.0)
     record_skipped(state, textfiles, task="backup.create", at=200.0)
     record_skipped(state, textfiles, task="backup.drill", at=150.0)

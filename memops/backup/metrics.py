@@ -157,13 +157,19 @@ def record_skipped(
 
 
 def record_lock_taken(state_dir: Path, textfile_dir: Path | None, *, task: str) -> bool:
-    """A run of ``task`` got the stack lock: clear its last skip. True when there was one."""
+    """A run of ``task`` got the stack lock: clear its last skip. True when there was one.
+
+    A task seen for the first time gets its series at 0, so ``MemopsBackupSkipped``
+    has something to evaluate before the first skip."""
     cleared = False
 
     def clear(skipped: dict[str, Any]) -> bool:
         nonlocal cleared
-        entry = skipped.get(task)
-        cleared = bool(entry and entry.get("last_run_skipped"))
+        if task not in skipped:
+            skipped[task] = {"last_run_skipped": 0, "skipped_total": 0}
+            return True
+        entry = skipped[task]
+        cleared = bool(entry.get("last_run_skipped"))
         if cleared:
             entry["last_run_skipped"] = 0
         return cleared

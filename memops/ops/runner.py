@@ -317,11 +317,13 @@ def _lock_busy(
 
 
 def _clear_skipped(state_dir: Path, task: str) -> None:
-    """This run of ``task`` got the lock: its last skipped run is over (metrics)."""
-    if not (state_dir / SKIPPED_MEMORY_FILE).exists():
-        return  # no run was ever skipped here: nothing to read
+    """This run of ``task`` got the lock: its last skipped run is over (metrics); on a
+    deployed stack its series exists from its first run on."""
+    textfile = _textfile_dir(state_dir)
+    if textfile is None and not (state_dir / SKIPPED_MEMORY_FILE).exists():
+        return  # not deployed, and no run was ever skipped here: nothing to publish
     with contextlib.suppress(OSError):  # a metric must not stop the action
-        record_lock_taken(state_dir, _textfile_dir(state_dir), task=task)
+        record_lock_taken(state_dir, textfile, task=task)
 
 
 def _textfile_dir(state_dir: Path) -> Path | None:
