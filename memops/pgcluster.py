@@ -67,7 +67,9 @@ class ScratchCluster:
         )
 
     def new_database(self) -> str:
-        """Create an empty database owned by the app role; return its name."""
+        """Create an empty database owned by the app role; return its name.
+
+        As the deploy creates it: ``migrate`` hands it to the owner role at version 8."""
         name = f"{self.db_prefix}_{next(self._databases)}"
         with self.admin() as conn:
             conn.execute(
@@ -105,14 +107,27 @@ class ScratchCluster:
     def connect(self, dbname: str, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(**self.app_params(dbname), **kwargs)
 
-    def migrate(self, conn: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> MigrationReport:
+    def migrate(
+        self, conn: psycopg.Connection[Any], target: int | None = None, **kwargs: Any
+    ) -> MigrationReport:
         """``memops.migrate.migrate`` on an app-role connection, as the deploy runs it.
 
         The audit owner role is lent to the app role for the run only (migration
-        0004 needs it), so the code under test runs with production privileges.
+        0004 needs it), so the code under test runs with production privileges. The
+        database gets the owner and grants the deploy gives it at the version reached
+        (``audit_owner.hand_over``): before a migration below 0008, back to the app
+        role, so that it keeps its rights while 0008 is reverted; after one to 0008 or
+        later, to the owner role.
         """
+        dbname = conn.info.dbname
+        dry_run = bool(kwargs.get("dry_run"))
         with self.admin() as admin, audit_owner.lent(admin, self.app_role):
-            return migrate(conn, *args, **kwargs)
+            if not dry_run and target is not None and target < audit_owner.DATABASE_OWNER_VERSION:
+                audit_owner.hand_over(admin, dbname, self.app_role, target)
+            report = migrate(conn, target, **kwargs)
+            if not dry_run:
+                audit_owner.hand_over(admin, dbname, self.app_role, report.to_version)
+            return report
 
     def stop(self, mode: str = "immediate") -> None:
         _run(["pg_ctlcluster", PG_VERSION, self.name, "stop", "-m", mode])

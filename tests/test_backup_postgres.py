@@ -133,6 +133,77 @@ def test_whole_restore_swaps_in_and_keeps_old(tier: PostgresTier, tmp_path: Path
                 conn.execute(statement)
 
 
+def _owner_and_acl(cluster: ScratchCluster, db: str) -> tuple[str, str]:
+    """The database's owner and its database-level grants, as the catalog holds them."""
+    with cluster.admin() as conn:
+        row = conn.execute(
+            "SELECT pg_get_userbyid(datdba), datacl::text FROM pg_database WHERE datname = %s",
+            (db,),
+        ).fetchone()
+    return row[0], row[1]
+
+
+def _app_uses_its_memory(cluster: ScratchCluster, db: str) -> None:
+    with cluster.connect(db, autocommit=True) as app:
+        app.execute(
+            "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('new', 'chat', 'n')"
+        )
+        assert app.execute("UPDATE memory_items SET content = 'm' WHERE tenant_id = 'new'").rowcount
+        assert app.execute(
+            "SELECT content FROM memory_items WHERE tenant_id = 'new'"
+        ).fetchall() == [("m",)]
+        assert app.execute("SELECT count(*) FROM memory_items").fetchone()[0] > 1  # restored rows
+        app.execute("INSERT INTO execution_audit_log (actor, action) VALUES ('app', 'a')")
+        assert app.execute("DELETE FROM memory_items WHERE tenant_id = 'new'").rowcount == 1
+
+
+def test_whole_restore_keeps_the_database_out_of_the_app_roles_hands(
+    tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path
+) -> None:
+    """The swapped-in database has the owner and grants of the one it replaced (the deploy's,
+    from migration 0008 on): the app role connects and uses its memory, but cannot drop it."""
+    db = tier.target.dbname
+    live = _owner_and_acl(cluster, db)
+    assert live[0] == audit_owner.AUDIT_OWNER
+    artifact = tier.backup(tmp_path)
+    tier.restore(tmp_path, artifact, set_id="s1", drop_old=True)
+    assert _owner_and_acl(cluster, db) == live
+    with cluster.connect("postgres", autocommit=True) as elsewhere:  # no session on db
+        for statement in ("DROP DATABASE {}", "ALTER DATABASE {} OWNER TO {}"):
+            query = sql.SQL(statement).format(sql.Identifier(db), sql.Identifier(cluster.app_role))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+                elsewhere.execute(query)
+    _app_uses_its_memory(cluster, db)
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege)
+    with cluster.connect(db, autocommit=True) as app, refused:
+        app.execute("CREATE TABLE app_scratch (x int)")
+
+
+def test_whole_restore_of_a_set_before_0008_leaves_the_database_to_the_app_role(
+    cluster: ScratchCluster, tmp_path: Path
+) -> None:
+    """Below 0008 the app role's rights come from owning the database: it keeps it, as the
+    deploy leaves it at that version, and the next migration hands it over."""
+    db = cluster.new_database()
+    with cluster.connect(db, autocommit=True) as conn:
+        cluster.migrate(conn, 7)
+        conn.execute(
+            "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('old', 'chat', 'o')"
+        )
+    tier = PostgresTier(
+        cluster.ops_target(db), admin=cluster.admin_target(), owner=cluster.app_role
+    )
+    live = _owner_and_acl(cluster, db)
+    assert live[0] == cluster.app_role
+    tier.restore(tmp_path, tier.backup(tmp_path), set_id="s7", drop_old=True)
+    assert _owner_and_acl(cluster, db) == live
+    _app_uses_its_memory(cluster, db)
+    with cluster.connect(db, autocommit=True) as conn:
+        assert cluster.migrate(conn).applied == [8]
+    assert _owner_and_acl(cluster, db)[0] == audit_owner.AUDIT_OWNER
+    _app_uses_its_memory(cluster, db)
+
+
 def test_corrupted_dump_is_refused(tier: PostgresTier, tmp_path: Path) -> None:
     artifact = tier.backup(tmp_path)
     name = next(f for f, k in artifact.kinds.items() if k == "pgdump")

@@ -37,7 +37,7 @@ PORT = 31432
 APP_ROLE = "memops_mig"
 TABLES = ("memory_items", "execution_audit_log")
 FUNCTIONS = ("execution_audit_log_append_only", "memory_items_no_truncate")
-LATEST = 7
+LATEST = 8
 ALL = list(range(1, LATEST + 1))
 
 
@@ -136,6 +136,7 @@ def test_discover_finds_versions_in_order() -> None:
         (5, "quarantine"),
         (6, "memory_items_content_hash"),
         (7, "data_owner"),
+        (8, "database_owner"),
     ]
     assert all(len(m.checksum) == 64 for m in migrations)
     assert runner.latest_version() == LATEST
@@ -442,7 +443,9 @@ def test_the_app_role_cannot_lift_a_quarantine_but_still_uses_its_rows(
     assert app.execute("SELECT tenant_id FROM memory_items").fetchall() == [("b",)]
     assert app.execute("UPDATE memory_items SET content = 'z'").rowcount == 1
     assert app.execute("DELETE FROM memory_items").rowcount == 1
-    app.execute("CREATE TABLE app_scratch (x int)")  # it may still create its own tables
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no CREATE on public (0008)
+        app.execute("CREATE TABLE app_scratch (x int)")
+    app.execute("CREATE TEMP TABLE app_scratch (x int)")  # TEMPORARY on the database
     app.execute("DROP TABLE app_scratch")
 
 
@@ -486,19 +489,125 @@ def test_audit_owner_migration_needs_the_lent_membership(
 ) -> None:
     with pytest.raises(
         MigrationError,
-        match=f"reverting 0007_data_owner failed: role {APP_ROLE} is not a member of "
+        match=f"reverting 0008_database_owner failed: role {APP_ROLE} is not a member of "
         f"{audit_owner.AUDIT_OWNER}",
     ):
-        migrate(app, 3)  # 0007, the first step down, needs the membership already
-    assert current_version(app) == 7
+        migrate(app, 3)  # 0008, the first step down, needs the membership already
+    assert current_version(app) == 8
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
     pg_cluster.migrate(app, 3)  # lent: the down hands the log back to the database owner
     assert audit_owner.audit_log_owner(app) == APP_ROLE
     with pytest.raises(MigrationError, match="applying 0004_audit_owner failed: role"):
         migrate(app)
     assert current_version(app) == 3
-    assert pg_cluster.migrate(app).applied == [4, 5, 6, 7]
+    assert pg_cluster.migrate(app).applied == [4, 5, 6, 7, 8]
     assert audit_owner.audit_log_owner(app) == audit_owner.AUDIT_OWNER
+
+
+# ------------------------------------------------------------ database owner
+
+
+def _database(pg_cluster: PgCluster, dbname: str) -> tuple[str, dict[str, bool], bool]:
+    """Owner of ``dbname``, the app role's privileges on it, whether PUBLIC has any."""
+    with pg_cluster.admin() as admin:
+        owner, connect, temporary, create, public = admin.execute(
+            "SELECT pg_get_userbyid(datdba),"
+            " has_database_privilege(%(app)s, datname, 'CONNECT'),"
+            " has_database_privilege(%(app)s, datname, 'TEMPORARY'),"
+            " has_database_privilege(%(app)s, datname, 'CREATE'),"
+            " EXISTS (SELECT FROM aclexplode(datacl) WHERE grantee = 0)"
+            " FROM pg_database WHERE datname = %(db)s",
+            {"app": APP_ROLE, "db": dbname},
+        ).fetchone()  # type: ignore[misc]
+    return owner, {"CONNECT": connect, "TEMPORARY": temporary, "CREATE": create}, public
+
+
+def _uses_its_memory(pg_cluster: PgCluster, dbname: str) -> None:
+    """A new app-role session reads and writes memory_items and writes the audit log."""
+    with pg_cluster.connect(dbname, autocommit=True) as app:
+        app.execute(
+            "INSERT INTO memory_items (tenant_id, source_kind, content) VALUES ('t', 'chat', 'x')"
+        )
+        assert app.execute("UPDATE memory_items SET content = 'y'").rowcount >= 1
+        assert app.execute("SELECT content FROM memory_items").fetchall()[-1] == ("y",)
+        _insert_audit(app)
+        assert app.execute("DELETE FROM memory_items").rowcount >= 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP DATABASE {db}",
+        "ALTER DATABASE {db} OWNER TO {app}",
+        "ALTER DATABASE {db} RENAME TO {db}_gone",
+        "ALTER DATABASE {db} CONNECTION LIMIT 0",
+        "ALTER DATABASE {db} SET default_transaction_read_only = on",
+    ],
+)
+def test_the_app_role_cannot_drop_or_take_its_database(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str, statement: str
+) -> None:
+    app.close()  # no session of its own in the way: only the privilege check can refuse
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner")
+    with pg_cluster.connect("postgres", autocommit=True) as elsewhere, refused:
+        elsewhere.execute(statement.format(db=dbname, app=APP_ROLE))
+    assert _database(pg_cluster, dbname)[0] == audit_owner.AUDIT_OWNER
+    _uses_its_memory(pg_cluster, dbname)
+
+
+def test_the_database_belongs_to_the_owner_role_from_0008(
+    app: psycopg.Connection[Any], pg_cluster: PgCluster, dbname: str
+) -> None:
+    connect_and_temporary = {"CONNECT": True, "TEMPORARY": True, "CREATE": False}
+    assert _database(pg_cluster, dbname) == (
+        audit_owner.AUDIT_OWNER,
+        connect_and_temporary,
+        False,
+    )
+    held = app.execute(
+        "SELECT has_schema_privilege('public', 'USAGE'), has_schema_privilege('public', 'CREATE')"
+    ).fetchone()
+    assert held == (True, False)
+    _uses_its_memory(pg_cluster, dbname)
+
+    # Reverting 0008 gives the database back first: the app keeps its rights throughout.
+    assert pg_cluster.migrate(app, 7).reverted == [8]
+    assert _database(pg_cluster, dbname) == (
+        APP_ROLE,
+        {**connect_and_temporary, "CREATE": True},
+        False,
+    )
+    _uses_its_memory(pg_cluster, dbname)
+    assert pg_cluster.migrate(app).applied == [8]
+    assert _database(pg_cluster, dbname) == (
+        audit_owner.AUDIT_OWNER,
+        connect_and_temporary,
+        False,
+    )
+    _uses_its_memory(pg_cluster, dbname)
+    assert pg_cluster.migrate(app).changed is False
+
+
+def test_0008_grants_the_application_role_by_name(
+    pg_cluster: PgCluster, dbname: str, lent: None
+) -> None:
+    with pg_cluster.connect(dbname, autocommit=True) as app:
+        migrate(app, 7)
+    with pg_cluster.admin(dbname) as superuser:  # a superuser is not the application role
+        with pytest.raises(MigrationError, match="role postgres is not the application role"):
+            migrate(superuser)
+        superuser.execute(f"SET memops.app_role = {audit_owner.AUDIT_OWNER}")
+        with pytest.raises(MigrationError, match="role memops_audit_owner is not the appl"):
+            migrate(superuser)
+        superuser.execute(f"SET memops.app_role = {APP_ROLE}")  # as audit_owner.secure does
+        assert migrate(superuser).applied == [8]
+        superuser.execute("RESET memops.app_role")
+        grantees = superuser.execute(
+            "SELECT DISTINCT pg_get_userbyid(a.grantee) FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.relname IN ('memory_items', 'memory_quarantine', 'execution_audit_log')"
+            " AND pg_get_userbyid(a.grantee) NOT IN ('memops_audit_owner', 'pg_database_owner')"
+        ).fetchall()
+        assert grantees == [(APP_ROLE,)]
 
 
 def test_audit_owner_migration_without_the_role_says_what_to_do(
@@ -672,8 +781,8 @@ def test_cli_errors_are_one_line_without_secrets(
     assert "wrong-Secret-123" not in captured.err
 
     monkeypatch.setenv("MEMOPS_PG_PASSWORD", pg_env["password"])
-    assert _cli(["--to", "8"]) == 1
-    assert "target version 8 is unknown" in capsys.readouterr().err
+    assert _cli(["--to", "9"]) == 1
+    assert "target version 9 is unknown" in capsys.readouterr().err
 
 
 def test_conninfo_from_env_validates() -> None:

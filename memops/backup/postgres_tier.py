@@ -111,11 +111,14 @@ def _summary(count: int, hash_sum: Any) -> TenantSummary:
 class PostgresTier:
     """Backup and restore of one PostgreSQL database of the memory stack.
 
-    ``admin`` is a superuser (or database-owner with CREATEDB) target on the same
-    server, used to create, rename and drop databases and end sessions; it
-    defaults to ``target``. ``owner`` owns a database a whole restore creates and
-    its objects: the application role (deployment ``app_user``), which memops'
-    own login (``target.user``, the ops role) is a member of; it defaults to that login.
+    ``admin`` is a superuser target on the same server, used to create, rename,
+    hand over and drop databases and end sessions; it defaults to ``target``.
+    ``owner`` is the application role (deployment ``app_user``), which memops' own
+    login (``target.user``, the ops role) is a member of; it defaults to that login.
+    A whole restore loads the new database as it, then gives the database and its
+    objects the owners and grants the postgresql role gives them at the restored
+    schema version (``audit_owner.secure`` and ``hand_over``): from 0008 on the
+    NOLOGIN owner role owns the database and ``owner`` may connect to it.
     """
 
     def __init__(
@@ -328,9 +331,11 @@ class PostgresTier:
         started = time.monotonic()
         with self._connect("postgres", admin=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new)))
-            # No session of the application's (its owner's included) until the swap: the
-            # copy is not checked yet, and its quarantine not applied. Superusers, as memops'
-            # admin is, are not limited.
+            # The application role owns it while it loads (pg_restore --role creates every
+            # object as it); it is handed over before the swap. No session of the
+            # application's (its owner's included) until the swap: the copy is not checked
+            # yet, and its quarantine not applied. Superusers, as memops' admin is, are not
+            # limited.
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {} CONNECTION LIMIT 0").format(
                     sql.Identifier(new), sql.Identifier(self.owner)
@@ -346,7 +351,13 @@ class PostgresTier:
         try:
             self._load(staging, artifact, new)
             with self._connect(new, admin=True) as conn:
-                audit_owner.secure(conn)  # the load made the app role own the audit log
+                # The load made the app role own every object, the audit log included.
+                audit_owner.secure(conn, self.owner)
+                version = migrate.current_version(conn)
+            with self._connect("postgres", admin=True) as conn:
+                # The owner and grants the postgresql role gives the live one at this
+                # version: from 0008 on the app role no longer owns the database.
+                audit_owner.hand_over(conn, new, self.owner, version)
             self._check_loaded(new, artifact)
             hidden = [] if into is not None else self._hide(new, quarantined)
         except BaseException:
