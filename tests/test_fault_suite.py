@@ -212,14 +212,20 @@ def test_a_killed_whole_restore_leaves_each_tier_before_or_intended_and_a_rerun_
 # -- namespace restore, rebuild.hard ------------------------------------------------------
 
 
-def test_a_killed_namespace_restore_touches_no_other_tenant_and_a_rerun_finishes(
-    stack: Stack,
-) -> None:
+def namespace_scenario(stack: Stack) -> tuple[str, str, str, Snapshot, Snapshot]:
+    """A namespace set of the first tenant, then every tier of every tenant changed:
+    target, other tenant, set id, the snapshot the set holds, the snapshot before."""
     target, other = stack.load.tenants[:2]
     set_id = namespace_set(stack, target)
     intended = snapshot(stack)
     change_everything(stack)
-    before = snapshot(stack)
+    return target, other, set_id, intended, snapshot(stack)
+
+
+def test_a_killed_namespace_restore_touches_no_other_tenant_and_a_rerun_finishes(
+    stack: Stack,
+) -> None:
+    target, other, set_id, intended, before = namespace_scenario(stack)
 
     argv = ("backup.restore", set_id, "--namespace", target, "--yes")
     killed = invoke(stack, *argv, kill_at="restore.tier")  # after its first tier, Redis
@@ -240,11 +246,7 @@ def test_a_killed_namespace_restore_touches_no_other_tenant_and_a_rerun_finishes
 def test_a_hard_rebuild_killed_after_its_clear_names_its_safety_set_and_a_rerun_finishes(
     stack: Stack,
 ) -> None:
-    target, other = stack.load.tenants[:2]
-    set_id = namespace_set(stack, target)
-    intended = snapshot(stack)
-    change_everything(stack)
-    before = snapshot(stack)
+    target, other, set_id, intended, before = namespace_scenario(stack)
 
     argv = ("rebuild.hard", "--namespace", target, "--from-backup", set_id, "--yes")
     killed = invoke(stack, *argv, kill_at="rebuild.hard.cleared")
@@ -327,11 +329,7 @@ def test_a_quarantine_or_release_killed_between_tiers_is_finished_by_a_rerun(
 
 
 def test_postgresql_stopped_during_a_namespace_restore(stack: Stack) -> None:
-    target, other = stack.load.tenants[:2]
-    set_id = namespace_set(stack, target)
-    intended = snapshot(stack)
-    change_everything(stack)
-    before = snapshot(stack)
+    target, other, set_id, intended, before = namespace_scenario(stack)
     cluster: ScratchCluster = stack.cluster  # type: ignore[attr-defined]
     argv = ("backup.restore", set_id, "--namespace", target, "--yes")
     cluster.stop()
