@@ -38,7 +38,7 @@ from memops.backup.manifest import (
 from memops.backup.retention import Policy, SetInfo, plan_retention, set_infos
 from memops.backup.sealed_names import name_token
 from memops.backup.set_ids import InvalidSetId, check_set_id, new_set_id, set_id_time
-from memops.backup.sets import newest_whole_set, plan_prune, prune
+from memops.backup.sets import newest_whole_set, plan_prune, plan_restore, prune
 from memops.backup.settings import BackupSettings
 from memops.backup.store import LocalStore
 from memops.backup.verify import register_checker, registered_checkers, verify_set
@@ -419,6 +419,10 @@ def test_an_encrypted_sets_manifest_names_no_tenant_in_clear(tmp_path: Path) -> 
     store.key = OTHER_KEY  # another key cannot open them, nor guess them
     assert store.read_manifest(manifest.set_id).namespaces == without.namespaces
     assert name_token(KEY, "acme") != name_token(OTHER_KEY, "acme")
+    with pytest.raises(RestoreRefused, match=f"{KEY.key_id}.*{OTHER_KEY.key_id}"):
+        plan_restore(store, manifest.set_id, [], ["acme"])  # the key is named, not the tenant
+    store.key = KEY
+    assert plan_restore(store, manifest.set_id, [], ["acme"]).tenants == ("acme",)
 
 
 def test_with_a_key_an_unencrypted_set_is_refused_unless_allowed(tmp_path: Path) -> None:

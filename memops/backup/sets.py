@@ -36,7 +36,13 @@ from memops.backup.manifest import Manifest
 from memops.backup.retention import Decision, Policy, plan_retention, set_infos
 from memops.backup.set_ids import check_set_id, new_set_id
 from memops.backup.store import BackupStore
-from memops.backup.verify import VerifyReport, discard_kept, untrusted_reason, verify_set
+from memops.backup.verify import (
+    VerifyReport,
+    check_key,
+    discard_kept,
+    untrusted_reason,
+    verify_set,
+)
 
 Progress = Callable[[str], None]
 
@@ -177,6 +183,7 @@ def plan_restore(
 ) -> RestorePlan:
     """Check a restore request against the set's manifest; RestoreRefused when it cannot be."""
     manifest = store.read_manifest(check_set_id(set_id))
+    check_key(manifest, store.key, to_decrypt=True)  # before its (sealed) names are read
     chosen = tuple(tiers) or manifest.tiers
     missing = [tier for tier in chosen if tier not in manifest.tiers]
     if missing:

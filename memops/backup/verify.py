@@ -129,14 +129,7 @@ def verify_set(
     except ManifestError as exc:
         return VerifyReport(set_id, None, (), str(exc), content_checked=False)
     encryption = manifest.encryption
-    if encryption and key and key.key_id != encryption.key_id:
-        raise RestoreRefused(
-            f"set {set_id} is encrypted with key {encryption.key_id}; the key given is {key.key_id}"
-        )
-    if encryption and key is None and keep_dir is not None:
-        raise RestoreRefused(
-            f"set {set_id} is encrypted with key {encryption.key_id} and no key was given"
-        )
+    check_key(manifest, key, to_decrypt=keep_dir is not None)
     untrusted = "" if allow_unencrypted else untrusted_reason(manifest, key)
     if untrusted:
         return VerifyReport(set_id, manifest, (), f"set {set_id}: {untrusted}", False)
@@ -163,6 +156,20 @@ def verify_set(
         f"set {set_id}: {first}" if first else "",
         content_checked=not encryption or use_key is not None,
     )
+
+
+def check_key(manifest: Manifest, key: BackupKey | None, *, to_decrypt: bool) -> None:
+    """RestoreRefused naming both key ids when the set is encrypted with another key than
+    ``key`` (or with one, and none is given, when its content is to be read)."""
+    encryption, set_id = manifest.encryption, manifest.set_id
+    if encryption and key and key.key_id != encryption.key_id:
+        raise RestoreRefused(
+            f"set {set_id} is encrypted with key {encryption.key_id}; the key given is {key.key_id}"
+        )
+    if encryption and key is None and to_decrypt:
+        raise RestoreRefused(
+            f"set {set_id} is encrypted with key {encryption.key_id} and no key was given"
+        )
 
 
 def untrusted_reason(manifest: Manifest, key: BackupKey | None) -> str:
