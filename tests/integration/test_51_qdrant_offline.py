@@ -83,3 +83,10 @@ def test_redeploy_and_check_change_nothing(offline_runs: tuple[Path, list[Run]])
     _, second, check = offline_runs[1]
     assert second.json()["changed"] == 0, second.json()["changed_tasks"]
     assert check.json()["changed"] == 0, check.json()["changed_tasks"]
+
+
+def test_the_offline_instance_schedules_nothing(offline_runs: tuple[Path, list[Run]]) -> None:
+    """Its state directory is pytest's: a cron job left behind would run backups of a stack
+    that is gone, every 15 minutes, for as long as the machine lives."""
+    assert offline_runs[1]
+    assert not list(Path("/etc/cron.d").glob("memops-backup-*offline*"))
