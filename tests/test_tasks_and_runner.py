@@ -421,3 +421,33 @@ def test_mitogen_is_the_default_strategy_and_can_be_switched_off() -> None:
     assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"
     assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
     assert mitogen_settings({"MEMOPS_MITOGEN": "0"}) == {}
+
+
+def test_no_task_option_has_a_one_letter_alias() -> None:
+    """`-r` must not mean `--drop-old` by accident of the alphabet: long names only."""
+    collection = root_collection()
+    for name in collection.task_names:
+        for argument in collection[name].get_arguments():
+            short = [n for n in argument.names if len(n) == 1]
+            assert not short, f"{name}: --{argument.name} has the alias -{short[0]}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backup.restore", "--help"],
+        ["backup.verify", "-h"],
+        ["rebuild.hard", "--help"],
+        ["rebuild.quarantine", "--help"],
+        ["keys.retire", "--help"],
+        ["memory.chain", "--help"],
+    ],
+)
+def test_help_after_a_task_with_a_positional_argument_prints_its_help(argv: list[str]) -> None:
+    invoke = Path(sys.executable).with_name("invoke")
+    run = subprocess.run(
+        [str(invoke), *argv], cwd=paths.PROJECT_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Usage:") and f"{argv[0]} [--options]" in run.stdout
+    assert run.stderr == ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ DEFAULT_INVENTORY = "local"
 # invoke.yaml, or as INVOKE_MEMOPS_INVENTORY; MEMOPS_INVENTORY wins over both.
 CONFIG_DEFAULTS: dict[str, Any] = {"memops": {"inventory": DEFAULT_INVENTORY}}
 INVENTORY_ENV = "MEMOPS_INVENTORY"
+HELP_FLAGS = ("--help", "-h")
 
 # Help for the options several tasks share; a task adds its own with `help=`.
 COMMON_HELP = {
@@ -39,7 +42,9 @@ def memops_task(*, help: dict[str, str] | None = None, **kwargs: Any) -> Callabl
         missing = [name for name in parameters if name not in texts]
         if missing:
             raise TypeError(f"task {func.__name__}: no help text for {', '.join(missing)}")
-        return task(help=texts, **kwargs)(func)
+        # No automatic one-letter flags: `-r` must not be `--drop-old` by accident of the
+        # alphabet; the long names are the contract scheduled jobs type.
+        return task(help=texts, **{"auto_shortflags": False, **kwargs})(func)
 
     return decorate
 
@@ -63,7 +68,13 @@ def run(
     json: bool = False,
     **raw: Any,
 ) -> None:
-    """Run ``operation`` through the runner; a non-zero outcome becomes the exit code."""
+    """Run ``operation`` through the runner; a non-zero outcome becomes the exit code.
+
+    ``invoke TASK --help`` reaches here when TASK takes a positional argument (Invoke hands
+    it ``--help`` as that argument's value): it prints the task's help instead.
+    """
+    if any(value in HELP_FLAGS for value in raw.values()):
+        raise Exit(code=subprocess.call([sys.argv[0], "--help", operation.name]))
     spec, given = inventory_spec(c, inventory)
     code = run_operation(operation, raw, inventory_spec=spec, inventory_given=given, as_json=json)
     if code:

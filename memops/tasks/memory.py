@@ -54,9 +54,7 @@ def chain(c: Context, row, tenant=None, max_depth=None, inventory=None, json=Fal
     run(c, CHAIN, inventory=inventory, json=json, row=row, tenant=tenant, max_depth=max_depth)
 
 
-@memops_task(
-    help=_HELP | {"tenant": "only this tenant (default: every tenant)"}, auto_shortflags=False
-)
+@memops_task(help=_HELP | {"tenant": "only this tenant (default: every tenant)"})
 def anonymize(
     c: Context,
     tenant=None,

@@ -92,7 +92,7 @@ def soft(
 def hard(
     c: Context,
     namespace,
-    from_backup,
+    from_backup=None,
     tier=None,
     dry_run=False,
     yes=False,
