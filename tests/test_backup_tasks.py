@@ -248,6 +248,18 @@ def test_a_run_under_the_holders_lock_leaves_the_holders_record_alone(
     assert results == ["ok"]
 
 
+def test_latest_and_oldest_name_the_newest_and_oldest_set(
+    inventory: Path, client: QdrantClient, load: wl.Workload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    second = call(CREATE, inventory, capsys, **CREATE_RAW)[1]["set_id"]
+    code, report, _ = call(VERIFY, inventory, capsys, set_id="oldest", target=None)
+    assert code == EXIT_OK and report["set_id"] == first
+    code, restored, err = call(RESTORE, inventory, capsys, **restore_raw("latest", dry_run=True))
+    assert code == EXIT_OK, err
+    assert restored["set_id"] == second and second in restored["plan"][0]
+
+
 def test_a_second_destructive_task_is_refused_by_the_lock(
     inventory: Path, load: wl.Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -326,6 +326,23 @@ def prune(store: BackupStore, decisions: Sequence[Decision]) -> list[str]:
     return removed
 
 
+SET_ALIASES = ("latest", "oldest")
+
+
+def resolve_set_id(store: BackupStore, set_id: str, key: BackupKey | None = None) -> str:
+    """``set_id`` itself, or for ``latest`` / ``oldest`` (as barman names them) the id of the
+    newest / oldest complete set the key trusts (any set, without a key)."""
+    if set_id not in SET_ALIASES:
+        return set_id
+    listing = store.list_sets()
+    if any(m.set_id == set_id for m in listing.sets):
+        return set_id  # a set made with that very id
+    trusted = [m for m in listing.sets if not untrusted_reason(m, key)]
+    if not trusted:
+        raise SetNotFound(f"no backup set in {store.description} for {set_id!r}")
+    return (trusted[-1] if set_id == "latest" else trusted[0]).set_id
+
+
 def newest_whole_set(store: BackupStore, key: BackupKey | None = None) -> Manifest:
     """The newest set taken without --namespace (what the drill checks unless told).
 

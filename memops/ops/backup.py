@@ -26,7 +26,14 @@ from memops.backup.artifacts import (
 from memops.backup.engines import engines
 from memops.backup.manifest import ManifestError
 from memops.backup.metrics import record_backup
-from memops.backup.sets import create_set, plan_prune, plan_restore, prune, restore_set
+from memops.backup.sets import (
+    create_set,
+    plan_prune,
+    plan_restore,
+    prune,
+    resolve_set_id,
+    restore_set,
+)
 from memops.backup.settings import TARGET_KINDS, BackupSettings
 from memops.backup.verify import verify_set
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -180,6 +187,7 @@ def verify(
     settings = BackupSettings.of(context.require_inventory())
     try:
         store = settings.store(target or None)
+        set_id = resolve_set_id(store, set_id, settings.key())
         report = verify_set(store, set_id, key=settings.key(), allow_unencrypted=allow_unencrypted)
     except (RestoreRefused, SetNotFound) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)
@@ -219,6 +227,7 @@ def restore(
         targets = deployed_targets(inventory)
         store = settings.store(target or None)
         key = settings.key()
+        set_id = resolve_set_id(store, set_id, key)
         plan = plan_restore(store, set_id, tier, namespace)
     except (RestoreRefused, SetNotFound, ManifestError, TargetsError) as exc:
         return _failed(str(exc), code=EXIT_BAD_INPUT)

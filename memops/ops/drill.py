@@ -11,7 +11,7 @@ from memops.backup.artifacts import BackupError
 from memops.backup.drill import DrillReport, run_drill
 from memops.backup.engines import engines
 from memops.backup.metrics import record_drill
-from memops.backup.sets import newest_whole_set
+from memops.backup.sets import newest_whole_set, resolve_set_id
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
@@ -39,7 +39,9 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
         store = settings.store(target or None)
         key = settings.key()
         manifest = (
-            store.read_manifest(set_id) if set_id else newest_whole_set(store, settings.key())
+            store.read_manifest(resolve_set_id(store, set_id, key))
+            if set_id
+            else newest_whole_set(store, key)
         )
     except TargetsError as exc:
         return Outcome.refused(str(exc))

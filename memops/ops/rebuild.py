@@ -20,7 +20,7 @@ from memops.audit import actor
 from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
 from memops.backup.engines import engines, tier_target
 from memops.backup.manifest import Manifest, ManifestError
-from memops.backup.sets import create_set, plan_restore, restore_set
+from memops.backup.sets import create_set, plan_restore, resolve_set_id, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
@@ -373,6 +373,8 @@ def hard_rebuild(
     def body() -> Outcome:
         scope = scope_of(inventory, tier)
         store = settings.store(None)
+        nonlocal from_backup  # `latest` / `oldest` name a set from here on
+        from_backup = resolve_set_id(store, from_backup, settings.key())
         plan = plan_restore(store, from_backup, scope.tiers, [namespace])
         held = {
             t: plan.manifest.artifacts[t].tenants[namespace].count

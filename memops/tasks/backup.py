@@ -12,7 +12,7 @@ _HELP = {
     "tier": "only these tiers, comma-separated: redis, postgresql, qdrant (default: all deployed)",
     "namespace": "only this tenant (repeat the option for more)",
     "target": "local or s3 (default: the inventory's backup_target, else local)",
-    "set_id": "the set, as backup.list shows it",
+    "set_id": "the set, as backup.list shows it, or latest / oldest (the newest / oldest set)",
     "drop_old": "PostgreSQL whole restore: drop the replaced database (default: keep it as "
     "<db>_pre_<set>_<random> until the next verified backup)",
     "allow_unencrypted": "with a backup key configured, trust a set that is not encrypted and "

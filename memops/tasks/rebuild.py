@@ -84,7 +84,7 @@ def soft(
 @memops_task(
     help=_HELP
     | {
-        "from_backup": "the backup set to restore the namespace from (see backup.list)",
+        "from_backup": "the backup set to restore the namespace from (see backup.list), or latest",
         "dry_run": "print what would be replaced, with counts; change nothing",
         "yes": "confirm without a prompt (needed when not interactive)",
     }
