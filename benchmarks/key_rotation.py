@@ -28,8 +28,8 @@ from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
 from memops.keyring import new_keyring  # noqa: E402
 from memops.memory_values import key_id_of_value, sealed_value  # noqa: E402
+from memops.model import redis_key  # noqa: E402
 from memops.rotation import rotate_values, start_checkpoint  # noqa: E402
-from memops.workload import redis_key  # noqa: E402
 
 STATE_DIR = Path("/tmp/bench-rotation")
 PREFIX = "bench"

@@ -33,13 +33,13 @@ from benchmarks.redis_namespace import Pinger, fill, percentile  # noqa: E402
 from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
 from memops.backup.redis_server import info  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
+from memops.model import namespace_pattern  # noqa: E402
 from memops.rebuild.redis_clear import (  # noqa: E402
     BUDGET_MS,
     MAX_KEYS_PER_CALL,
     SCAN_COUNT,
     clear_namespace,
 )
-from memops.workload import tenant_pattern  # noqa: E402
 
 STATE_DIR = Path("/tmp/bench-redis-clear")
 PREFIX = "bench"
@@ -47,7 +47,7 @@ TENANT_A, TENANT_B = "tenant-a", "tenant-b"
 
 
 def xargs_unlink(port: int) -> None:
-    pattern = tenant_pattern(PREFIX, TENANT_A)
+    pattern = namespace_pattern(PREFIX, TENANT_A)
     cli = shutil.which("redis-cli") or "redis-cli"
     scan = subprocess.Popen(
         [cli, "-p", str(port), "--scan", "--pattern", pattern], stdout=subprocess.PIPE

@@ -32,7 +32,7 @@ from memops.backup.redis_ns_restore import restore_namespace  # noqa: E402
 from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
 from memops.backup.redis_server import info, server_version, wait_for  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
-from memops.workload import redis_key  # noqa: E402
+from memops.model import redis_key  # noqa: E402
 
 STATE_DIR = Path("/tmp/bench-redis")
 PREFIX = "bench"

@@ -68,7 +68,7 @@ def wipe_chosen(clients: Any, data: wl.Workload) -> None:
     from qdrant_client import models
 
     redis = clients.redis()
-    keys = list(redis.scan_iter(match=wl.tenant_pattern(data.prefix, CHOSEN), count=1000))
+    keys = list(redis.scan_iter(match=wl.namespace_pattern(data.prefix, CHOSEN), count=1000))
     for start in range(0, len(keys), 1000):
         redis.unlink(*keys[start : start + 1000])
     with clients.postgresql() as conn:

@@ -13,8 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from memops.memory_values import key_id_of_value
+from memops.model import memory_pattern
 from memops.progress import meter
-from memops.workload import escape_glob
 
 if TYPE_CHECKING:
     import redis
@@ -26,13 +26,9 @@ NOT_SEALED = ""  # the tally of plain values (and of anything that names no key)
 Pair = tuple[bytes, bytes | None]
 
 
-def value_pattern(prefix: str) -> str:
-    return f"{escape_glob(prefix)}:memory:*"
-
-
 def scan_batch(client: redis.Redis, prefix: str, cursor: int, batch: int) -> tuple[int, list[Pair]]:
     """One SCAN step from ``cursor`` and the values of its keys; cursor 0 means: done."""
-    cursor, keys = client.scan(cursor, match=value_pattern(prefix), count=batch, _type="string")
+    cursor, keys = client.scan(cursor, match=memory_pattern(prefix), count=batch, _type="string")
     values = client.mget(keys) if keys else []
     return int(cursor), list(zip(keys, values, strict=True))
 
@@ -41,7 +37,7 @@ def key_id_counts(client: redis.Redis, prefix: str, batch: int = DEFAULT_BATCH) 
     """How many values name each key id (``NOT_SEALED`` for the rest); nothing is decrypted."""
     counts: Counter[str] = Counter()
     cursor = 0
-    with meter().count(f"count values {value_pattern(prefix)}", "keys") as counter:
+    with meter().count(f"count values {memory_pattern(prefix)}", "keys") as counter:
         while True:
             cursor, pairs = scan_batch(client, prefix, cursor, batch)
             found = [raw for _key, raw in pairs if raw is not None]

@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from memops.quarantine_names import is_quarantine_collection
+from memops.model import is_quarantine_collection
 
 
 class TokenError(ValueError):

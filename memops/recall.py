@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.embedder import DIM, embed
 from memops.memory_values import inspect_value, plain_value
+from memops.model import redis_key
 from memops.qdrant_points import tenant_selector
 from memops.rebuild.redis_clear import clear_namespace
-from memops.workload import redis_key
 
 if TYPE_CHECKING:
     import psycopg

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.files import write_private_atomic
 from memops.keyring import KeyRing
-from memops.memory_scan import Pair, scan_batch, value_pattern
+from memops.memory_scan import Pair, scan_batch
 from memops.memory_values import inspect_value, reseal
+from memops.model import memory_pattern
 from memops.progress import meter
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ def rotate_values(
     """
     if ring.active != checkpoint.to_key:
         raise ValueError("the ring's active key is not the rotation's target")
-    title = f"re-encrypt {value_pattern(checkpoint.prefix)}"
+    title = f"re-encrypt {memory_pattern(checkpoint.prefix)}"
     writer = None if dry_run else BatchWriter(client)
     # The next batch is read (SCAN + MGET, on a connection of its own) while this one
     # is resealed and the one before it written: reading, sealing and writing overlap.

@@ -15,15 +15,62 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memops.embedder import float32
 from memops.memory_values import NONCE_BYTES, content_hash, plain_value, sealed_value
+from memops.model import (  # re-exported: tests and benchmarks spell them wl.X
+    DEFAULT_PREFIX as DEFAULT_PREFIX,
+)
+from memops.model import (
+    FACT as FACT,
+)
+from memops.model import (
+    REDIS_TYPES as REDIS_TYPES,
+)
+from memops.model import (
+    SOURCE_KINDS as SOURCE_KINDS,
+)
+from memops.model import (
+    chunks as chunks,
+)
+from memops.model import (
+    escape_glob as escape_glob,
+)
+from memops.model import (
+    key_in_namespace as key_in_namespace,
+)
+from memops.model import (
+    namespace_key_regex as namespace_key_regex,
+)
+from memops.model import (
+    namespace_pattern as namespace_pattern,
+)
+from memops.model import (
+    point_payload as point_payload,
+)
+from memops.model import (
+    redis_key as redis_key,
+)
+from memops.qdrant_points import (  # re-exported likewise
+    QdrantPoint as QdrantPoint,
+)
+from memops.qdrant_points import (
+    ensure_collection as ensure_collection,
+)
+from memops.qdrant_points import (
+    point_from_record,
+)
+from memops.qdrant_points import (
+    read_qdrant as read_qdrant,
+)
+from memops.qdrant_points import (
+    upsert_points as upsert_points,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,16 +79,11 @@ if TYPE_CHECKING:
 
     from memops.keyring import KeyRing
 
-DEFAULT_PREFIX = "memops"
 DEFAULT_TTL_S = 86400
 DEFAULT_VECTOR_DIM = 16
 # Timestamps are offsets from this fixed instant, so a seed always gives the same data.
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
-REDIS_TYPES = ("session", "scratchpad", "task", "context")
-# Facts are what the supersede judge compares: every link of a supersede chain is one.
-FACT = "fact"
-SOURCE_KINDS = ("chat", "tool_call", "document", "observation", FACT)
 AGENTS = ("planner", "coder", "reviewer", "researcher")
 
 NASTY_TENANTS: tuple[str, ...] = (
@@ -126,16 +168,6 @@ class MemoryItem:
     deleted_at: datetime | None
     anonymized_at: datetime | None
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class QdrantPoint:
-    """The semantic-memory point of an indexed, live memory item (same id)."""
-
-    id: str
-    kind: str
-    vector: tuple[float, ...]
-    payload: dict[str, Any] = field(hash=False)
 
 
 @dataclass(frozen=True)
@@ -352,60 +384,8 @@ def _uuid(rng: random.Random) -> str:
 # ------------------------------------------------------------------------ helpers
 
 
-def point_payload(tenant: str, kind: str, memory_id: str) -> dict[str, Any]:
-    """The payload of a memory item's Qdrant point (``tenant_id`` is payload-indexed)."""
-    return {"tenant_id": tenant, "kind": kind, "memory_id": memory_id}
-
-
-def redis_key(prefix: str, tenant: str, type_: str, id_: str) -> str:
-    """``{prefix}:memory:{tenant}:{type}:{id}``; type and id may not contain ':'."""
-    for label, part in (("type", type_), ("id", id_)):
-        if not part or ":" in part:
-            raise ValueError(f"redis key {label} must be non-empty and free of ':': {part!r}")
-    if not tenant:
-        raise ValueError("tenant must be non-empty")
-    return f"{prefix}:memory:{tenant}:{type_}:{id_}"
-
-
-def escape_glob(text: str) -> str:
-    """Escape Redis glob syntax (``* ? [ ] \\``) so ``text`` matches only itself."""
-    return "".join("\\" + char if char in "\\*?[]" else char for char in text)
-
-
-def tenant_pattern(prefix: str, tenant: str) -> str:
-    """SCAN MATCH pattern for a tenant's keys.
-
-    The pattern also matches tenants that extend this one past a ':' (``acme``
-    matches ``acme:eu``'s keys): filter the results with ``key_in_namespace``.
-    """
-    return f"{escape_glob(prefix)}:memory:{escape_glob(tenant)}:*"
-
-
-def key_in_namespace(key: str, prefix: str, tenant: str) -> bool:
-    """True when ``key`` is exactly ``{prefix}:memory:{tenant}:{type}:{id}``."""
-    head = f"{prefix}:memory:{tenant}:"
-    if not key.startswith(head):
-        return False
-    type_, sep, id_ = key[len(head) :].partition(":")
-    return bool(sep and type_ and id_ and ":" not in id_)
-
-
-def namespace_key_pattern(prefix: str, tenant: str) -> re.Pattern[bytes]:
-    """A pattern whose ``fullmatch`` takes exactly the (UTF-8) keys ``key_in_namespace`` takes.
-
-    For filtering keys as bytes in bulk: no decoding per key.
-    """
-    head = f"{prefix}:memory:{tenant}:".encode()
-    return re.compile(re.escape(head) + rb"[^:]+:[^:]+")
-
-
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # -------------------------------------------------------------------------- redis
@@ -425,7 +405,7 @@ def read_redis(client: redis.Redis, prefix: str, tenant: str) -> dict[str, tuple
     """Every key of one tenant: key -> (value, remaining TTL in seconds, -1 = none)."""
     keys = [
         key
-        for key in (_text(k) for k in client.scan_iter(match=tenant_pattern(prefix, tenant)))
+        for key in (_text(k) for k in client.scan_iter(match=namespace_pattern(prefix, tenant)))
         if key_in_namespace(key, prefix, tenant)
     ]
     result: dict[str, tuple[str, int]] = {}
@@ -594,76 +574,6 @@ def write_qdrant(
     return len(points)
 
 
-def upsert_points(client: QdrantClient, collection: str, points: Sequence[QdrantPoint]) -> None:
-    """Upsert ``points`` (id, vector, payload) in one request, waiting until applied."""
-    from qdrant_client import models
-
-    client.upsert(
-        collection,
-        points=[
-            models.PointStruct(id=p.id, vector=list(p.vector), payload=dict(p.payload))
-            for p in points
-        ],
-        wait=True,
-    )
-
-
-def ensure_collection(client: QdrantClient, collection: str, vector_dim: int) -> bool:
-    """Create ``collection`` as the workload does (DOT, tenant_id keyword index) if missing.
-
-    True when it was created.
-    """
-    from qdrant_client import models
-
-    if client.collection_exists(collection):
-        return False
-    client.create_collection(
-        collection,
-        vectors_config=models.VectorParams(size=vector_dim, distance=models.Distance.DOT),
-    )
-    client.create_payload_index(collection, "tenant_id", models.PayloadSchemaType.KEYWORD)
-    return True
-
-
-def read_qdrant(
-    client: QdrantClient, collection: str, tenants: Collection[str], *, kind: str | None = None
-) -> dict[str, QdrantPoint]:
-    """The points of ``tenants`` (and ``kind``) in ``collection``, by id."""
-    from qdrant_client import models
-
-    must: list[models.Condition] = [
-        models.FieldCondition(key="tenant_id", match=models.MatchAny(any=list(tenants)))
-    ]
-    if kind is not None:
-        must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
-    result: dict[str, QdrantPoint] = {}
-    offset: Any = None
-    while True:
-        records, offset = client.scroll(
-            collection,
-            scroll_filter=models.Filter(must=must),
-            limit=256,
-            offset=offset,
-            with_payload=True,
-            with_vectors=True,
-        )
-        result.update((str(record.id), _point(record)) for record in records)
-        if offset is None:
-            return result
-
-
-def _point(record: Any) -> QdrantPoint:
-    """A Record from the client as a QdrantPoint (unnamed dense vector only)."""
-    payload = dict(record.payload or {})
-    vector = record.vector if isinstance(record.vector, list) else []
-    return QdrantPoint(
-        id=str(record.id),
-        kind=str(payload.get("kind", "")),
-        vector=tuple(float(x) for x in vector),
-        payload=payload,
-    )
-
-
 def verify_qdrant(
     client: QdrantClient, workload: Workload, collection: str, *, kind: str | None = None
 ) -> list[Mismatch]:
@@ -681,7 +591,7 @@ def verify_qdrant(
     # Points whose payload no longer matches the filter: fetch them by id.
     strays = [point_id for point_id in expected if point_id not in actual]
     for record in client.retrieve(collection, strays, with_payload=True, with_vectors=True):
-        actual[str(record.id)] = _point(record)
+        actual[str(record.id)] = point_from_record(record)
     mismatches = [Mismatch("qdrant", i, "missing") for i in expected if i not in actual]
     mismatches += [Mismatch("qdrant", i, "unexpected point") for i in actual if i not in expected]
     for point_id in sorted(expected.keys() & actual.keys()):

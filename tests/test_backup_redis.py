@@ -63,7 +63,7 @@ def snapshot(client, prefix: str, tenant: str) -> dict[bytes, tuple[bytes, int]]
     """
     keys = [
         k
-        for k in client.scan_iter(match=wl.tenant_pattern(prefix, tenant))
+        for k in client.scan_iter(match=wl.namespace_pattern(prefix, tenant))
         if wl.key_in_namespace(k.decode(), prefix, tenant)
     ]
     return {k: (client.dump(k), client.execute_command("PEXPIRETIME", k)) for k in keys}
@@ -117,7 +117,7 @@ def test_namespace_round_trip_touches_only_its_tenant(server: ScratchRedis, tmp_
     for tenant, path in files.items():
         client.flushall()
         wl.write_redis(client, work)
-        for key in client.scan_iter(match=wl.tenant_pattern(work.prefix, tenant)):
+        for key in client.scan_iter(match=wl.namespace_pattern(work.prefix, tenant)):
             if wl.key_in_namespace(key.decode(), work.prefix, tenant):
                 client.set(key, "changed")
         others = {t: snapshot(client, work.prefix, t) for t in work.tenants if t != tenant}
@@ -206,7 +206,7 @@ def test_whole_restore_refuses_a_set_with_other_databases(
 def test_namespace_export_keeps_exactly_the_keys_of_key_in_namespace(
     server: ScratchRedis, tmp_path: Path
 ) -> None:
-    """The export's filter on bytes (namespace_key_pattern) must agree with key_in_namespace."""
+    """The export's filter on bytes (namespace_key_regex) must agree with key_in_namespace."""
     client = redis_client(server.target)
     head = "p:memory:a*[b]:"
     names = [
@@ -261,7 +261,7 @@ def test_namespace_export_counts_keys_that_vanish_between_scan_and_dump(
     other = work.tenants[1]
     other_before = snapshot(client, work.prefix, other)
     expirer = redis_client(server.target)
-    real_pattern = export_module.namespace_key_pattern
+    real_pattern = export_module.namespace_key_regex
     seen: list[bytes] = []
 
     class ExpiringFilter:
@@ -277,7 +277,7 @@ def test_namespace_export_counts_keys_that_vanish_between_scan_and_dump(
                     time.sleep(0.002)
             return found
 
-    monkeypatch.setattr(export_module, "namespace_key_pattern", ExpiringFilter)
+    monkeypatch.setattr(export_module, "namespace_key_regex", ExpiringFilter)
     path = tmp_path / "t.ns"
     digest, _ = export_namespace(
         client, work.prefix, tenant, path, meta={"redis": server_version(client)}, count=50
@@ -463,7 +463,7 @@ def test_a_namespace_export_counts_exactly_the_key_ids_of_its_sealed_values(
     digest, _ = export_namespace(client, KID, tenant, tmp_path / "t.ns", meta={})
 
     expected: Counter[str] = Counter()
-    for key in client.scan_iter(match=wl.tenant_pattern(KID, tenant)):
+    for key in client.scan_iter(match=wl.namespace_pattern(KID, tenant)):
         if wl.key_in_namespace(key.decode(), KID, tenant) and client.type(key) == b"string":
             key_id = key_id_of_value(client.get(key))
             if key_id:

@@ -30,11 +30,12 @@ from standin_server import RunningStandin, start_again, stop
 from three_tiers import COLLECTIONS, PASSWORD, Stack
 
 from memops import workload as wl
-from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
+from memops.backup.qdrant_tier import QdrantTier, point_digest
 from memops.backup.redis_scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.clients import redis_client
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.model import NAMESPACE_FIELD
 from memops.ops.health import HEALTH
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ScratchCluster
@@ -130,7 +131,7 @@ def last_audit(stack: Stack) -> dict[str, Any]:
 def redis_keys(store: redis.Redis, prefix: str, tenant: str) -> dict[bytes, tuple[Any, Any]]:
     """The tenant's keys: DUMP and absolute expiry (ms) of each."""
     found = {}
-    for key in store.scan_iter(match=wl.tenant_pattern(prefix, tenant), count=1000):
+    for key in store.scan_iter(match=wl.namespace_pattern(prefix, tenant), count=1000):
         if wl.key_in_namespace(key.decode(), prefix, tenant):
             found[key] = (store.dump(key), store.execute_command("PEXPIRETIME", key))
     return found
@@ -151,7 +152,7 @@ def points(standin: RunningStandin, tenant: str) -> dict[str, list[str]]:
             digests = sorted(
                 point_digest(p)
                 for p in tier.scroll(collection)
-                if p["payload"].get(TENANT_FIELD) == tenant
+                if p["payload"].get(NAMESPACE_FIELD) == tenant
             )
             if digests:
                 found[collection] = digests

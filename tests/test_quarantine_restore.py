@@ -23,11 +23,11 @@ from three_tiers import Stack
 
 from memops.backup.qdrant_tier import QdrantTier, point_digest
 from memops.exitcodes import EXIT_OK
+from memops.model import is_quarantine_collection
 from memops.ops.backup import CREATE, RESTORE
 from memops.ops.rebuild import REINDEX
 from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
 from memops.pgcluster import ScratchCluster
-from memops.quarantine_names import is_quarantine_collection
 from memops.rebuild import quarantine_state
 from memops.targets import QdrantTarget
 from memops.targets_file import merge_targets

@@ -65,7 +65,7 @@ def dump_all(client) -> dict[bytes, tuple[bytes, int]]:
 def members(client, tenant: str) -> set[bytes]:
     return {
         k
-        for k in client.scan_iter(match=wl.tenant_pattern(PREFIX, tenant))
+        for k in client.scan_iter(match=wl.namespace_pattern(PREFIX, tenant))
         if wl.key_in_namespace(k.decode(), PREFIX, tenant)
     }
 

@@ -205,14 +205,14 @@ def test_escape_glob_escapes_each_special_char() -> None:
 def test_tenant_pattern_and_namespace_filter(workload: wl.Workload) -> None:
     keys = [e.key for e in workload.redis]
     for tenant in workload.tenants:
-        pattern = _redis_glob(wl.tenant_pattern(workload.prefix, tenant))
+        pattern = _redis_glob(wl.namespace_pattern(workload.prefix, tenant))
         mine = {e.key for e in workload.redis if e.tenant == tenant}
         matched = {k for k in keys if pattern.fullmatch(k)}
         assert mine <= matched
         assert {k for k in matched if wl.key_in_namespace(k, workload.prefix, tenant)} == mine
     # "acme"'s pattern also sees "acme:eu"'s keys; the namespace check drops them.
     acme_eu = next(e.key for e in workload.redis if e.tenant == "acme:eu")
-    assert _redis_glob(wl.tenant_pattern(workload.prefix, "acme")).fullmatch(acme_eu)
+    assert _redis_glob(wl.namespace_pattern(workload.prefix, "acme")).fullmatch(acme_eu)
     assert not wl.key_in_namespace(acme_eu, workload.prefix, "acme")
     assert wl.key_in_namespace(acme_eu, workload.prefix, "acme:eu")
 

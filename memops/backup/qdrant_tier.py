@@ -38,16 +38,16 @@ from memops.backup.artifacts import (
     scratch_name,
 )
 from memops.clients import qdrant_client, qdrant_http
-from memops.progress import meter
-from memops.quarantine_names import (
+from memops.model import (
+    NAMESPACE_FIELD,
     is_quarantine_collection,
     quarantine_collection,
     source_collection,
 )
+from memops.progress import meter
 from memops.targets import QdrantTarget
 
 TIER = "qdrant"
-TENANT_FIELD = "tenant_id"
 EXPORT_FORMAT = 1
 SCROLL_BATCH = 256
 UPSERT_BATCH = 256
@@ -90,7 +90,7 @@ class _TenantTally:
 def summarize(points: Iterable[dict[str, Any]]) -> dict[str, TenantSummary]:
     tallies: dict[str, _TenantTally] = {}
     for point in points:
-        tenant = str((point.get("payload") or {}).get(TENANT_FIELD, ""))
+        tenant = str((point.get("payload") or {}).get(NAMESPACE_FIELD, ""))
         tallies.setdefault(tenant, _TenantTally()).digests.append(point_digest(point))
     return {tenant: tally.summary() for tenant, tally in tallies.items()}
 
@@ -144,7 +144,7 @@ class QdrantTier:
             scroll_filter = models.Filter(
                 must=[
                     models.FieldCondition(
-                        key=TENANT_FIELD, match=models.MatchAny(any=list(tenants))
+                        key=NAMESPACE_FIELD, match=models.MatchAny(any=list(tenants))
                     )
                 ]
             )
@@ -372,7 +372,7 @@ class QdrantTier:
                     routes.setdefault(tenant, {})[source] = dest
                 headers.setdefault(dest, header)
                 clears.setdefault(dest, set()).add(tenant)
-                mine = [p for p in points if p["payload"].get(TENANT_FIELD) == tenant]
+                mine = [p for p in points if p["payload"].get(NAMESPACE_FIELD) == tenant]
                 writes.setdefault(dest, []).extend(mine)
         report: dict[str, Any] = {"collections": {}}
         for dest in sorted(clears):
@@ -411,7 +411,7 @@ class QdrantTier:
             seconds = time.monotonic() - started
             scratch = [rename[name] for name in originals]
             points = [
-                (str(p["id"]), str(p["payload"].get(TENANT_FIELD, "")))
+                (str(p["id"]), str(p["payload"].get(NAMESPACE_FIELD, "")))
                 for name in scratch
                 for p in self.scroll(name)
             ]
@@ -466,7 +466,7 @@ class QdrantTier:
                     filter=models.Filter(
                         must=[
                             models.FieldCondition(
-                                key=TENANT_FIELD, match=models.MatchValue(value=tenant)
+                                key=NAMESPACE_FIELD, match=models.MatchValue(value=tenant)
                             )
                         ]
                     )

@@ -2,7 +2,7 @@
 
 Each SCAN step (``COUNT`` keys, MATCH on the escaped tenant pattern) is followed
 by one MULTI/EXEC that reads the absolute expiry and the DUMP payload of the
-step's keys of exactly this namespace (``namespace_key_pattern``, the test of
+step's keys of exactly this namespace (``namespace_key_regex``, the test of
 ``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``).
 MULTI/EXEC makes a key's expiry and payload one state; it runs about a
 millisecond, so other clients wait at most that. Plain commands, not a Lua
@@ -34,8 +34,8 @@ from memops.backup.artifacts import BackupError, TenantSummary
 from memops.backup.redis_nsfile import NamespaceWriter, Record, encode_record
 from memops.backup.redis_payload import KeyIdTally
 from memops.backup.resp import RawReplies, command
+from memops.model import namespace_key_regex, namespace_pattern
 from memops.progress import meter
-from memops.workload import namespace_key_pattern, tenant_pattern
 
 if TYPE_CHECKING:
     import redis
@@ -145,9 +145,9 @@ def scan_namespace(
     client: redis.Redis, prefix: str, tenant: str, *, count: int = SCAN_COUNT
 ) -> Iterator[Batch]:
     """The records of the namespace, a batch per SCAN step (may repeat keys)."""
-    pattern = tenant_pattern(prefix, tenant).encode("utf-8")
+    pattern = namespace_pattern(prefix, tenant).encode("utf-8")
     args = (b"MATCH", pattern, b"COUNT", str(count).encode())
-    return _scan(client, args, namespace_key_pattern(prefix, tenant).fullmatch)
+    return _scan(client, args, namespace_key_regex(prefix, tenant).fullmatch)
 
 
 def scan_keyspace(client: redis.Redis, *, count: int = SCAN_COUNT) -> Iterator[Batch]:

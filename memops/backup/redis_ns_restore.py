@@ -27,8 +27,8 @@ from memops.backup.redis_nsfile import (
 )
 from memops.backup.redis_server import refuse_older_server, server_version
 from memops.backup.resp import RawPipe
+from memops.model import key_in_namespace, namespace_pattern
 from memops.progress import meter
-from memops.workload import key_in_namespace, tenant_pattern
 
 if TYPE_CHECKING:
     import redis
@@ -84,7 +84,7 @@ def restore_namespace(
         deleted = unlink_unwanted(
             client,
             wanted,
-            match=tenant_pattern(prefix, tenant),
+            match=namespace_pattern(prefix, tenant),
             belongs=lambda key: key_in_namespace(key, prefix, tenant),
         )
     done = restore_records(client, path, what=repr(tenant))

@@ -39,7 +39,8 @@ from memops.keyring import (
     new_keyring,
     save_keyring,
 )
-from memops.memory_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts, value_pattern
+from memops.memory_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts
+from memops.model import memory_pattern
 from memops.ops import options
 from memops.ops.backup import probe_line
 from memops.ops.confirm import NotConfirmed, confirm
@@ -189,11 +190,11 @@ def status(context: Context, *, batch: int) -> Outcome:
         "keys": {key_id: counts.get(key_id, 0) for key_id in sorted(ring.keys)},
         "not_sealed": plain,
         "unknown_keys": unknown,
-        "pattern": value_pattern(prefix),
+        "pattern": memory_pattern(prefix),
         "rotation": _rotation_state(checkpoint),
     }
     vaulted = " (Ansible Vault)" if is_vaulted(path) else ""
-    lines = [f"key ring {path}{vaulted}: {len(ring.keys)} key(s); values {value_pattern(prefix)}:"]
+    lines = [f"key ring {path}{vaulted}: {len(ring.keys)} key(s); values {memory_pattern(prefix)}:"]
     for key_id in sorted(ring.keys, key=lambda k: (k != ring.active, k)):
         mark = "  active" if key_id == ring.active else ""
         lines.append(f"  {key_id}  {counts.get(key_id, 0):>9,} values{mark}")
@@ -274,13 +275,13 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
             plan, question = previous, f"resume the rotation to key {ring.active}"
         elif no_new_key:
             plan = start_checkpoint(ring.active, ring, prefix)
-            question = f"re-encrypt {value_pattern(prefix)} under the active key {ring.active}"
+            question = f"re-encrypt {memory_pattern(prefix)} under the active key {ring.active}"
         else:
             ring = ring.with_new_key()  # only in memory until confirmed
             plan = start_checkpoint(ring.active, ring, prefix)
             question = (
                 f"add a new key to the key ring {path}, make it active and "
-                f"re-encrypt {value_pattern(prefix)} under it"
+                f"re-encrypt {memory_pattern(prefix)} under it"
             )
         try:
             if dry_run:
@@ -476,7 +477,7 @@ def retire(
         using = counts.get(key_id, 0)
         if using:
             raise _Refused(
-                f"{using:,} value(s) under {value_pattern(prefix)} are still sealed with key "
+                f"{using:,} value(s) under {memory_pattern(prefix)} are still sealed with key "
                 f"{key_id}: run `invoke keys.rotate --no-new-key` to move them, then retire it"
             )
         found, store, problem = _retained_sets(inventory, key_id)

@@ -27,6 +27,7 @@ from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.inventory import Inventory, inventory_argument
 from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.memory_values import CORRUPT, UNDECRYPTABLE
+from memops.model import DEFAULT_PREFIX, SOURCE_KINDS
 from memops.ops import inflight, options
 from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
 from memops.ops.confirm import NotConfirmed, confirm
@@ -45,7 +46,6 @@ from memops.rebuild.validate import (
     validate_namespace,
 )
 from memops.targets import Targets, TargetsError
-from memops.workload import DEFAULT_PREFIX, SOURCE_KINDS
 
 
 class Refused(Exception):

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier, point_digest
+from memops.backup.qdrant_tier import QdrantTier, point_digest
+from memops.model import NAMESPACE_FIELD, QUARANTINE_PREFIX, quarantine_collection
 from memops.qdrant_points import tenant_selector
-from memops.quarantine_names import QUARANTINE_PREFIX, quarantine_collection
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -39,7 +39,8 @@ def _points(tier: QdrantTier, collection: str, tenant: str) -> list[dict[str, An
         return []
     found = tier.scroll(collection, [tenant])
     return sorted(
-        (p for p in found if p["payload"].get(TENANT_FIELD) == tenant), key=lambda p: str(p["id"])
+        (p for p in found if p["payload"].get(NAMESPACE_FIELD) == tenant),
+        key=lambda p: str(p["id"]),
     )
 
 

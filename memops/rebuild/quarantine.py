@@ -28,9 +28,9 @@ from memops import faults
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
-from memops.backup.qdrant_tier import TENANT_FIELD, QdrantTier
+from memops.backup.qdrant_tier import QdrantTier
 from memops.clients import postgres_connect, redis_client
-from memops.quarantine_names import is_quarantine_collection, source_collection
+from memops.model import NAMESPACE_FIELD, is_quarantine_collection, source_collection
 from memops.rebuild import (
     postgres_quarantine,
     qdrant_quarantine,
@@ -410,7 +410,7 @@ def _reconcile_qdrant(
     for name in candidates:
         if not is_quarantine_collection(name) or name in recorded:
             continue
-        tenants = {str(p["payload"].get(TENANT_FIELD)) for p in tier.scroll(name)}
+        tenants = {str(p["payload"].get(NAMESPACE_FIELD)) for p in tier.scroll(name)}
         if not tenants:
             tier.client.delete_collection(name)  # an empty one a set carried: memops' own
             continue

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from memops.model import namespace_head
+
 _GLOB_SPECIAL = frozenset(b"\\*?[]")
 _COLON = ord(":")
 # NUL and the bytes Redis counts as spaces: one symbol, written as _BLANK.
@@ -42,7 +44,7 @@ def canonical(text: bytes) -> bytes:
 
 def head(prefix: str, tenant: str) -> bytes:
     """The bytes every key of the namespace starts with."""
-    return f"{prefix}:memory:{tenant}:".encode()
+    return namespace_head(prefix, tenant).encode()
 
 
 def _literal(text: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """Clear one Redis namespace with a server-side script: SCAN + exact check + UNLINK per call.
 
 ``rebuild.hard`` empties ``{prefix}:memory:{tenant}:*`` before restoring it. Each
-EVALSHA runs SCAN steps (MATCH on the escaped ``tenant_pattern``) inside the
+EVALSHA runs SCAN steps (MATCH on the escaped ``namespace_pattern``) inside the
 server, keeps only the keys of exactly this namespace (the Lua test of
 ``key_in_namespace``: MATCH alone also takes ``acme:eu``'s keys for ``acme``) and
 UNLINKs them, until it has looked at ``max_keys`` keys or spent ``budget_ms``;
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from memops.model import namespace_head, namespace_pattern
 from memops.progress import meter
-from memops.workload import tenant_pattern
 
 if TYPE_CHECKING:
     import redis
@@ -107,9 +107,9 @@ def clear_namespace(
     if count < 1 or max_keys < 1 or budget_ms <= 0:
         raise ValueError("count, max_keys and budget_ms must be positive")
     script = client.register_script(_CLEAR)
-    head = f"{prefix}:memory:{tenant}:"
+    head = namespace_head(prefix, tenant)
     fixed = (
-        tenant_pattern(prefix, tenant),
+        namespace_pattern(prefix, tenant),
         count,
         head,
         max_keys,

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.keyring import KeyRing
 from memops.memory_values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
+from memops.model import chunks, key_in_namespace, namespace_pattern
 from memops.progress import meter
 from memops.qdrant_points import collection_names, tenant_selector
-from memops.workload import chunks, key_in_namespace, tenant_pattern
 
 if TYPE_CHECKING:
     import psycopg
@@ -127,7 +127,7 @@ class NamespaceReport:
 def namespace_keys(client: redis.Redis, prefix: str, tenant: str, *, count: int = 1000) -> set[str]:
     """Every key of the namespace (SCAN may return a key twice: a set)."""
     keys = set()
-    for raw in client.scan_iter(match=tenant_pattern(prefix, tenant), count=count):
+    for raw in client.scan_iter(match=namespace_pattern(prefix, tenant), count=count):
         key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
         if key_in_namespace(key, prefix, tenant):
             keys.add(key)

@@ -53,7 +53,7 @@ def test_data_round_trips_through_every_tier(deployed_stack: DeployedStack) -> N
 
     client = deployed_stack.clients.redis()
     for tenant in load.tenants:
-        for key in client.scan_iter(match=workload.tenant_pattern(load.prefix, tenant)):
+        for key in client.scan_iter(match=workload.namespace_pattern(load.prefix, tenant)):
             client.delete(key)
     assert workload.write_redis(client, load) == len(load.redis)
     assert workload.verify_redis(client, load) == []

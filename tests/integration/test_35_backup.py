@@ -34,7 +34,7 @@ def load(deployed_stack: DeployedStack) -> wl.Workload:
     clients = deployed_stack.clients
     redis = clients.redis()
     for tenant in data.tenants:
-        for key in redis.scan_iter(match=wl.tenant_pattern(data.prefix, tenant)):
+        for key in redis.scan_iter(match=wl.namespace_pattern(data.prefix, tenant)):
             redis.delete(key)
     wl.write_redis(redis, data)
     with clients.postgresql() as conn:
@@ -80,7 +80,7 @@ def same_redis(before: dict[str, Any], after: dict[str, Any]) -> None:
 def damage(stack: DeployedStack, load: wl.Workload, tenants: list[str]) -> None:
     redis = stack.clients.redis()
     for tenant in tenants:
-        for key in redis.scan_iter(match=wl.tenant_pattern(load.prefix, tenant)):
+        for key in redis.scan_iter(match=wl.namespace_pattern(load.prefix, tenant)):
             redis.delete(key)
     with stack.clients.postgresql() as conn:
         conn.execute("DELETE FROM memory_items WHERE tenant_id = ANY(%s)", [tenants])
@@ -147,7 +147,7 @@ def test_a_whole_live_redis_restore_with_aof_on_survives_a_restart(
     before = snapshot(deployed_stack, load)
     assert before["redis"]
     set_id = create_set()
-    lost = list(redis.scan_iter(match=wl.tenant_pattern(load.prefix, load.tenants[0])))
+    lost = list(redis.scan_iter(match=wl.namespace_pattern(load.prefix, load.tenants[0])))
     redis.delete(*lost)
     late = f"{load.prefix}:memory:late:session:{time.time_ns()}"  # in no earlier set
     redis.set(late, "written after the set")

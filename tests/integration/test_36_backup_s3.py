@@ -86,7 +86,7 @@ def test_a_namespace_set_in_s3_restores(
     assert set_id in [s["set_id"] for s in listed.json()["sets"]]
 
     redis = deployed_stack.clients.redis()
-    redis.delete(*redis.scan_iter(match=wl.tenant_pattern(tenant_data.prefix, TENANT)))
+    redis.delete(*redis.scan_iter(match=wl.namespace_pattern(tenant_data.prefix, TENANT)))
     with deployed_stack.clients.postgresql() as conn:
         conn.execute("DELETE FROM memory_items WHERE tenant_id = %s", [TENANT])
 
@@ -159,7 +159,7 @@ def test_an_encrypted_set_in_s3_restores_only_with_its_key(
     assert refused.returncode == 2 and "key" in refused.stderr, refused.stderr
 
     redis = deployed_stack.clients.redis()
-    redis.delete(*redis.scan_iter(match=wl.tenant_pattern(tenant_data.prefix, TENANT)))
+    redis.delete(*redis.scan_iter(match=wl.namespace_pattern(tenant_data.prefix, TENANT)))
     restored = backup({**s3_env, **key}, "restore", set_id, "--namespace", TENANT, "--yes")
     assert restored.returncode == 0, restored.stderr
     after = held(deployed_stack, tenant_data)

@@ -116,7 +116,7 @@ def test_quarantine_survives_redeploy_and_restart(deployed_stack: DeployedStack)
     load = wl.generate(seed=6060, tenants=TENANTS)
     admin = deployed_stack.clients.redis()
     for tenant in TENANTS:
-        for key in admin.scan_iter(match=wl.tenant_pattern(load.prefix, tenant)):
+        for key in admin.scan_iter(match=wl.namespace_pattern(load.prefix, tenant)):
             admin.delete(key)
     wl.write_redis(admin, load)
     counts = {t: sum(1 for e in load.redis if e.tenant == t) for t in TENANTS}
