@@ -26,11 +26,11 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from memops.health import probe_all  # noqa: E402
-from memops.inventory import resolve_inventory  # noqa: E402
+from memops.deploy.inventory import resolve_inventory  # noqa: E402
+from memops.deploy.targets import load_targets  # noqa: E402
+from memops.health.cycle import probe_all  # noqa: E402
 from memops.ops.deploy import deploy  # noqa: E402
 from memops.ops.runner import Context  # noqa: E402
-from memops.targets import load_targets  # noqa: E402
 
 INSTANCE = "memops-bench"
 INVENTORY = str(PROJECT_DIR / "benchmarks" / "inventories" / "bench")

@@ -7,7 +7,7 @@ values sealed with one key (about 200 bytes each, the workload's envelope). The
 reference, measured in the same run before and after the rotation (their
 mean; two figures far apart mean a busy machine): GET and SET back every key
 through pipelines of --batch keys, the key list known in advance (no SCAN, no
-crypto). Then the rotation itself (memops.rotation.rotate_values: SCAN, MGET,
+crypto). Then the rotation itself (memops.keys.rotation.rotate_values: SCAN, MGET,
 open and reseal, one compare-and-set Lua call per batch, a checkpoint per
 batch) moves every value to a new key. Goal (issue #10): rotate_ratio >= 0.5.
 """
@@ -24,12 +24,12 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
+from memops.backup.redis.scratch import ScratchRedis  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
-from memops.keyring import new_keyring  # noqa: E402
-from memops.memory_values import key_id_of_value, sealed_value  # noqa: E402
+from memops.keys.ring import new_keyring  # noqa: E402
+from memops.keys.rotation import rotate_values, start_checkpoint  # noqa: E402
+from memops.memory.values import key_id_of_value, sealed_value  # noqa: E402
 from memops.model import redis_key  # noqa: E402
-from memops.rotation import rotate_values, start_checkpoint  # noqa: E402
 
 STATE_DIR = Path("/tmp/bench-rotation")
 PREFIX = "bench"

@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from memops.backup import pg_tools
 from memops.backup.manifest import FileRecord, file_kind
-from memops.backup.postgres_tier import PostgresTier
+from memops.backup.postgresql import tools as pg_tools
+from memops.backup.postgresql.tier import PostgresTier
 from memops.backup.verify import check_decompresses, registered_checkers
-from memops.pgcluster import scratch_cluster
+from memops.testing.pgcluster import scratch_cluster
 
 # Text that compresses like chat turns, and a distinct random 64-float embedding per row
 # (the "+ g * 0" makes the subquery run per row rather than once).

@@ -30,8 +30,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from benchmarks.redis_namespace import Pinger, fill, percentile  # noqa: E402
-from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
-from memops.backup.redis_server import info  # noqa: E402
+from memops.backup.redis.scratch import ScratchRedis  # noqa: E402
+from memops.backup.redis.server import info  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
 from memops.model import namespace_pattern  # noqa: E402
 from memops.rebuild.redis_clear import (  # noqa: E402

@@ -27,10 +27,10 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from memops.backup.redis_ns_export import export_namespace  # noqa: E402
-from memops.backup.redis_ns_restore import restore_namespace  # noqa: E402
-from memops.backup.redis_scratch import ScratchRedis  # noqa: E402
-from memops.backup.redis_server import info, server_version, wait_for  # noqa: E402
+from memops.backup.redis.ns_export import export_namespace  # noqa: E402
+from memops.backup.redis.ns_restore import restore_namespace  # noqa: E402
+from memops.backup.redis.scratch import ScratchRedis  # noqa: E402
+from memops.backup.redis.server import info, server_version, wait_for  # noqa: E402
 from memops.clients import redis_client  # noqa: E402
 from memops.model import redis_key  # noqa: E402
 

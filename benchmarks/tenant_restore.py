@@ -26,12 +26,12 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from memops import workload as wl  # noqa: E402
 from memops.clients import stack_clients  # noqa: E402
-from memops.inventory import resolve_inventory  # noqa: E402
+from memops.deploy.inventory import resolve_inventory  # noqa: E402
+from memops.deploy.targets import load_targets  # noqa: E402
 from memops.ops.deploy import deploy  # noqa: E402
 from memops.ops.runner import Context  # noqa: E402
-from memops.targets import load_targets  # noqa: E402
+from memops.testing import workload as wl  # noqa: E402
 
 COLLECTION = "bench_tenant_restore"
 CHOSEN = "bench-chosen*[tenant]"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memops.targets import (
+from memops.deploy.targets import (
     PostgresTarget,
     QdrantTarget,
     RedisTarget,

@@ -28,7 +28,7 @@ def scratch_inventory(
     deployment: dict[str, Any] | None = None,
 ) -> Path:
     """An inventory of localhost whose state directory records only ``components``."""
-    from memops.targets_file import merge_targets
+    from memops.deploy.targets_file import merge_targets
 
     root = tmp_path / "inv"
     (root / "group_vars").mkdir(parents=True, exist_ok=True)

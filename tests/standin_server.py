@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from memops.targets import QdrantTarget
+from memops.deploy.targets import QdrantTarget
 
 START_TIMEOUT_S = 30
 

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from memops import workload as wl
 from memops.backup.cross_tier import check_cross_tier
+from memops.testing import workload as wl
 
 try:  # the module name depends on pytest's import mode
     from test_migrations import PgCluster, cluster_session

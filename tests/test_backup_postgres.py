@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memops import audit_owner
 from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.manifest import FileRecord
-from memops.backup.postgres_tier import PostgresTier, check_pgdump, side_database, side_prefix
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.backup.postgresql.tier import PostgresTier, check_pgdump, side_database, side_prefix
+from memops.schema import owner as audit_owner
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -286,7 +286,7 @@ def test_a_failed_swap_leaves_the_live_database_as_it_was_and_open(
     tier: PostgresTier, cluster: ScratchCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The name the old database was to take exists: the swap fails, and nothing changed."""
-    import memops.backup.postgres_tier as module
+    import memops.backup.postgresql.tier as module
 
     artifact = tier.backup(tmp_path)
     with tier._connect() as conn:

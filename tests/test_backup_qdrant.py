@@ -8,9 +8,9 @@ import pytest
 from qdrant_client import QdrantClient, models
 from standin_server import RunningStandin
 
-from memops import workload as wl
 from memops.backup.artifacts import BackupError, TierArtifact
-from memops.backup.qdrant_tier import QdrantTier, collection_stem, read_export
+from memops.backup.qdrant.tier import QdrantTier, collection_stem, read_export
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 

@@ -26,23 +26,23 @@ from pathlib import Path
 
 import pytest
 
-from memops import workload as wl
 from memops.backup.artifacts import BackupError, RestoreRefused, TierArtifact
-from memops.backup.redis_full import backup_full, check_rdb
-from memops.backup.redis_ns_export import export_namespace, summarize
-from memops.backup.redis_ns_restore import restore_namespace
-from memops.backup.redis_nsfile import read_batches
-from memops.backup.redis_payload import dump_string
-from memops.backup.redis_scratch import ScratchRedis
-from memops.backup.redis_server import server_version
-from memops.backup.redis_tier import RedisTier
-from memops.backup.redis_whole import restore_whole
+from memops.backup.redis.full import backup_full, check_rdb
+from memops.backup.redis.ns_export import export_namespace, summarize
+from memops.backup.redis.ns_restore import restore_namespace
+from memops.backup.redis.nsfile import read_batches
+from memops.backup.redis.payload import dump_string
+from memops.backup.redis.scratch import ScratchRedis
+from memops.backup.redis.server import server_version
+from memops.backup.redis.tier import RedisTier
+from memops.backup.redis.whole import restore_whole
 from memops.backup.scratch import free_port, scratch_redis
 from memops.backup.sealed_keys import KEY_IDS_DUMPS, KEY_IDS_LIVE, recorded_key_ids
 from memops.clients import redis_client
-from memops.keyring import KeyRing, new_keyring
-from memops.memory_values import canonical_json, key_id_of_value, sealed_value
+from memops.keys.ring import KeyRing, new_keyring
+from memops.memory.values import canonical_json, key_id_of_value, sealed_value
 from memops.rebuild.redis_clear import clear_namespace
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 
@@ -249,7 +249,7 @@ def test_namespace_export_counts_keys_that_vanish_between_scan_and_dump(
     on it from another connection and waits it out): the export must leave them out,
     count them, and write a file that restores the rest.
     """
-    import memops.backup.redis_ns_export as export_module
+    import memops.backup.redis.ns_export as export_module
 
     client = redis_client(server.target)
     assert client.connection_pool.connection_kwargs.get("protocol") in (None, 3)
@@ -304,7 +304,7 @@ def test_whole_restore_leaves_out_keys_that_expire_during_it(
 ) -> None:
     """Keys restored alive whose absolute expiry passes before the final check are not
     "another client's writes": the restore succeeds and counts them."""
-    import memops.backup.redis_whole as whole_module
+    import memops.backup.redis.whole as whole_module
 
     client = redis_client(server.target)
     work = wl.generate(12, 2, nasty=False)
@@ -336,7 +336,7 @@ def test_whole_restore_leaves_out_keys_that_expire_during_it(
 def test_whole_restore_still_fails_when_another_client_writes(
     server: ScratchRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import memops.backup.redis_whole as whole_module
+    import memops.backup.redis.whole as whole_module
 
     client = redis_client(server.target)
     wl.write_redis(client, wl.generate(13, 1, nasty=False))
@@ -382,7 +382,7 @@ def test_a_full_backup_of_a_server_elsewhere_never_reads_a_local_file(
     """A server that is not on this machine: the dump.rdb CONFIG GET names here is some
     other server's file (or none). Without a target to fetch from, refused; with a wrong
     password, the fetch fails in one line; neither leaves a file."""
-    import memops.backup.redis_full as full_module
+    import memops.backup.redis.full as full_module
 
     client = redis_client(server.target)
     wl.write_redis(client, wl.generate(22, 1))

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from memops import workload as wl
 from memops.backup.artifacts import BackupError
 from memops.backup.scratch import scratch_redis
 from memops.backup.sets import work_dir
 from memops.clients import redis_client
+from memops.testing import workload as wl
 
 
 def _make_rdb(directory: Path, load: wl.Workload) -> Path:

@@ -27,9 +27,9 @@ from op_calls import call
 from qdrant_client import QdrantClient, models
 from standin_server import RunningStandin
 
-from memops import workload as wl
 from memops.audit import AUDIT_FILE
 from memops.backup.manifest import MANIFEST_NAME, parse_manifest
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import action_lock
 from memops.ops import inflight
@@ -37,7 +37,7 @@ from memops.ops.backup import CREATE, LIST, PRUNE, RESTORE, VERIFY
 from memops.ops.drill import DRILL
 from memops.ops.runner import run_operation
 from memops.progress import format_amount
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 

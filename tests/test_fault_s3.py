@@ -28,7 +28,7 @@ from test_fault_suite import invoke, snapshot, start
 from three_tiers import Stack
 
 from memops.backup.scratch import free_port
-from memops.pgcluster import ScratchCluster
+from memops.testing.pgcluster import ScratchCluster
 
 stack = test_fault_suite.stack  # the fixture: the scratch stack, with its cluster recorded
 

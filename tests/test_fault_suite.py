@@ -29,11 +29,11 @@ import pytest
 from qdrant_client import models
 from three_tiers import COLLECTIONS, Stack
 
-from memops import workload as wl
+from memops.deploy.targets_file import merge_targets
 from memops.faults import KILL_ENV
 from memops.ops.inflight import INFLIGHT_FILE
-from memops.pgcluster import ScratchCluster
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ScratchCluster
 
 pytestmark = [
     pytest.mark.integration,

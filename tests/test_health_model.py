@@ -16,9 +16,17 @@ from pathlib import Path
 import pytest
 
 from memops import files
+from memops.deploy.targets import (
+    PostgresTarget,
+    QdrantTarget,
+    RedisTarget,
+    Targets,
+    TargetsError,
+    load_targets,
+)
 from memops.files import write_private_atomic
-from memops.health import FAILURE_STREAK_THRESHOLD, evaluate_cycle, run_cycle
-from memops.health_state import (
+from memops.health.cycle import FAILURE_STREAK_THRESHOLD, evaluate_cycle, run_cycle
+from memops.health.state import (
     EVENTS_FILE,
     STATE_FILE,
     HealthStateError,
@@ -34,15 +42,7 @@ from memops.probes.result import (
     State,
     with_soft_finding,
 )
-from memops.rebuild.quarantine_state import in_force, unfinished
-from memops.targets import (
-    PostgresTarget,
-    QdrantTarget,
-    RedisTarget,
-    Targets,
-    TargetsError,
-    load_targets,
-)
+from memops.quarantine.state import in_force, unfinished
 
 NOW = datetime(2026, 11, 23, 1, 0, 0, tzinfo=UTC)
 

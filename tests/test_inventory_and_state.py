@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from memops.audit import AUDIT_FILE, append_audit
-from memops.inventory import InventoryError, check_yaml_files, resolve_inventory
+from memops.deploy.inventory import InventoryError, check_yaml_files, resolve_inventory
+from memops.deploy.targets import TargetsError, load_targets
+from memops.deploy.targets_file import merge_targets
 from memops.locking import LockBusyError, action_lock
-from memops.targets import TargetsError, load_targets
-from memops.targets_file import merge_targets
 
 REDIS = {"kind": "redis", "host": "127.0.0.1", "port": 16379, "password": "s3cret"}
 QDRANT = {"kind": "qdrant", "url": "http://127.0.0.1:16333", "api_key": "k"}
@@ -199,9 +199,9 @@ def test_an_action_that_died_holding_the_lock_is_named_by_the_next(tmp_path: Pat
 def test_health_metrics_textfile_is_parseable_and_atomic(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from memops.health import evaluate_cycle
-    from memops.health_metrics import TEXTFILE_NAME, write_textfile
-    from memops.health_state import StoredState
+    from memops.health.cycle import evaluate_cycle
+    from memops.health.metrics import TEXTFILE_NAME, write_textfile
+    from memops.health.state import StoredState
     from memops.probes.result import ProbeResult, State
 
     results = {

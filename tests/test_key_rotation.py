@@ -36,23 +36,17 @@ import redis
 from op_calls import call
 from runbook_steps import check_output, parse, run_invoke
 
-from memops import workload as wl
 from memops.audit import AUDIT_FILE
 from memops.backup import sealed_keys
 from memops.backup.manifest import MANIFEST_NAME, parse_manifest
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.backup.sealed_keys import PER_KEY, recorded_key_ids
 from memops.backup.store import LocalStore
 from memops.clients import redis_client
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.keyring import KeyRing, is_vaulted, load_keyring, new_keyring, save_keyring
-from memops.keyring_vault import PASSWORD_FILE_ENV
-from memops.memory_scan import scan_batch
-from memops.memory_values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
-from memops.ops.backup import CREATE
-from memops.ops.drill import DRILL
-from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
-from memops.rotation import (
+from memops.keys.ring import KeyRing, is_vaulted, load_keyring, new_keyring, save_keyring
+from memops.keys.rotation import (
     BatchWriter,
     Checkpoint,
     Counts,
@@ -61,7 +55,13 @@ from memops.rotation import (
     plan_batch,
     save_checkpoint,
 )
-from memops.targets_file import merge_targets
+from memops.keys.vault import PASSWORD_FILE_ENV
+from memops.memory.redis_scan import scan_batch
+from memops.memory.values import UNKNOWN_KEY, inspect_value, key_id_of_value, sealed_value
+from memops.ops.backup import CREATE
+from memops.ops.drill import DRILL
+from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from memops.keyring import (
+from memops.keys.ring import (
     KEYRING_ENV,
     KeyRingError,
     keyring_path,

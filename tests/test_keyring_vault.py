@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from memops.keyring import KeyRingError, is_vaulted, load_keyring, new_keyring, save_keyring
-from memops.keyring_vault import PASSWORD_FILE_ENV
+from memops.keys.ring import KeyRingError, is_vaulted, load_keyring, new_keyring, save_keyring
+from memops.keys.vault import PASSWORD_FILE_ENV
 
 ANSIBLE_VAULT = Path(sys.executable).with_name("ansible-vault")
 

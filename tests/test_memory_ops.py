@@ -26,14 +26,14 @@ from op_calls import call
 from qdrant_client import QdrantClient, models
 from standin_server import RunningStandin
 
-from memops import supersede
-from memops import workload as wl
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.memory_values import content_hash
+from memops.memory import supersede
+from memops.memory.values import content_hash
 from memops.ops.memory import ANONYMIZE, CHAIN, REJUDGE
 from memops.ops.runner import Operation, run_operation
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = [
     pytest.mark.integration,

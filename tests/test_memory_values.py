@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from memops import memory_values as mv
-from memops import workload as wl
-from memops.keyring import new_keyring
+from memops.keys.ring import new_keyring
+from memops.memory import values as mv
+from memops.testing import workload as wl
 
 KEY = "memops:memory:acme:session:0000000000aa"
 

@@ -25,12 +25,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from memops import audit_owner
-from memops import migrate as runner
 from memops.cli import migrate as cli
-from memops.memory_values import content_hash
-from memops.migrate import MigrationError, current_version, discover, migrate
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.memory.values import content_hash
+from memops.schema import migrate as runner
+from memops.schema import owner as audit_owner
+from memops.schema.migrate import MigrationError, current_version, discover, migrate
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 CLUSTER = "memops-mig-test"
 PORT = 31432

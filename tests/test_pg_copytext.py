@@ -3,7 +3,7 @@ tests/test_backup_postgres.py)."""
 
 from __future__ import annotations
 
-from memops.backup.pg_copytext import copy_target, escape, tenant_filter
+from memops.backup.postgresql.copytext import copy_target, escape, tenant_filter
 
 
 def test_escape_follows_copy_text_rules() -> None:

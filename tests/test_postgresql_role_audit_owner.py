@@ -29,11 +29,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memops import audit_owner
-from memops.backup.postgres_tier import PostgresTier
-from memops.migrate import current_version, latest_version, migrate
+from memops.backup.postgresql.tier import PostgresTier
 from memops.paths import PROJECT_DIR
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
+from memops.schema import owner as audit_owner
+from memops.schema.migrate import current_version, latest_version, migrate
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 

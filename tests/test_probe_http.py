@@ -19,12 +19,12 @@ import pytest
 from loopback_http import serve
 
 from memops.cli import probe as probe_cli
-from memops.health import run_cycle
+from memops.deploy.targets import HttpTarget, TargetsError, parse_target
+from memops.deploy.targets_file import merge_targets
+from memops.health.cycle import run_cycle
 from memops.probes import PROBES
 from memops.probes.http import probe_http
 from memops.probes.result import ProbeResult, State
-from memops.targets import HttpTarget, TargetsError, parse_target
-from memops.targets_file import merge_targets
 
 SECRET = "s3cret-token-never-shown"
 

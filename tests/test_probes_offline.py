@@ -24,7 +24,8 @@ import pytest
 from loopback_http import serve
 
 from memops.cli import probe as probe_cli
-from memops.health import run_cycle
+from memops.deploy.targets import PostgresTarget, QdrantTarget, RedisTarget
+from memops.health.cycle import run_cycle
 from memops.probes import probe_until_healthy
 from memops.probes.errors import safe_message
 from memops.probes.postgresql import _classify as classify_postgres
@@ -33,7 +34,6 @@ from memops.probes.qdrant import probe_qdrant
 from memops.probes.redis import _assess as assess_redis_info
 from memops.probes.redis import probe_redis
 from memops.probes.result import ProbeResult, State
-from memops.targets import PostgresTarget, QdrantTarget, RedisTarget
 
 SECRET = "s3cret-value-never-shown"
 

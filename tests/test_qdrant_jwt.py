@@ -1,4 +1,4 @@
-"""The application's Qdrant token (memops.qdrant_token) against the stand-in's JWT RBAC.
+"""The application's Qdrant token (memops.deploy.qdrant_token) against the stand-in's JWT RBAC.
 
 What these tests prove: a token memops issues for some collections reads and
 writes those, through the official client, and gets 403 on every other
@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 from standin_server import RunningStandin, running_standin
 
-from memops.qdrant_token import TokenError, access_claim, app_token, sign
+from memops.deploy.qdrant_token import TokenError, access_claim, app_token, sign
 
 pytestmark = pytest.mark.integration
 

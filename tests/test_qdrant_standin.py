@@ -35,9 +35,9 @@ from qdrant_client import QdrantClient
 from qdrant_client.common.version_check import is_compatible
 from qdrant_client.http import models
 
-from memops import workload as wl
 from memops.cli import standin as standin_cli
-from memops.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
+from memops.deploy.standin_archive import ARCHIVE_NAME, build_standin_archive, standin_source_dir
+from memops.testing import workload as wl
 from qdrant_standin.app import ROUTES
 from qdrant_standin.protocol import ApiError
 from qdrant_standin.storage import CollectionDump, Store

@@ -29,23 +29,24 @@ from op_calls import call
 from standin_server import RunningStandin, start_again, stop
 from three_tiers import COLLECTIONS, PASSWORD, Stack
 
-from memops import workload as wl
-from memops.backup.qdrant_tier import QdrantTier, point_digest
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.qdrant.tier import QdrantTier, point_digest
+from memops.backup.redis.scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.clients import redis_client
+from memops.deploy.targets import RedisTarget
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.memory.qdrant_points import tenant_selector
 from memops.model import NAMESPACE_FIELD
 from memops.ops.health import HEALTH
-from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
-from memops.pgcluster import ScratchCluster
+from memops.ops.quarantine import QUARANTINE, RELEASE
 from memops.probes.result import QUARANTINE_PARTIAL, RELEASE_PARTIAL
-from memops.qdrant_points import tenant_selector
-from memops.rebuild import qdrant_quarantine, quarantine_state
-from memops.rebuild import quarantine as procedure
-from memops.rebuild.qdrant_quarantine import QUARANTINE_PREFIX
-from memops.targets import RedisTarget
-from memops.targets_file import merge_targets
+from memops.quarantine import procedure
+from memops.quarantine import qdrant as qdrant_quarantine
+from memops.quarantine import state as quarantine_state
+from memops.quarantine.qdrant import QUARANTINE_PREFIX
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ScratchCluster
 
 pytestmark = pytest.mark.integration
 

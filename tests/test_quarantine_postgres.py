@@ -27,13 +27,13 @@ import pytest
 from op_calls import call, scratch_inventory
 from psycopg import sql
 
-from memops import audit_owner
-from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
-from memops.migrate import Migration, MigrationError, discover, migrate
-from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
-from memops.rebuild.postgres_quarantine import QUARANTINE_MIGRATION
+from memops.ops.quarantine import QUARANTINE, RELEASE
+from memops.quarantine.postgresql import QUARANTINE_MIGRATION
+from memops.schema import owner as audit_owner
+from memops.schema.migrate import Migration, MigrationError, discover, migrate
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 

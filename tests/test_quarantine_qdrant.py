@@ -5,7 +5,7 @@ payloads) out of every memory collection into memops-quarantine-* collections (w
 the source's vectors config and tenant index), leaving every other tenant's points
 (acme:eu next to acme, hostile names) as they were; release puts back exactly the
 same points and drops the quarantine collections; a dry run moves nothing. The
-application's own token (memops.qdrant_token, scoped to the memory collections as
+application's own token (memops.deploy.qdrant_token, scoped to the memory collections as
 the role issues it) sees none of the tenant's points while it is quarantined and
 gets 403 on the quarantine collections; points it writes for the tenant meanwhile
 are kept and reported by the release.
@@ -26,15 +26,15 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 from standin_server import RunningStandin
 
-from memops import workload as wl
-from memops.backup.qdrant_tier import QdrantTier, point_digest
+from memops.backup.qdrant.tier import QdrantTier, point_digest
+from memops.deploy.qdrant_token import app_token
 from memops.exitcodes import EXIT_OK
+from memops.memory.qdrant_points import tenant_selector
 from memops.ops.health import HEALTH
-from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
-from memops.qdrant_points import tenant_selector
-from memops.qdrant_token import app_token
-from memops.rebuild.qdrant_quarantine import QUARANTINE_PREFIX, quarantine_collection
-from memops.rebuild.quarantine import qdrant_restore_options, record_restored_routes
+from memops.ops.quarantine import QUARANTINE, RELEASE
+from memops.quarantine.procedure import qdrant_restore_options, record_restored_routes
+from memops.quarantine.qdrant import QUARANTINE_PREFIX, quarantine_collection
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from memops import workload as wl
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.clients import redis_client
-from memops.rebuild.redis_acl import allowed_patterns, config_token, key_allowed
+from memops.quarantine.redis_acl import allowed_patterns, config_token, key_allowed
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

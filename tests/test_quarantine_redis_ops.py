@@ -20,13 +20,13 @@ import pytest
 import redis
 from op_calls import call, scratch_inventory
 
-from memops import workload as wl
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.clients import redis_client
+from memops.deploy.targets import RedisTarget
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_OK
-from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
-from memops.rebuild.quarantine_state import QUARANTINE_FILE
-from memops.targets import RedisTarget
+from memops.ops.quarantine import QUARANTINE, RELEASE
+from memops.quarantine.state import QUARANTINE_FILE
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -21,16 +21,16 @@ from op_calls import call
 from qdrant_client import models
 from three_tiers import Stack
 
-from memops.backup.qdrant_tier import QdrantTier, point_digest
+from memops.backup.qdrant.tier import QdrantTier, point_digest
+from memops.deploy.targets import QdrantTarget
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_OK
 from memops.model import is_quarantine_collection
 from memops.ops.backup import CREATE, RESTORE
+from memops.ops.quarantine import QUARANTINE, RELEASE
 from memops.ops.rebuild import REINDEX
-from memops.ops.rebuild_quarantine import QUARANTINE, RELEASE
-from memops.pgcluster import ScratchCluster
-from memops.rebuild import quarantine_state
-from memops.targets import QdrantTarget
-from memops.targets_file import merge_targets
+from memops.quarantine import state as quarantine_state
+from memops.testing.pgcluster import ScratchCluster
 
 pytestmark = pytest.mark.integration
 
@@ -174,8 +174,8 @@ def test_a_whole_restore_killed_after_the_swap_keeps_the_quarantined_tenant_hidd
     """The quarantine is applied to the restored database before it is swapped in: a
     restore that dies right after the swap (before anything else runs) exposes nothing,
     and the application never had a session on the copy while it loaded."""
-    import memops.backup.postgres_tier as pg_module
-    import memops.rebuild.quarantine as quarantine_module
+    import memops.backup.postgresql.tier as pg_module
+    import memops.quarantine.procedure as quarantine_module
 
     cluster = tiers_cluster
     admin = {"socket_dir": str(cluster.socket_dir), "port": cluster.port}

@@ -24,13 +24,13 @@ from op_calls import call
 from qdrant_client import models
 from three_tiers import COLLECTIONS, Stack
 
-from memops import memory_values as mv
-from memops import workload as wl
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.keyring import new_keyring
+from memops.keys.ring import new_keyring
+from memops.memory import values as mv
 from memops.ops.backup import CREATE, RESTORE
 from memops.ops.rebuild import HARD, REINDEX, SOFT
 from memops.rebuild import validate as v
+from memops.testing import workload as wl
 
 pytestmark = [
     pytest.mark.integration,

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from memops import workload as wl
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.backup.scratch import free_port
 from memops.clients import redis_client
 from memops.progress import LineMeter, reporting
 from memops.rebuild.redis_clear import clear_namespace
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

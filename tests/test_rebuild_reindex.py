@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from qdrant_client import QdrantClient, models
 
-from memops import workload as wl
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 from memops.rebuild.reindex import ReindexError, per_kind, reindex_namespace
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 

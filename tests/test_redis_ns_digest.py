@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from memops.backup.redis_ns_export import FOOTER, Batch, NamespaceDigest
-from memops.backup.redis_nsfile import encode_record
+from memops.backup.redis.ns_export import FOOTER, Batch, NamespaceDigest
+from memops.backup.redis.nsfile import encode_record
 
 FOOTER_BYTES = b"\x0a\x00" + b"C" * 8  # u16 RDB version 10 | u64 CRC (not checked here)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from memops.backup import redis_nsfile
 from memops.backup.artifacts import BackupError
-from memops.backup.redis_ns_restore import _commands
-from memops.backup.redis_nsfile import NamespaceWriter, encode_record, read_batches, read_decoded
+from memops.backup.redis import nsfile as redis_nsfile
+from memops.backup.redis.ns_restore import _commands
+from memops.backup.redis.nsfile import NamespaceWriter, encode_record, read_batches, read_decoded
 
 NOW = 1_700_000_000_000
 RECORDS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from memops.backup.resp import RawReplies
+from memops.backup.redis.resp import RawReplies
 
 
 class Trickle:

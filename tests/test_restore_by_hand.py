@@ -21,13 +21,13 @@ import pytest
 from op_calls import call
 from three_tiers import COLLECTIONS, PASSWORD, Stack
 
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.backup.scratch import free_port
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_OK
 from memops.ops.backup import CREATE
 from memops.paths import PROJECT_DIR
-from memops.pgcluster import ScratchCluster
-from memops.targets_file import merge_targets
+from memops.testing.pgcluster import ScratchCluster
 
 try:  # the module name depends on pytest's import mode
     from test_fault_suite import snapshot

@@ -16,12 +16,12 @@ from op_calls import call
 from qdrant_client import models
 from three_tiers import COLLECTIONS, Stack
 
-from memops import workload as wl
 from memops.audit import AUDIT_FILE
+from memops.deploy.targets_file import merge_targets
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.ops.backup import CREATE, RESTORE
-from memops.pgcluster import ScratchCluster
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ScratchCluster
 
 pytestmark = [
     pytest.mark.integration,

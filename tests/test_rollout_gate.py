@@ -26,20 +26,21 @@ from op_calls import call
 from root_tasks import root_collection
 from runbook_steps import parse
 
-from memops import paths, rollout
+from memops import paths
+from memops.deploy.targets import PostgresTarget, RedisTarget
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INSUFFICIENT, EXIT_OK
-from memops.health import (
+from memops.health import rollout
+from memops.health.cycle import (
     CASE_PROCESSING_FAILED,
     HEALTHY_CYCLE,
     RETRYABLE_FAILURES_OBSERVED,
     evaluate_cycle,
     run_cycle,
 )
-from memops.health_state import EVENTS_FILE, STATE_FILE, StoredState
+from memops.health.state import EVENTS_FILE, STATE_FILE, StoredState
 from memops.ops.rollout import GATE
 from memops.ops.runner import run_operation
 from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
-from memops.targets import PostgresTarget, RedisTarget
 
 NOW = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
 CANARY_1 = rollout.PHASES["canary-1"]

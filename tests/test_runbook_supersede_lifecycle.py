@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from runbook_steps import Step, check_output, parse, run_invoke
 
-from memops import workload as wl
+from memops.deploy.targets_file import merge_targets
 from memops.paths import PROJECT_DIR
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -37,9 +37,9 @@ from standin_server import RunningStandin
 from memops import paths
 from memops.audit import AUDIT_FILE
 from memops.backup.metrics import SKIPPED_TEXTFILE
-from memops.health_state import EVENTS_FILE, STATE_FILE
+from memops.deploy.targets_file import merge_targets
+from memops.health.state import EVENTS_FILE, STATE_FILE
 from memops.locking import action_lock
-from memops.targets_file import merge_targets
 
 ROLE = paths.ROLES_DIR / "memops_backup_schedule"
 INVOKE = str(Path(sys.executable).with_name("invoke"))

@@ -403,7 +403,7 @@ def test_bad_options_exit_2_with_one_line_and_touch_nothing(
 
 
 def test_deploy_tags_include_every_play_tag() -> None:
-    from memops.playbook_tags import known_tags
+    from memops.deploy.playbook_tags import known_tags
 
     assert {"redis", "postgresql", "qdrant", "monitoring", "always"} <= known_tags("deploy")
 
@@ -415,7 +415,7 @@ def test_every_integration_module_is_marked() -> None:
 
 
 def test_mitogen_is_the_default_strategy_and_can_be_switched_off() -> None:
-    from memops.playbook import mitogen_settings
+    from memops.deploy.playbook import mitogen_settings
 
     settings = mitogen_settings({})
     assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"

@@ -18,9 +18,9 @@ from op_calls import call
 from qdrant_client import models
 from three_tiers import Stack
 
-from memops import recall
-from memops.embedder import embed
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.memory import recall
+from memops.memory.embedder import embed
 from memops.ops.validate import RECALL
 
 pytestmark = [

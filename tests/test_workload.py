@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from qdrant_client import QdrantClient, models
 
-from memops import memory_values
-from memops import workload as wl
+from memops.memory import values as memory_values
+from memops.testing import workload as wl
 
 try:  # the module name depends on pytest's import mode
     from test_migrations import PgCluster, cluster_session

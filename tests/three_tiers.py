@@ -19,13 +19,13 @@ import redis
 from op_calls import call
 from qdrant_client import QdrantClient
 
-from memops import workload as wl
-from memops.backup.redis_scratch import ScratchRedis
+from memops.backup.redis.scratch import ScratchRedis
 from memops.backup.scratch import free_port
-from memops.keyring import KeyRing, new_keyring, save_keyring
+from memops.deploy.targets_file import merge_targets
+from memops.keys.ring import KeyRing, new_keyring, save_keyring
 from memops.ops.rebuild import VALIDATE
-from memops.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
-from memops.targets_file import merge_targets
+from memops.testing import workload as wl
+from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch_cluster
 
 PASSWORD = "validate-secret"
 COLLECTIONS = tuple(f"memory_{kind}" for kind in wl.SOURCE_KINDS)

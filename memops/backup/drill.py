@@ -31,7 +31,7 @@ from memops.backup.sealed_keys import check_sealed
 from memops.backup.sets import Progress, _quiet, work_dir
 from memops.backup.store import BackupStore
 from memops.backup.verify import verify_set
-from memops.keyring import KeyRing
+from memops.keys.ring import KeyRing
 
 SHOWN = 5
 

@@ -21,7 +21,7 @@ from memops.backup.artifacts import (
     TenantSummary,
     TierArtifact,
 )
-from memops.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets
+from memops.deploy.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets
 
 
 class TierEngine(Protocol):
@@ -68,15 +68,15 @@ def open_engine(tier: str, targets: Targets) -> TierEngine:
     target = tier_target(targets, tier)
     settings = dict(targets.deployment.get(tier) or {})
     if tier == "qdrant":
-        from memops.backup.qdrant_tier import QdrantTier
+        from memops.backup.qdrant.tier import QdrantTier
 
         return QdrantTier(target)
     if tier == "redis":
-        from memops.backup.redis_tier import RedisTier
+        from memops.backup.redis.tier import RedisTier
 
         return RedisTier.from_deployment(target, settings)
     if tier == "postgresql":
-        from memops.backup.postgres_tier import PostgresTier
+        from memops.backup.postgresql.tier import PostgresTier
 
         return PostgresTier.from_deployment(target, settings)
     raise BackupError(f"unknown tier {tier!r}: expected one of {', '.join(TIERS)}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from memops.backup.artifacts import BackupError
 from memops.clients import redis_client
-from memops.targets import RedisTarget
+from memops.deploy.targets import RedisTarget
 
 REDIS_START_TIMEOUT_S = 120.0
 

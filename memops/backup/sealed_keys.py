@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import TierArtifact
 from memops.backup.manifest import Manifest
-from memops.keyring import KeyRing
-from memops.memory_scan import DEFAULT_BATCH, scan_batch
-from memops.memory_values import CORRUPT, UNDECRYPTABLE, inspect_value, key_id_of_value
+from memops.keys.ring import KeyRing
+from memops.memory.redis_scan import DEFAULT_BATCH, scan_batch
+from memops.memory.values import CORRUPT, UNDECRYPTABLE, inspect_value, key_id_of_value
 
 if TYPE_CHECKING:
     import redis

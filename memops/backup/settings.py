@@ -19,7 +19,7 @@ from memops.backup.artifacts import BackupError
 from memops.backup.crypto import BackupKey, load_key
 from memops.backup.retention import Policy
 from memops.backup.store import BackupStore, LocalStore, S3Settings, S3Store
-from memops.inventory import Inventory, InventoryLoader
+from memops.deploy.inventory import Inventory, InventoryLoader
 
 TARGET_KINDS = ("local", "s3")
 BACKUP_DIR_NAME = "backups"

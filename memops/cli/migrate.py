@@ -19,9 +19,9 @@ from collections.abc import Mapping
 import psycopg
 
 from memops.clients import postgres_connect
+from memops.deploy.targets import SSLMODES, PostgresTarget
 from memops.errors import error_line
-from memops.migrate import DEFAULT_LOCK_TIMEOUT_S, MigrationError, migrate
-from memops.targets import SSLMODES, PostgresTarget
+from memops.schema.migrate import DEFAULT_LOCK_TIMEOUT_S, MigrationError, migrate
 
 ENV_PREFIX = "MEMOPS_PG_"
 

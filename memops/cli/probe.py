@@ -13,13 +13,13 @@ import os
 import sys
 from typing import Any
 
+from memops.deploy.targets import KINDS, Target, TargetsError, parse_target
 from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.ops import options
 from memops.ops.options import argparse_type
 from memops.probes import DEFAULT_TIMEOUT_S, probe_until_healthy
 from memops.probes.result import RETRY_ATTEMPTED, ProbeResult, State
-from memops.targets import KINDS, Target, TargetsError, parse_target
 
 ENV_VAR = "MEMOPS_PROBE_TARGET"
 

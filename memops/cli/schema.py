@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from memops.migrate import latest_version
+from memops.schema.migrate import latest_version
 
 
 def register(subparsers: Any) -> None:

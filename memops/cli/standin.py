@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from memops.standin_archive import build_standin_archive
+from memops.deploy.standin_archive import build_standin_archive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from memops.deploy.targets import TargetsError
+from memops.deploy.targets_file import merge_targets
 from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT
-from memops.targets import TargetsError
-from memops.targets_file import merge_targets
 
 
 def register(subparsers: Any) -> None:

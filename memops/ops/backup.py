@@ -36,17 +36,17 @@ from memops.backup.sets import (
 )
 from memops.backup.settings import TARGET_KINDS, BackupSettings
 from memops.backup.verify import verify_set
+from memops.deploy.inventory import Inventory
+from memops.deploy.targets import Targets, TargetsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory
 from memops.ops import options
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.runner import Context, Operation, Outcome
 from memops.progress import meter
-from memops.rebuild import quarantine
-from memops.rebuild.qdrant_quarantine import QdrantQuarantineError
-from memops.rebuild.quarantine_state import QuarantineStateError
-from memops.targets import Targets, TargetsError
+from memops.quarantine import procedure as quarantine
+from memops.quarantine.qdrant import QdrantQuarantineError
+from memops.quarantine.state import QuarantineStateError
 
 
 def procedure_options(inventory: Inventory, key: Any) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from memops.deploy.playbook import PlaybookOptions, PlaybookResult, run_playbook
+from memops.deploy.playbook_tags import known_tags
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
-from memops.playbook import PlaybookOptions, PlaybookResult, run_playbook
-from memops.playbook_tags import known_tags
 
 
 def deploy(

@@ -13,10 +13,11 @@ from memops.backup.engines import engines
 from memops.backup.metrics import record_drill
 from memops.backup.sets import newest_whole_set, resolve_set_id
 from memops.backup.settings import BackupSettings, inventory_vars
+from memops.deploy.inventory import Inventory
+from memops.deploy.targets import TargetsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
-from memops.inventory import Inventory
-from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
+from memops.keys.ring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.ops import options
 from memops.ops.backup import (
     TARGET_OPTION,
@@ -26,7 +27,6 @@ from memops.ops.backup import (
 )
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
-from memops.targets import TargetsError
 
 REPORT_DIR = "drills"
 LAST_REPORT = "last.json"

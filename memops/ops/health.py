@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from memops.clients import qdrant_client
-from memops.health import HealthSnapshot, run_cycle
-from memops.health_metrics import write_textfile
-from memops.health_state import HealthStateError
-from memops.inventory import Inventory
+from memops.deploy.inventory import Inventory
+from memops.deploy.targets import TARGETS_FILE, QdrantTarget, Targets, TargetsError, load_targets
+from memops.health.cycle import HealthSnapshot, run_cycle
+from memops.health.metrics import write_textfile
+from memops.health.state import HealthStateError
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
 from memops.probes import DEFAULT_TIMEOUT_S
 from memops.probes.result import QUARANTINE_PARTIAL, RELEASE_PARTIAL
-from memops.rebuild import quarantine_state
-from memops.rebuild.qdrant_quarantine import written_since
-from memops.targets import TARGETS_FILE, QdrantTarget, Targets, TargetsError, load_targets
+from memops.quarantine import state as quarantine_state
+from memops.quarantine.qdrant import written_since
 
 DEFAULT_RETRIES = 1
 
@@ -178,7 +178,7 @@ def written_during_quarantine(
     """Points the application wrote for quarantined tenants into shared collections.
 
     Its Qdrant token reaches the shared collections, and Qdrant cannot keep it off one
-    tenant there (``memops.rebuild.qdrant_quarantine``). Returns them by tenant and
+    tenant there (``memops.quarantine.qdrant``). Returns them by tenant and
     collection, and a note when Qdrant could not be asked.
     """
     moved = {

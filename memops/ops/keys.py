@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
-from memops.backup.redis_tier import DEFAULT_PREFIX
+from memops.backup.redis.tier import DEFAULT_PREFIX
 from memops.backup.sealed_keys import SetsNeeding, sets_needing
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import redis_client
+from memops.deploy.inventory import Inventory
+from memops.deploy.targets import Targets, TargetsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory
-from memops.keyring import (
+from memops.keys.ring import (
     KeyRing,
     KeyRingError,
     is_vaulted,
@@ -39,14 +40,7 @@ from memops.keyring import (
     new_keyring,
     save_keyring,
 )
-from memops.memory_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts
-from memops.model import memory_pattern
-from memops.ops import options
-from memops.ops.backup import probe_line
-from memops.ops.confirm import NotConfirmed, confirm
-from memops.ops.health import deployed_targets
-from memops.ops.runner import Context, Operation, Outcome
-from memops.rotation import (
+from memops.keys.rotation import (
     Checkpoint,
     CheckpointError,
     Counts,
@@ -56,7 +50,13 @@ from memops.rotation import (
     save_checkpoint,
     start_checkpoint,
 )
-from memops.targets import Targets, TargetsError
+from memops.memory.redis_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts
+from memops.model import memory_pattern
+from memops.ops import options
+from memops.ops.backup import probe_line
+from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.health import deployed_targets
+from memops.ops.runner import Context, Operation, Outcome
 
 if TYPE_CHECKING:
     import redis

@@ -1,7 +1,7 @@
 """The `memory.*` operations: supersede-lifecycle procedures on episodic memory.
 
 Each finds the deployed PostgreSQL of the inventory, calls one procedure of
-``memops.supersede`` and turns its result into an Outcome. A refusal before
+``memops.memory.supersede`` and turns its result into an Outcome. A refusal before
 anything changed (nothing deployed, unknown row, a row of another tenant, not
 confirmed) is exit 2; a database error is exit 1.
 """
@@ -17,21 +17,21 @@ from typing import Any
 
 import psycopg
 
-from memops import supersede
 from memops.audit import actor
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
 from memops.backup.settings import inventory_vars
 from memops.clients import postgres_connect
+from memops.deploy.inventory import Inventory
+from memops.deploy.targets import QdrantTarget, Targets, TargetsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory
+from memops.memory import supersede
+from memops.memory.qdrant_points import collection_names, delete_tenant_points
 from memops.ops import options
 from memops.ops.backup import probe_line, textfile_dir
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
-from memops.qdrant_points import collection_names, delete_tenant_points
-from memops.targets import QdrantTarget, Targets, TargetsError
 from memops.textfile import gauge, publish
 
 MAX_CHAIN_DEPTH = 10_000

@@ -23,10 +23,12 @@ from memops.backup.manifest import Manifest, ManifestError
 from memops.backup.sets import create_set, plan_restore, resolve_set_id, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
+from memops.deploy.inventory import Inventory, inventory_argument
+from memops.deploy.targets import Targets, TargetsError
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory, inventory_argument
-from memops.keyring import KeyRing, KeyRingError, keyring_path, load_keyring
-from memops.memory_values import CORRUPT, UNDECRYPTABLE
+from memops.keys.ring import KeyRing, KeyRingError, keyring_path, load_keyring
+from memops.memory.qdrant_points import delete_tenant_points
+from memops.memory.values import CORRUPT, UNDECRYPTABLE
 from memops.model import DEFAULT_PREFIX, SOURCE_KINDS
 from memops.ops import inflight, options
 from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
@@ -34,8 +36,8 @@ from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.progress import meter
-from memops.qdrant_points import delete_tenant_points
-from memops.rebuild import hit_rate, quarantine, soft
+from memops.quarantine import procedure as quarantine
+from memops.rebuild import hit_rate, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
 from memops.rebuild.reindex import ReindexError, apply_reindex, per_kind, plan_reindex
 from memops.rebuild.validate import (
@@ -45,7 +47,6 @@ from memops.rebuild.validate import (
     TierReport,
     validate_namespace,
 )
-from memops.targets import Targets, TargetsError
 
 
 class Refused(Exception):

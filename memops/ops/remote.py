@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from memops.backup.settings import inventory_vars
+from memops.deploy.inventory import Inventory
+from memops.deploy.playbook import PlaybookOptions, run_playbook
 from memops.exitcodes import EXIT_FAILED
-from memops.inventory import Inventory
 from memops.ops.confirm import NotConfirmed, confirm
 from memops.ops.runner import Context, Operation, Outcome
-from memops.playbook import PlaybookOptions, run_playbook
 
 HOST_ENV = "MEMOPS_BACKUP_HOST"
 HERE_ENV = "MEMOPS_RUN_HERE"  # set by the playbook: the host's run never dispatches again

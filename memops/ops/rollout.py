@@ -1,7 +1,7 @@
 """`invoke rollout.gate`: judge a rollout phase's gates from the inventory's health history.
 
 The only I/O is here: read state.json and runtime-events.jsonl from the state
-directory; ``memops.rollout`` judges them. Exit 0 when every gate passes, 1 when
+directory; ``memops.health.rollout`` judges them. Exit 0 when every gate passes, 1 when
 one fails, 3 (EXIT_INSUFFICIENT) when none fails but the history cannot show the
 whole window.
 """
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memops import rollout
 from memops.exitcodes import EXIT_FAILED, EXIT_INSUFFICIENT, EXIT_OK
-from memops.health_state import EVENTS_FILE, STATE_FILE, HealthStateError, StoredState, load_state
+from memops.health import rollout
+from memops.health.state import EVENTS_FILE, STATE_FILE, HealthStateError, StoredState, load_state
 from memops.ops import options
 from memops.ops.runner import Context, Operation, Outcome
 

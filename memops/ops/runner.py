@@ -29,14 +29,14 @@ from typing import Any
 
 from memops.audit import append_audit
 from memops.backup.metrics import SKIPPED_MEMORY_FILE, record_lock_taken, record_skipped
+from memops.deploy.inventory import Inventory, InventoryError, resolve_inventory
+from memops.deploy.targets import TARGETS_FILE, TargetsError, load_targets
 from memops.errors import error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from memops.inventory import Inventory, InventoryError, resolve_inventory
 from memops.locking import WAIT_ENV, LockBusyError, action_lock
 from memops.ops import inflight
 from memops.ops.options import OptionError, Parser
 from memops.progress import meter_for, reporting
-from memops.targets import TARGETS_FILE, TargetsError, load_targets
 
 MAX_LOCK_WAIT_S = 86400
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from memops.deploy.targets import Targets, TargetsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.ops.backup import create as create_backup
 from memops.ops.deploy import deploy
@@ -17,7 +18,6 @@ from memops.ops.drill import drill_outcome
 from memops.ops.health import deployed_targets, health_cycle
 from memops.ops.render import render_files
 from memops.ops.runner import Context, Operation, Outcome
-from memops.targets import Targets, TargetsError
 
 STANDIN_NOTE = (
     "Qdrant stand-in (no Qdrant release was installable offline; set qdrant_archive "

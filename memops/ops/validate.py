@@ -1,6 +1,6 @@
 """The `validate.*` operations: prove the memory stack answers what it was told.
 
-``validate.recall`` runs the scripted scenario of ``memops.recall`` against the
+``validate.recall`` runs the scripted scenario of ``memops.memory.recall`` against the
 deployed tiers (or those given), writes a JSON report with the request and the
 answer of every case into ``.state/<inventory>/recall/``, and exits 1 when the
 success rate is under ``--threshold``. Its data lives under a reserved tenant and
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from memops import recall
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
+from memops.memory import recall
 from memops.ops import options
 from memops.ops.backup import TIER_OPTION
 from memops.ops.rebuild import open_clients, run_guarded, scope_of

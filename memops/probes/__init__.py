@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
+from memops.deploy.targets import Target
 from memops.probes.result import RETRY_ATTEMPTED, UNEXPECTED_ERROR, ProbeResult, State, failure
-from memops.targets import Target
 
 ProbeFunc = Callable[[Any, float], ProbeResult]
 

@@ -11,6 +11,7 @@ import time
 
 import httpx
 
+from memops.deploy.targets import HttpTarget
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
     AUTH_FAILED,
@@ -24,7 +25,6 @@ from memops.probes.result import (
     failure,
 )
 from memops.probes.tls import httpx_verify
-from memops.targets import HttpTarget
 
 
 def probe_http(target: HttpTarget, timeout_s: float) -> ProbeResult:

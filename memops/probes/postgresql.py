@@ -9,6 +9,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from memops.clients import postgres_connect
+from memops.deploy.targets import PostgresTarget
 from memops.probes.errors import safe_message
 from memops.probes.result import (
     AUTH_FAILED,
@@ -25,7 +26,6 @@ from memops.probes.result import (
     failure,
     from_findings,
 )
-from memops.targets import PostgresTarget
 
 _SERVER_SQL = """
 SELECT current_setting('server_version'), pg_is_in_recovery()

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from memops.clients import qdrant_http
+from memops.deploy.targets import QdrantTarget
 from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
@@ -22,7 +23,6 @@ from memops.probes.result import (
     failure,
     from_findings,
 )
-from memops.targets import QdrantTarget
 
 
 class _ProbeFailed(Exception):

@@ -9,6 +9,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from memops.clients import redis_client
+from memops.deploy.targets import RedisTarget
 from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
@@ -25,7 +26,6 @@ from memops.probes.result import (
     failure,
     from_findings,
 )
-from memops.targets import RedisTarget
 
 # A save older than this many RPOs means scheduled snapshots are not happening.
 STALE_SAVE_RPO_FACTOR = 2

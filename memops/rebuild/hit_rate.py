@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memops.memory_values import GOOD
-from memops.qdrant_points import collection_names, tenant_selector
+from memops.memory.qdrant_points import collection_names, tenant_selector
+from memops.memory.values import GOOD
 from memops.rebuild.validate import NO_POINT, NamespaceReport, TierReport
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from memops.memory.qdrant_points import QdrantPoint, ensure_collection, read_qdrant, upsert_points
 from memops.model import SOURCE_KINDS, point_payload
 from memops.progress import meter
-from memops.qdrant_points import QdrantPoint, ensure_collection, read_qdrant, upsert_points
 
 if TYPE_CHECKING:
     import psycopg

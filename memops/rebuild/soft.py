@@ -22,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memops.keyring import KeyRing
-from memops.memory_values import CORRUPT, UNDECRYPTABLE, inspect_value
-from memops.qdrant_points import collection_names
+from memops.keys.ring import KeyRing
+from memops.memory.qdrant_points import collection_names
+from memops.memory.supersede import audit_event
+from memops.memory.values import CORRUPT, UNDECRYPTABLE, inspect_value
 from memops.rebuild.validate import NO_POINT, ORPHANED, NamespaceReport
-from memops.supersede import audit_event
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,7 +1,7 @@
 """Integrity of one namespace in every tier: good, corrupt, undecryptable, orphaned.
 
 - Redis: every value of ``{prefix}:memory:{tenant}:*`` (SCAN, each key re-checked
-  to belong to the namespace exactly) is opened with ``memops.memory_values``:
+  to belong to the namespace exactly) is opened with ``memops.memory.values``:
   its content hash verified, decrypted with the key ring when sealed.
 - PostgreSQL: the tenant's live ``memory_items`` rows (neither soft-deleted nor
   anonymized: the rows the application reads): content present and matching its
@@ -25,11 +25,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memops.keyring import KeyRing
-from memops.memory_values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
+from memops.keys.ring import KeyRing
+from memops.memory.qdrant_points import collection_names, tenant_selector
+from memops.memory.values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
 from memops.model import chunks, key_in_namespace, namespace_pattern
 from memops.progress import meter
-from memops.qdrant_points import collection_names, tenant_selector
 
 if TYPE_CHECKING:
     import psycopg

@@ -14,7 +14,7 @@ from invoke import Context, Exit, task
 from memops.ops.runner import Operation, run_operation
 
 DEFAULT_INVENTORY = "local"
-# Invoke configuration of the root collection: `memops.inventory` can be set in an
+# Invoke configuration of the root collection: `memops.deploy.inventory` can be set in an
 # invoke.yaml, or as INVOKE_MEMOPS_INVENTORY; MEMOPS_INVENTORY wins over both.
 CONFIG_DEFAULTS: dict[str, Any] = {"memops": {"inventory": DEFAULT_INVENTORY}}
 INVENTORY_ENV = "MEMOPS_INVENTORY"
@@ -24,7 +24,7 @@ HELP_FLAGS = ("--help", "-h")
 COMMON_HELP = {
     "inventory": (
         f"inventory name under inventory/ or a path (default: ${INVENTORY_ENV}, "
-        f"else the memops.inventory setting, else {DEFAULT_INVENTORY})"
+        f"else the memops.deploy.inventory setting, else {DEFAULT_INVENTORY})"
     ),
     "json": "print the result as one JSON document (progress output goes to the log only)",
     "dry_run": "show what would change, change nothing",

@@ -10,7 +10,7 @@ from invoke import Context
 
 from memops.ops.rebuild import HARD, REINDEX, SOFT, VALIDATE
 from memops.tasks.common import memops_task, run
-from memops.tasks.rebuild_quarantine import quarantine, release
+from memops.tasks.quarantine import quarantine, release
 
 __all__ = ["hard", "quarantine", "reindex", "release", "soft", "validate"]
 

@@ -1,4 +1,4 @@
-"""Lookup ``memops_qdrant_app_token``: the application's Qdrant JWT (memops.qdrant_token).
+"""Lookup ``memops_qdrant_app_token``: the application's Qdrant JWT (memops.deploy.qdrant_token).
 
 Signed on the controller with the API key: read and write on exactly the listed
 collections. The same key and collections give the same token, so writing it is
@@ -12,7 +12,7 @@ from typing import Any
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from memops.qdrant_token import TokenError, app_token
+from memops.deploy.qdrant_token import TokenError, app_token
 
 DOCUMENTATION = r"""
 name: memops_qdrant_app_token

@@ -1,7 +1,7 @@
 """Lookup ``memops_redis_acl_keys``: the app user's key rules for the Redis secrets file.
 
 ``~{prefix}:*`` when no namespace is quarantined (the file stays as it always was);
-otherwise the patterns of memops.rebuild.redis_acl for the namespaces that the
+otherwise the patterns of memops.quarantine.redis_acl for the namespaces that the
 controller's quarantine record (``quarantine.json`` in memops_state_dir) lists for
 Redis, each one a quoted config argument. So a re-deploy keeps a quarantine.
 """
@@ -14,8 +14,8 @@ from typing import Any
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from memops.rebuild.quarantine_state import QuarantineStateError, load, tenants_in
-from memops.rebuild.redis_acl import allowed_patterns, config_token
+from memops.quarantine.redis_acl import allowed_patterns, config_token
+from memops.quarantine.state import QuarantineStateError, load, tenants_in
 
 DOCUMENTATION = r"""
 name: memops_redis_acl_keys

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
 
-from memops.inventory import resolve_inventory
+from memops.deploy.inventory import resolve_inventory
 
 
 @pytest.fixture(scope="session")

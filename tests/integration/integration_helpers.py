@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memops import audit_owner
-from memops.backup.postgres_tier import PostgresTier
+from memops.backup.postgresql.tier import PostgresTier
 from memops.clients import StackClients, postgres_connect, redis_client
+from memops.deploy.targets import PostgresTarget, RedisTarget, Targets, load_targets
 from memops.paths import PROJECT_DIR
-from memops.targets import PostgresTarget, RedisTarget, Targets, load_targets
+from memops.schema import owner as audit_owner
 
 INVENTORIES = PROJECT_DIR / "tests" / "inventories"
 TEST_INVENTORY = str(INVENTORIES / "test")

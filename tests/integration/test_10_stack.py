@@ -15,9 +15,9 @@ from integration_helpers import (
     migrate_cli,
 )
 
-from memops import workload
-from memops.migrate import current_version, latest_version
-from memops.targets import PostgresTarget
+from memops.deploy.targets import PostgresTarget
+from memops.schema.migrate import current_version, latest_version
+from memops.testing import workload
 
 pytestmark = pytest.mark.integration
 

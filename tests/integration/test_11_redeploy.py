@@ -19,8 +19,8 @@ from integration_helpers import (
     migrate_cli,
 )
 
-from memops.migrate import current_version, latest_version
-from memops.targets import PostgresTarget
+from memops.deploy.targets import PostgresTarget
+from memops.schema.migrate import current_version, latest_version
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from integration_helpers import (
 )
 
 from memops.clients import postgres_connect
-from memops.targets import PostgresTarget, RedisTarget
+from memops.deploy.targets import PostgresTarget, RedisTarget
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ import pytest
 from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, pidfile_daemon
 from qdrant_client import models
 
-from memops import workload as wl
-from memops.inventory import resolve_inventory
-from memops.playbook import PlaybookOptions, run_playbook
+from memops.deploy.inventory import resolve_inventory
+from memops.deploy.playbook import PlaybookOptions, run_playbook
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
 from moto_s3 import MotoS3, moto_server
 
-from memops import workload as wl
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -31,10 +31,10 @@ from integration_helpers import (
 )
 from psycopg import sql
 
-from memops.backup.postgres_tier import PostgresTier
+from memops.backup.postgresql.tier import PostgresTier
 from memops.clients import postgres_connect
+from memops.deploy.targets import PostgresTarget
 from memops.paths import PROJECT_DIR
-from memops.targets import PostgresTarget
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
 
-from memops import workload as wl
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
 from qdrant_client import models
 
-from memops import workload as wl
-from memops.keyring import new_keyring, save_keyring
+from memops.keys.ring import new_keyring, save_keyring
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import redis
 from integration_helpers import INVENTORIES, Run, assert_redis_monitor_is_least_privilege, invoke
 
 from memops.clients import redis_client
-from memops.targets import RedisTarget, load_targets
+from memops.deploy.targets import RedisTarget, load_targets
 
 pytestmark = pytest.mark.integration
 

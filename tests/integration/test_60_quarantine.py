@@ -31,10 +31,10 @@ from integration_helpers import (
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from memops import workload as wl
 from memops.clients import redis_client
-from memops.rebuild.qdrant_quarantine import quarantine_collection
-from memops.targets import QdrantTarget, RedisTarget
+from memops.deploy.targets import QdrantTarget, RedisTarget
+from memops.quarantine.qdrant import quarantine_collection
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

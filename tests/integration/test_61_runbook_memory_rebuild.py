@@ -27,13 +27,13 @@ from integration_helpers import TEST_INVENTORY, DeployedStack, invoke
 from qdrant_client import models
 from runbook_steps import check_output, parse, run_invoke
 
-from memops import memory_values as mv
-from memops import workload as wl
-from memops.keyring import KeyRing, load_keyring, new_keyring, save_keyring
+from memops.keys.ring import KeyRing, load_keyring, new_keyring, save_keyring
+from memops.memory import values as mv
+from memops.memory.qdrant_points import tenant_selector
 from memops.paths import PROJECT_DIR
-from memops.qdrant_points import tenant_selector
-from memops.rebuild import quarantine_state
+from memops.quarantine import state as quarantine_state
 from memops.rebuild.redis_clear import clear_namespace
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ import pytest
 from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, pidfile_daemon
 from runbook_steps import check_output, parse, run_invoke
 
-from memops import workload as wl
 from memops.paths import PROJECT_DIR
-from memops.rebuild import quarantine_state
+from memops.quarantine import state as quarantine_state
 from memops.rebuild.redis_clear import clear_namespace
+from memops.testing import workload as wl
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 from integration_helpers import REDIS_PIDFILE, TEST_INVENTORY, DeployedStack, invoke, pidfile_daemon
 from runbook_steps import check_output, parse, run_invoke
 
-from memops.health import evaluate_cycle
-from memops.health_state import EVENTS_FILE, STATE_FILE, StoredState, save_state
+from memops.health.cycle import evaluate_cycle
+from memops.health.state import EVENTS_FILE, STATE_FILE, StoredState, save_state
 from memops.paths import PROJECT_DIR
 from memops.probes.result import ProbeResult, State
 

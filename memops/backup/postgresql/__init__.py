@@ -1,0 +1,1 @@
+"""The PostgreSQL engine of backup sets: whole-database archives and per-namespace COPY files."""

@@ -1,0 +1,1 @@
+"""The Qdrant engine of backup sets: collection snapshots and per-namespace point exports."""

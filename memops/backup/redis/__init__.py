@@ -1,0 +1,1 @@
+"""The Redis engine of backup sets: whole RDB backups, per-namespace exports and their restores."""

@@ -1,6 +1,0 @@
-"""Versioned SQL migrations of the episodic-memory schema, applied by ``memops.migrate``.
-
-Files are ``NNNN_name.up.sql`` / ``NNNN_name.down.sql``. An applied ``up`` file
-must never be edited: the runner stores its checksum and refuses to continue
-when it changes. Fix a mistake with a new migration instead.
-"""

@@ -1,0 +1,1 @@
+"""Quarantine and release of one namespace: the procedure, its record, and one module per tier."""
