@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from memops.errors import Refused
 
-class LockBusyError(Exception):
+
+class LockBusyError(Refused):
     """Another memops process holds the action lock of this state directory.
 
     ``holder`` names it (action and pid); ``waited_s`` is how long this one waited

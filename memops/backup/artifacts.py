@@ -15,6 +15,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from memops.errors import Failed, Refused
+
 TIERS = ("redis", "postgresql", "qdrant")
 
 
@@ -97,15 +99,15 @@ def scratch_name(base: str) -> str:
     return f"{base}__drill_{secrets.token_hex(3)}"
 
 
-class BackupError(Exception):
+class BackupError(Failed):
     """A backup or restore step failed; the message is one line for the operator."""
 
 
-class SetNotFound(BackupError):
+class SetNotFound(Refused, BackupError):
     """The named set (or any set, for "the newest") is not in the store: bad input, exit 2."""
 
 
-class RestoreRefused(BackupError):
+class RestoreRefused(Refused, BackupError):
     """A restore was refused before anything was touched (version, checksum, key...)."""
 
 

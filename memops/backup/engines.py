@@ -22,6 +22,7 @@ from memops.backup.artifacts import (
     TierArtifact,
 )
 from memops.deploy.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets
+from memops.errors import client_failure
 
 
 class TierEngine(Protocol):
@@ -99,14 +100,11 @@ def engines(targets: Targets, tiers: Sequence[str]) -> Iterator[dict[str, TierEn
 @contextlib.contextmanager
 def tier_errors(tier: str) -> Iterator[None]:
     """A client library's or the OS's error inside a tier step, as one BackupError line."""
-    import httpx
-    import psycopg
-    import redis
-
     try:
         yield
     except BackupError:
         raise
-    except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackupError(f"{tier}: {first}") from None
+    except Exception as exc:
+        if (failure := client_failure(exc, tier)) is None:
+            raise
+        raise BackupError(str(failure)) from None

@@ -20,6 +20,7 @@ from typing import Any
 from memops.backup import sealed_names
 from memops.backup.artifacts import TIERS, BackupError, TierArtifact
 from memops.backup.crypto import BackupKey, manifest_mac
+from memops.errors import Refused
 
 FORMAT = "memops-backup-set"
 FORMAT_VERSION = 1
@@ -30,7 +31,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
-class ManifestError(BackupError):
+class ManifestError(Refused, BackupError):
     """A manifest is missing, damaged or malformed; the message names the set and the field."""
 
 

@@ -11,6 +11,7 @@ import secrets
 from datetime import UTC, datetime
 
 from memops.backup.artifacts import BackupError
+from memops.errors import BadInput
 
 _TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _GENERATED = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{4,}")
@@ -18,7 +19,7 @@ _GENERATED = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{4,}")
 _ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 
 
-class InvalidSetId(BackupError, ValueError):
+class InvalidSetId(BadInput, BackupError, ValueError):
     """A set id given by a user (or found in a store) that cannot name a set."""
 
 

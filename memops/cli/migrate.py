@@ -20,13 +20,13 @@ import psycopg
 
 from memops.clients import postgres_connect
 from memops.deploy.targets import SSLMODES, PostgresTarget
-from memops.errors import error_line
+from memops.errors import BadInput, error_line
 from memops.schema.migrate import DEFAULT_LOCK_TIMEOUT_S, MigrationError, migrate
 
 ENV_PREFIX = "MEMOPS_PG_"
 
 
-class ConfigError(Exception):
+class ConfigError(BadInput):
     """The MEMOPS_PG_* environment is incomplete or invalid."""
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from memops.errors import BadInput
 from memops.paths import INVENTORY_DIR, shown, state_dir_for
 
 
-class InventoryError(Exception):
+class InventoryError(BadInput):
     """The inventory is missing or cannot be parsed."""
 
 

@@ -21,10 +21,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from memops.errors import Refused
 from memops.model import is_quarantine_collection
 
 
-class TokenError(ValueError):
+class TokenError(Refused, ValueError):
     """The collections cannot make a token (empty, duplicated or reserved names)."""
 
 

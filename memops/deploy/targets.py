@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from memops.errors import Refused
+
 TARGETS_FILE = "targets.json"
 
 
-class TargetsError(Exception):
+class TargetsError(Refused):
     """The targets file (or a target object) is missing, unsafe or malformed."""
 
 

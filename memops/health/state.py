@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from memops.errors import Refused
 from memops.files import write_private_atomic
 
 STATE_FILE = "state.json"
@@ -26,7 +27,7 @@ EVENTS_FILE = "runtime-events.jsonl"
 LOCK_FILE = ".health.lock"
 
 
-class HealthStateError(Exception):
+class HealthStateError(Refused):
     """state.json exists but cannot be used."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from memops.backup.crypto import key_id_of
+from memops.errors import Refused
 from memops.files import PRIVATE, write_atomic
 from memops.keys import vault as keyring_vault
 
@@ -41,7 +42,7 @@ KEY_BYTES = 32
 _VERSION = 1
 
 
-class KeyRingError(Exception):
+class KeyRingError(Refused):
     """The key ring is missing, unsafe or malformed; the message names the file, never a key."""
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memops.errors import Refused
 from memops.files import write_private_atomic
 from memops.keys.ring import KeyRing
 from memops.memory.redis_scan import Pair, scan_batch
@@ -52,7 +53,7 @@ return {moved, changed}
 """
 
 
-class CheckpointError(Exception):
+class CheckpointError(Refused):
     """The checkpoint file is unreadable; the message names it."""
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from memops.errors import Refused
+
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 PASSWORD_FILE_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
 
 
-class VaultError(Exception):
+class VaultError(Refused):
     """The vault file cannot be opened or written; the message names the file, never a secret."""
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from memops.errors import Refused
 
-class NotConfirmed(Exception):
+
+class NotConfirmed(Refused):
     """The operator did not confirm (or could not be asked): nothing was done."""
+
+    result = "not-confirmed"
 
 
 def confirm(question: str, *, yes: bool) -> None:

@@ -30,7 +30,8 @@ from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import redis_client
 from memops.deploy.inventory import Inventory
 from memops.deploy.targets import Targets, TargetsError
-from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.errors import Failed, MemopsError, Refused
+from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.keys.ring import (
     KeyRing,
     KeyRingError,
@@ -64,21 +65,6 @@ if TYPE_CHECKING:
 MAX_BATCH = 10_000
 
 
-class _Refused(Exception):
-    """Nothing was touched: exit 2 with this message."""
-
-
-class _Failed(Exception):
-    """A service failed: exit 1 with this message."""
-
-
-def _outcome_error(exc: Exception, **document: Any) -> Outcome:
-    refused = isinstance(exc, _Refused)
-    code, result = (EXIT_BAD_INPUT, "refused") if refused else (EXIT_FAILED, "failed")
-    message = str(exc)
-    return Outcome(code, {"ok": False, "error": message, **document}, error=message, result=result)
-
-
 def ring_file(inventory: Inventory) -> Path:
     return keyring_path(inventory_vars(inventory), inventory.state_dir)
 
@@ -87,9 +73,9 @@ def _ring(path: Path) -> KeyRing:
     try:
         ring = load_keyring(path)
     except KeyRingError as exc:
-        raise _Refused(str(exc)) from None
+        raise Refused(str(exc)) from None
     if ring is None:
-        raise _Refused(f"no key ring at {path}: create one with `invoke keys.init`")
+        raise Refused(f"no key ring at {path}: create one with `invoke keys.init`")
     return ring
 
 
@@ -97,7 +83,7 @@ def _checkpoint(inventory: Inventory) -> Checkpoint | None:
     try:
         return load_checkpoint(checkpoint_path(inventory.state_dir))
     except CheckpointError as exc:
-        raise _Refused(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def _redis(inventory: Inventory) -> tuple[Targets, redis.Redis, str]:
@@ -108,19 +94,19 @@ def _redis(inventory: Inventory) -> tuple[Targets, redis.Redis, str]:
         targets = deployed_targets(inventory)
         target = tier_target(targets, "redis")
     except (TargetsError, BackupError) as exc:
-        raise _Refused(str(exc)) from None
+        raise Refused(str(exc)) from None
     prefix = str((targets.deployment.get("redis") or {}).get("key_prefix") or DEFAULT_PREFIX)
     client = redis_client(target, timeout_s=30)
     try:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        raise _Failed(f"redis {target.host}:{target.port}: {exc}") from None
+        raise Failed(f"redis {target.host}:{target.port}: {exc}") from None
     return targets, client, prefix
 
 
-def _redis_error(exc: Exception, during: str) -> _Failed:
-    return _Failed(f"redis: {exc} ({during})")
+def _redis_error(exc: Exception, during: str) -> Failed:
+    return Failed(f"redis: {exc} ({during})")
 
 
 # -- keys.init ---------------------------------------------------------------------------
@@ -137,7 +123,7 @@ def init(context: Context, *, vault: bool) -> Outcome:
         else:
             created = False
     except KeyRingError as exc:
-        return _outcome_error(_Refused(str(exc)))
+        return Outcome.from_error(exc)
     vaulted = is_vaulted(path)
     document = {
         "ok": True,
@@ -178,8 +164,8 @@ def status(context: Context, *, batch: int) -> Outcome:
                 counts = key_id_counts(client, prefix, batch)
             except redis.RedisError as exc:
                 raise _redis_error(exc, "counting values") from None
-    except (_Refused, _Failed) as exc:
-        return _outcome_error(exc, keyring=str(path))
+    except MemopsError as exc:
+        return Outcome.from_error(exc, keyring=str(path))
     plain = counts.pop(NOT_SEALED, 0)
     unknown = {k: n for k, n in counts.items() if k not in ring.keys}
     document = {
@@ -266,8 +252,8 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
         ring = _ring(path)
         previous = _checkpoint(inventory)
         targets, client, prefix = _redis(inventory)
-    except (_Refused, _Failed) as exc:
-        return _outcome_error(exc, keyring=str(path))
+    except MemopsError as exc:
+        return Outcome.from_error(exc, keyring=str(path))
     with client:
         resuming = previous is not None and previous.resumes(ring, prefix)
         if resuming:
@@ -298,9 +284,9 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
                 save_keyring(path, ring)
             done = rotate_values(client, ring, plan, state_path, batch=batch)
         except NotConfirmed as exc:
-            return _outcome_error(_Refused(str(exc)), keyring=str(path))
+            return Outcome.from_error(exc, keyring=str(path))
         except KeyRingError as exc:
-            return _outcome_error(_Failed(str(exc)), keyring=str(path))
+            return Outcome.from_error(Failed(str(exc)), keyring=str(path))
         except redis.RedisError as exc:
             stopped = _checkpoint(inventory)
             where = (
@@ -309,7 +295,7 @@ def rotate(context: Context, *, batch: int, no_new_key: bool, dry_run: bool, yes
                 if stopped is not None and stopped.resumes(ring, prefix)
                 else "no value was rewritten"
             )
-            return _outcome_error(_redis_error(exc, where), keyring=str(path))
+            return Outcome.from_error(_redis_error(exc, where), keyring=str(path))
     outcome = _rotate_outcome(done, ring, path, resuming, dry_run=False)
     health, health_line = probe_line(targets, inventory)
     return replace(
@@ -457,14 +443,14 @@ def retire(
         ring = _ring(path)
         if key_id not in ring.keys:
             known = ", ".join(sorted(ring.keys))
-            raise _Refused(f"key {key_id} is not in the key ring {path} (it holds {known})")
+            raise Refused(f"key {key_id} is not in the key ring {path} (it holds {known})")
         if key_id == ring.active:
-            raise _Refused(
+            raise Refused(
                 f"key {key_id} is the active key: `invoke keys.rotate` to a new key first"
             )
         checkpoint = _checkpoint(inventory)
         if checkpoint is not None and not checkpoint.finished:
-            raise _Refused(
+            raise Refused(
                 f"a rotation to key {checkpoint.to_key} is unfinished: "
                 "finish it with `invoke keys.rotate` first"
             )
@@ -476,19 +462,19 @@ def retire(
                 raise _redis_error(exc, "counting values; nothing changed") from None
         using = counts.get(key_id, 0)
         if using:
-            raise _Refused(
+            raise Refused(
                 f"{using:,} value(s) under {memory_pattern(prefix)} are still sealed with key "
                 f"{key_id}: run `invoke keys.rotate --no-new-key` to move them, then retire it"
             )
         found, store, problem = _retained_sets(inventory, key_id)
         if not force:
             if problem:
-                raise _Failed(
+                raise Failed(
                     f"cannot read the backup sets in {store}: {problem}; retire key {key_id} "
                     "once they can be checked, or pass --force"
                 )
             if found is not None and found.found:
-                raise _Refused(_sets_refusal(key_id, found, store))
+                raise Refused(_sets_refusal(key_id, found, store))
         forced = bool(problem) or (found is not None and found.found)
         backups = {
             "store": store,
@@ -516,12 +502,8 @@ def retire(
             )
         confirm(f"remove key {key_id} from the key ring {path} for good", yes=yes)
         save_keyring(path, ring.without_key(key_id))
-    except NotConfirmed as exc:
-        return _outcome_error(_Refused(str(exc)), keyring=str(path), key_id=key_id)
-    except KeyRingError as exc:
-        return _outcome_error(_Refused(str(exc)), keyring=str(path), key_id=key_id)
-    except (_Refused, _Failed) as exc:
-        return _outcome_error(exc, keyring=str(path), key_id=key_id)
+    except MemopsError as exc:
+        return Outcome.from_error(exc, keyring=str(path), key_id=key_id)
     left = sorted(k for k in ring.keys if k != key_id)
     audit: dict[str, Any] = {"key_id": key_id}
     if forced:

@@ -24,12 +24,13 @@ from memops.backup.settings import inventory_vars
 from memops.clients import postgres_connect
 from memops.deploy.inventory import Inventory
 from memops.deploy.targets import QdrantTarget, Targets, TargetsError
+from memops.errors import Failed, Refused, client_failure
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.memory import supersede
 from memops.memory.qdrant_points import collection_names, delete_tenant_points
 from memops.ops import options
 from memops.ops.backup import probe_line, textfile_dir
-from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.confirm import confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.textfile import gauge, publish
@@ -37,20 +38,12 @@ from memops.textfile import gauge, publish
 MAX_CHAIN_DEPTH = 10_000
 
 
-class _Refused(Exception):
-    """Nothing was touched: exit 2 with this message."""
-
-
-def _refused(message: str, **document: Any) -> Outcome:
-    return Outcome.refused(message, result="refused", **document)
-
-
 def _targets(inventory: Inventory) -> Targets:
     try:
         targets = deployed_targets(inventory)
         tier_target(targets, "postgresql")
     except (TargetsError, BackupError) as exc:
-        raise _Refused(str(exc)) from None
+        raise Refused(str(exc)) from None
     return targets
 
 
@@ -77,15 +70,13 @@ def rejudge(
         with _postgres(targets) as conn:
             planned = supersede.rejudge(conn, tenant, row=row, actor=actor(), dry_run=True)
             if planned.refused:
-                raise _Refused(f"{scope}: {supersede.ROW_REASONS[planned.reason]}; nothing changed")
+                raise Refused(f"{scope}: {supersede.ROW_REASONS[planned.reason]}; nothing changed")
             if dry_run or planned.count == 0:  # nothing to confirm, nothing to audit
                 return _rejudge_outcome(replace(planned, dry_run=dry_run), scope, None)
             confirm(f"put {planned.count} row(s) back into the judge queue ({scope})", yes=yes)
             done = supersede.rejudge(conn, tenant, row=row, actor=actor())
-    except _Refused as exc:
-        return _refused(str(exc), tenant=tenant, row=str(row) if row else None, changed=0)
-    except NotConfirmed as exc:
-        return _refused(str(exc), tenant=tenant, changed=0)
+    except Refused as exc:
+        return Outcome.from_error(exc, tenant=tenant, row=str(row) if row else None, changed=0)
     except psycopg.Error as exc:
         return Outcome.failed(f"postgresql: {exc}".strip(), tenant=tenant)
     return _rejudge_outcome(done, scope, targets, inventory)
@@ -130,13 +121,13 @@ def chain(context: Context, *, row: uuid.UUID, tenant: str, max_depth: int) -> O
     try:
         with _postgres(_targets(inventory)) as conn:
             walked = supersede.walk_chain(conn, row, tenant=tenant or None, max_depth=max_depth)
-    except _Refused as exc:
-        return _refused(str(exc))
+    except Refused as exc:
+        return Outcome.from_error(exc)
     except psycopg.Error as exc:
         return Outcome.failed(f"postgresql: {exc}".strip())
     if not walked.found:
         where = f" in tenant {tenant!r}" if tenant else ""
-        return _refused(f"row {row}: no such row{where}", row=str(row))
+        return Outcome.from_error(Refused(f"row {row}: no such row{where}"), row=str(row))
     document = {"ok": not walked.cycle_at, "tenant": walked.tenant, **walked.to_dict()}
     lines, notes = _chain_lines(walked)
     error = ""
@@ -196,10 +187,6 @@ _ANONYMIZE_SETTINGS: dict[str, options.Parser] = {
 }
 
 
-class _QdrantFailed(Exception):
-    """Removing points failed; the batch in flight was rolled back."""
-
-
 def _given(parse: options.Parser) -> options.Parser:
     """``parse``, except that an option not given stays None (the inventory decides)."""
 
@@ -221,7 +208,7 @@ def retention_settings(inventory: Inventory, given: dict[str, Any]) -> dict[str,
                 value = parse(name, variables.get(var))
             except options.OptionError as exc:
                 accepts = str(exc).split(": ", 1)[1]
-                raise _Refused(f"inventory variable {var}: {accepts}") from None
+                raise Refused(f"inventory variable {var}: {accepts}") from None
         settled[name] = value
     return settled
 
@@ -254,14 +241,12 @@ def anonymize(
                                 remove_points=remove,
                             )
                         )
-    except _Refused as exc:
-        return _refused(str(exc), changed=0)
-    except NotConfirmed as exc:
-        return _refused(str(exc), changed=0)
+    except Refused as exc:
+        return Outcome.from_error(exc, changed=0)
     except psycopg.Error as exc:
         return Outcome.failed(f"postgresql: {exc}".strip(), redacted=_redacted(done))
-    except _QdrantFailed as exc:
-        return Outcome.failed(f"qdrant: {exc}", redacted=_redacted(done))
+    except Failed as exc:  # removing points failed; the batch in flight was rolled back
+        return Outcome.from_error(exc, redacted=_redacted(done))
     return _anonymize_outcome(targets, inventory, plans, done, retention, apply=apply)
 
 
@@ -292,13 +277,13 @@ def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
         try:
             names = collection_names(client)
         except errors as exc:
-            raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
+            raise client_failure(exc, "qdrant") or exc from None
 
         def remove(tenant: str, ids: Sequence[uuid.UUID]) -> int:
             try:
                 return delete_tenant_points(client, tenant, {name: ids for name in names})
             except errors as exc:
-                raise _QdrantFailed(str(exc).strip() or type(exc).__name__) from None
+                raise client_failure(exc, "qdrant") or exc from None
 
         yield remove
     finally:

@@ -14,10 +14,12 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from memops.errors import BadInput
+
 Parser = Callable[[str, Any], Any]  # (option name, raw value) -> parsed value
 
 
-class OptionError(ValueError):
+class OptionError(BadInput, ValueError):
     """An option has a value the operation does not accept; the message names both."""
 
 

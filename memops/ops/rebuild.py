@@ -17,14 +17,15 @@ from typing import Any
 
 from memops import faults
 from memops.audit import actor
-from memops.backup.artifacts import BackupError, RestoreRefused, SetNotFound
+from memops.backup.artifacts import BackupError, RestoreRefused
 from memops.backup.engines import engines, tier_target
-from memops.backup.manifest import Manifest, ManifestError
+from memops.backup.manifest import Manifest
 from memops.backup.sets import create_set, plan_restore, resolve_set_id, restore_set
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import postgres_connect, qdrant_client, redis_client
 from memops.deploy.inventory import Inventory, inventory_argument
 from memops.deploy.targets import Targets, TargetsError
+from memops.errors import MemopsError, Refused, client_failure
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.keys.ring import KeyRing, KeyRingError, keyring_path, load_keyring
 from memops.memory.qdrant_points import delete_tenant_points
@@ -32,14 +33,14 @@ from memops.memory.values import CORRUPT, UNDECRYPTABLE
 from memops.model import DEFAULT_PREFIX, SOURCE_KINDS
 from memops.ops import inflight, options
 from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
-from memops.ops.confirm import NotConfirmed, confirm
+from memops.ops.confirm import confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
 from memops.progress import meter
 from memops.quarantine import procedure as quarantine
 from memops.rebuild import hit_rate, soft
 from memops.rebuild.redis_clear import ClearError, clear_namespace
-from memops.rebuild.reindex import ReindexError, apply_reindex, per_kind, plan_reindex
+from memops.rebuild.reindex import apply_reindex, per_kind, plan_reindex
 from memops.rebuild.validate import (
     SHOWN,
     NamespaceReport,
@@ -47,10 +48,6 @@ from memops.rebuild.validate import (
     TierReport,
     validate_namespace,
 )
-
-
-class Refused(Exception):
-    """Nothing was touched: exit 2 with this message."""
 
 
 @dataclass(frozen=True)
@@ -107,16 +104,6 @@ def open_clients(scope: Scope) -> Iterator[Clients]:
         yield found
 
 
-def tier_failure(exc: Exception) -> str | None:
-    """The one-line message of a store's client error; None for anything else (a bug)."""
-    module = type(exc).__module__.split(".")[0]
-    names = {"redis": "redis", "psycopg": "postgresql", "qdrant_client": "qdrant"}
-    names |= {"httpx": "qdrant", "httpcore": "qdrant"}
-    if module in names:
-        return f"{names[module]}: {str(exc).strip() or type(exc).__name__}"
-    return None
-
-
 def validate_scope(
     scope: Scope, clients: Clients, namespace: str, *, require_entries: bool = True
 ) -> NamespaceReport:
@@ -153,18 +140,18 @@ def run_guarded(namespace: str, body: Any) -> Outcome:
     """Run ``body()``; turn refusals and store errors into one-line outcomes."""
     try:
         outcome: Outcome = body()
-    except (Refused, RestoreRefused, SetNotFound, ManifestError) as exc:
-        return Outcome.refused(str(exc), tenant=namespace, changed=0)
-    except NotConfirmed as exc:
-        return Outcome.refused(str(exc), result="not-confirmed", tenant=namespace, changed=0)
-    except (BackupError, OSError, ClearError, ReindexError) as exc:
-        return Outcome.failed(str(exc), tenant=namespace)
+    except MemopsError as exc:
+        return Outcome.from_error(exc, tenant=namespace, **_unchanged(exc))
     except Exception as exc:
-        message = tier_failure(exc)
-        if message is None:
+        if (failure := client_failure(exc)) is None:
             raise
-        return Outcome.failed(message, tenant=namespace)
+        return Outcome.from_error(failure, tenant=namespace)
     return outcome
+
+
+def _unchanged(error: MemopsError) -> dict[str, Any]:
+    """A refusal changed nothing, and says so in --json."""
+    return {"changed": 0} if isinstance(error, Refused) else {}
 
 
 # -- rebuild.validate --------------------------------------------------------------------

@@ -31,7 +31,7 @@ from memops.audit import append_audit
 from memops.backup.metrics import SKIPPED_MEMORY_FILE, record_lock_taken, record_skipped
 from memops.deploy.inventory import Inventory, InventoryError, resolve_inventory
 from memops.deploy.targets import TARGETS_FILE, TargetsError, load_targets
-from memops.errors import error_line
+from memops.errors import MemopsError, client_failure, error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import WAIT_ENV, LockBusyError, action_lock
 from memops.ops import inflight
@@ -107,6 +107,11 @@ class Outcome:
     def failed(cls, message: str, **document: Any) -> Outcome:
         """The operation ran and failed (exit 1)."""
         return cls.refused(message, result="failed", code=EXIT_FAILED, **document)
+
+    @classmethod
+    def from_error(cls, error: MemopsError, **document: Any) -> Outcome:
+        """A refusal (exit 2) or a failure (exit 1), as the error's kind says."""
+        return cls.refused(str(error), result=error.result, code=error.exit_code, **document)
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def _prepare(
     try:
         return inventory, operation.parse(raw)
     except OptionError as exc:
-        return inventory, Outcome.refused(str(exc))
+        return inventory, Outcome.from_error(exc)
 
 
 def _act(
@@ -218,13 +223,18 @@ def _act(
         try:
             wait_s = lock_wait()
         except OptionError as exc:
-            return Outcome.refused(str(exc))
+            return Outcome.from_error(exc)
     try:
         with reporting(meter_for(watching=context.echo)):
             return _locked(operation, context, raw, body, wait_s) if operation.locks else body()
     except LockBusyError as exc:
         return _lock_busy(operation, context, exc, wait_s)
-    except Exception as exc:  # a bug: still one line, one audit record, exit 1
+    except MemopsError as exc:
+        return Outcome.from_error(exc)
+    except Exception as exc:
+        if (failure := client_failure(exc)) is not None:
+            return Outcome.from_error(failure)
+        # A bug: still one line, one audit record, exit 1
         if os.environ.get("MEMOPS_DEBUG"):
             traceback.print_exc()
         message = f"internal error: {type(exc).__name__}: {exc} (MEMOPS_DEBUG=1 shows where)"

@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from memops.errors import Failed
 from memops.schema.migrate import Migration, discover
 
 QUARANTINE_VERSION = 5
@@ -22,7 +23,7 @@ QUARANTINE_VERSION = 5
 QUARANTINE_MIGRATION: Migration = next(m for m in discover() if m.version == QUARANTINE_VERSION)
 
 
-class PostgresQuarantineError(Exception):
+class PostgresQuarantineError(Failed):
     """The database cannot quarantine safely: nothing was changed."""
 
 

@@ -31,6 +31,7 @@ from memops.backup.engines import tier_target
 from memops.backup.qdrant.tier import QdrantTier
 from memops.clients import postgres_connect, redis_client
 from memops.deploy.targets import PostgresTarget, QdrantTarget, RedisTarget, Targets, TargetsError
+from memops.errors import Refused
 from memops.model import NAMESPACE_FIELD, is_quarantine_collection, source_collection
 from memops.quarantine import postgresql as postgres_quarantine
 from memops.quarantine import qdrant as qdrant_quarantine
@@ -41,7 +42,7 @@ from memops.quarantine.state import UNFINISHED
 IMPLEMENTED_TIERS = ("redis", "postgresql", "qdrant")
 
 
-class QuarantineRefused(Exception):
+class QuarantineRefused(Refused):
     """Nothing was changed: the one-line reason."""
 
 

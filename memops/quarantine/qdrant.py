@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from memops.backup.qdrant.tier import QdrantTier, point_digest
+from memops.errors import Failed
 from memops.memory.qdrant_points import tenant_selector
 from memops.model import NAMESPACE_FIELD, QUARANTINE_PREFIX, quarantine_collection
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 
-class QdrantQuarantineError(Exception):
+class QdrantQuarantineError(Failed):
     """A move did not check out: nothing more was deleted."""
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from memops.errors import Failed
 from memops.quarantine.redis_acl import BLANKS, allowed_patterns, base_patterns
 
 
-class RedisQuarantineError(Exception):
+class RedisQuarantineError(Failed):
     """The app user's ACL is not what memops can safely change."""
 
 

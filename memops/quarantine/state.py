@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from memops.errors import Refused
 from memops.files import write_private_atomic
 
 QUARANTINE_FILE = "quarantine.json"
@@ -26,7 +27,7 @@ TIERS = ("redis", "postgresql", "qdrant")
 UNFINISHED = "unfinished"
 
 
-class QuarantineStateError(Exception):
+class QuarantineStateError(Refused):
     """The record cannot be read: nothing is changed until it is repaired."""
 
 

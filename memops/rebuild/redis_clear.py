@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from memops.errors import Failed
 from memops.model import namespace_head, namespace_pattern
 from memops.progress import meter
 
@@ -68,7 +69,7 @@ return {cursor, seen, members, removed}
 """
 
 
-class ClearError(RuntimeError):
+class ClearError(Failed):
     """The server refused the clear script (too old, scripts denied by ACL, …)."""
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from memops.errors import Failed
 from memops.memory.qdrant_points import QdrantPoint, ensure_collection, read_qdrant, upsert_points
 from memops.model import SOURCE_KINDS, point_payload
 from memops.progress import meter
@@ -40,7 +41,7 @@ ORDER BY id
 """
 
 
-class ReindexError(RuntimeError):
+class ReindexError(Failed):
     """The rows cannot be indexed as asked (a vector size the collection does not take)."""
 
 

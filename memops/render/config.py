@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from memops.errors import Refused
 from memops.paths import PROJECT_DIR
 
 SEVERITIES = ("critical", "warning", "info")
@@ -60,7 +61,7 @@ _PROM_VALUE = re.compile(
 PROM_LABEL = re.compile(r"^\s*\$labels\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(Refused, ValueError):
     """Bad data: ``str(error)`` is the one line to show (file: field: problem)."""
 
     def __init__(self, source: Path | str, where: str, problem: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from memops.errors import Refused
 from memops.paths import TEMPLATES_DIR as PROJECT_TEMPLATES_DIR
 from memops.render import dashboard_lint, panels
 from memops.render.config import REQUIRED_JOBS
@@ -62,7 +63,7 @@ _JOB = re.compile(r"[^\s\"'\\]+")
 _SPEC_KEYS = {"uid", "title", "description", "tags", "job", "instance", "rows"}
 
 
-class DashboardError(ValueError):
+class DashboardError(Refused, ValueError):
     """Bad input to the render, or a template that renders an invalid dashboard."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memops.errors import Refused
 from memops.files import PUBLIC, write_atomic
 from memops.render import alerts, runbooks
 from memops.render.config import ConfigError, load_config
@@ -20,7 +21,7 @@ GENERATED_MARKER = "Rendered by `invoke render`"
 DASHBOARDS_DIR = "dashboards"
 
 
-class RenderError(ValueError):
+class RenderError(Refused, ValueError):
     """Bad input (data file, profile, templates): one line naming the file and field."""
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from memops.errors import Refused
+
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 DATASOURCE_VARIABLE = "datasource"
@@ -58,7 +60,7 @@ _TARGET_KEYS = {"expr", "legend", "instant"}
 _LEGEND_LABEL = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class SpecError(ValueError):
+class SpecError(Refused, ValueError):
     """A dashboard template rendered to something that is not a valid dashboard spec."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from memops.errors import Refused
+
 RATE_FUNCTIONS = frozenset({"rate", "irate", "increase"})
 
 _KEYWORDS = frozenset(
@@ -27,7 +29,7 @@ _OPERATORS = ("==", "!=", "<=", ">=", "=~", "!~", "+", "-", "*", "/", "%", "^", 
 _MATCHER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*")
 
 
-class PromQLError(ValueError):
+class PromQLError(Refused, ValueError):
     """The expression cannot be tokenized (unbalanced braces, bad string, …)."""
 
 

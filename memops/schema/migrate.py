@@ -22,6 +22,8 @@ from typing import Any, LiteralString, cast
 import psycopg
 from psycopg import pq, sql
 
+from memops.errors import Failed
+
 MIGRATIONS_PACKAGE = "memops.schema.migrations"
 # Fixed advisory-lock key ("memops migrate" as a bigint). Locks are per database.
 LOCK_KEY = 0x6D656D6F70735F6D
@@ -46,7 +48,7 @@ class _DataLossRefused(Exception):
     """A down migration would drop rows and data loss was not allowed."""
 
 
-class MigrationError(Exception):
+class MigrationError(Failed):
     """The migrations cannot be applied as asked; the message says why."""
 
 

@@ -17,6 +17,7 @@ import re
 import struct
 from collections import Counter
 
+from memops.errors import Failed
 from memops.memory.values import key_id_of_value
 
 STRING_TYPE = 0
@@ -35,7 +36,7 @@ _MAY_OPEN_AN_OBJECT = re.compile(
 )
 
 
-class PayloadError(ValueError):
+class PayloadError(Failed, ValueError):
     """A payload that is not a well-formed RDB string."""
 
 
