@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
+
+from memops.cli import json_object
+from memops.errors import BadInput
 
 # subcommand -> the module that registers it. Only the module of the command being run
 # is imported (a playbook runs a probe per service: importing every client library for
@@ -51,13 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     if args.env_from_stdin:
         try:
-            variables = json.loads(sys.stdin.read())
-        except ValueError as exc:
-            print(f"memops: --env-from-stdin: invalid JSON: {exc}", file=sys.stderr)
-            return 2
-        if not isinstance(variables, dict):
-            print("memops: --env-from-stdin: expected a JSON object", file=sys.stderr)
-            return 2
+            variables = json_object(sys.stdin.read(), "--env-from-stdin")
+        except BadInput as exc:
+            print(f"memops: {exc}", file=sys.stderr)
+            return exc.exit_code
         os.environ.update({str(key): str(value) for key, value in variables.items()})
     return int(args.handler(args) or 0)
 

@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from memops.cli import json_object
+from memops.errors import BadInput
 from memops.ops.runner import Operation, execute_operation
 
 
@@ -40,13 +42,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"memops operation: unknown operation {args.name!r}", file=sys.stderr)
         return 2
     try:
-        raw = json.loads(sys.stdin.read() or "{}")
-    except ValueError as exc:
-        print(f"memops operation: options on stdin: invalid JSON: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(raw, dict):
-        print("memops operation: options on stdin: expected a JSON object", file=sys.stderr)
-        return 2
+        raw = json_object(sys.stdin.read(), "options on stdin")
+    except BadInput as exc:
+        print(f"memops operation: {exc}", file=sys.stderr)
+        return exc.exit_code
     outcome = execute_operation(operation, raw, inventory_spec=args.inventory, echo=False)
     print(json.dumps(outcome.to_dict(), sort_keys=True))
     return outcome.exit_code

@@ -7,7 +7,7 @@ id that another tenant's point happens to carry is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,19 +106,9 @@ def read_qdrant(
     if kind is not None:
         must.append(models.FieldCondition(key="kind", match=models.MatchValue(value=kind)))
     result: dict[str, QdrantPoint] = {}
-    offset: Any = None
-    while True:
-        records, offset = client.scroll(
-            collection,
-            scroll_filter=models.Filter(must=must),
-            limit=256,
-            offset=offset,
-            with_payload=True,
-            with_vectors=True,
-        )
+    for records in scroll_pages(client, collection, models.Filter(must=must)):
         result.update((str(record.id), point_from_record(record)) for record in records)
-        if offset is None:
-            return result
+    return result
 
 
 def point_from_record(record: Any) -> QdrantPoint:
@@ -131,3 +121,23 @@ def point_from_record(record: Any) -> QdrantPoint:
         vector=tuple(float(x) for x in vector),
         payload=payload,
     )
+
+
+def scroll_pages(
+    client: QdrantClient, collection: str, scroll_filter: Any = None, *, page: int = 256
+) -> Iterator[list[Any]]:
+    """Every point of ``collection`` that ``scroll_filter`` takes, a page of records at a time
+    (payloads and vectors included)."""
+    offset: Any = None
+    while True:
+        records, offset = client.scroll(
+            collection,
+            scroll_filter=scroll_filter,
+            limit=page,
+            offset=offset,
+            with_payload=True,
+            with_vectors=True,
+        )
+        yield records
+        if offset is None:
+            return

@@ -20,7 +20,7 @@ share of cases that got any answer at all (a tier that lost its data answers not
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -404,13 +404,23 @@ class Stores:
     qdrant: Any = None
 
 
-def write_scenario(stores: Stores) -> None:
+def _each_store(
+    stores: Stores,
+    redis: Callable[[Any, str], None],
+    postgresql: Callable[[Any], None],
+    qdrant: Callable[[Any], None],
+) -> None:
+    """Run the step of each store that is there (Redis's with the key prefix)."""
     if stores.redis is not None:
-        write_redis(stores.redis, stores.prefix)
+        redis(stores.redis, stores.prefix)
     if stores.postgresql is not None:
-        write_postgres(stores.postgresql)
+        postgresql(stores.postgresql)
     if stores.qdrant is not None:
-        write_qdrant(stores.qdrant)
+        qdrant(stores.qdrant)
+
+
+def write_scenario(stores: Stores) -> None:
+    _each_store(stores, write_redis, write_postgres, write_qdrant)
 
 
 def ask_scenario(stores: Stores) -> RecallReport:
@@ -437,9 +447,4 @@ def ask_scenario(stores: Stores) -> RecallReport:
 
 
 def clear_scenario(stores: Stores) -> None:
-    if stores.redis is not None:
-        clear_redis(stores.redis, stores.prefix)
-    if stores.postgresql is not None:
-        clear_postgres(stores.postgresql)
-    if stores.qdrant is not None:
-        clear_qdrant(stores.qdrant)
+    _each_store(stores, clear_redis, clear_postgres, clear_qdrant)

@@ -386,26 +386,15 @@ VERIFY = Operation(
     },
     playbook="backup",
 )
-RESTORE = Operation(
+RESTORE = Operation.destructive(
     "backup.restore",
     restore,
-    options={
-        "set_id": options.set_id(),
-        "tier": TIER_OPTION,
-        "namespace": options.names(),
-        "target": TARGET_OPTION,
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-        "drop_old": options.flag(),
-        "allow_unencrypted": options.flag(),
-    },
-    locks=True,
     playbook="restore",
+    set_id=options.set_id(),
+    tier=TIER_OPTION,
+    namespace=options.names(),
+    target=TARGET_OPTION,
+    drop_old=options.flag(),
+    allow_unencrypted=options.flag(),
 )
-PRUNE = Operation(
-    "backup.prune",
-    prune_sets,
-    options={"target": TARGET_OPTION, "dry_run": options.flag(), "yes": options.flag()},
-    locks=True,
-    playbook="backup",
-)
+PRUNE = Operation.destructive("backup.prune", prune_sets, playbook="backup", target=TARGET_OPTION)

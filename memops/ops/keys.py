@@ -527,26 +527,7 @@ _BATCH = options.integer(default=DEFAULT_BATCH, minimum=1, maximum=MAX_BATCH)
 
 INIT = Operation("keys.init", init, options={"vault": options.flag()}, locks=True)
 STATUS = Operation("keys.status", status, options={"batch": _BATCH})
-ROTATE = Operation(
-    "keys.rotate",
-    rotate,
-    options={
-        "batch": _BATCH,
-        "no_new_key": options.flag(),
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
-)
-RETIRE = Operation(
-    "keys.retire",
-    retire,
-    options={
-        "key_id": options.key_id(),
-        "batch": _BATCH,
-        "force": options.flag(),
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
+ROTATE = Operation.destructive("keys.rotate", rotate, batch=_BATCH, no_new_key=options.flag())
+RETIRE = Operation.destructive(
+    "keys.retire", retire, key_id=options.key_id(), batch=_BATCH, force=options.flag()
 )

@@ -416,16 +416,8 @@ def anonymize_metric_lines(
     ]
 
 
-REJUDGE = Operation(
-    "memory.rejudge",
-    rejudge,
-    options={
-        "tenant": options.name_value(),
-        "row": options.uuid_value(required=False),
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
+REJUDGE = Operation.destructive(
+    "memory.rejudge", rejudge, tenant=options.name_value(), row=options.uuid_value(required=False)
 )
 CHAIN = Operation(
     "memory.chain",

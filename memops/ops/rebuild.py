@@ -588,43 +588,28 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
     return lines
 
 
-REINDEX = Operation(
+REINDEX = Operation.destructive(
     "rebuild.reindex",
     reindex,
-    options={
-        "namespace": options.name_value(),
-        "keep_orphans": options.flag(),
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
     playbook="rebuild",
+    namespace=options.name_value(),
+    keep_orphans=options.flag(),
 )
-HARD = Operation(
+HARD = Operation.destructive(
     "rebuild.hard",
     hard_rebuild,
-    options={
-        "namespace": options.name_value(),
-        "from_backup": options.set_id(),
-        "tier": TIER_OPTION,
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
     playbook="rebuild",
+    namespace=options.name_value(),
+    from_backup=options.set_id(),
+    tier=TIER_OPTION,
 )
-SOFT = Operation(
+SOFT = Operation.destructive(
     "rebuild.soft",
     soft_rebuild,
-    options={
-        "namespace": options.name_value(),
-        "tier": TIER_OPTION,
-        "include_undecryptable": options.flag(),
-        "dry_run": options.flag(),
-        "yes": options.flag(),
-    },
-    locks=True,
     playbook="rebuild",
+    namespace=options.name_value(),
+    tier=TIER_OPTION,
+    include_undecryptable=options.flag(),
 )
 VALIDATE = Operation(
     "rebuild.validate",

@@ -35,7 +35,7 @@ from memops.errors import MemopsError, client_failure, error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import WAIT_ENV, LockBusyError, action_lock
 from memops.ops import inflight
-from memops.ops.options import OptionError, Parser
+from memops.ops.options import OptionError, Parser, flag
 from memops.progress import meter_for, reporting
 
 MAX_LOCK_WAIT_S = 86400
@@ -140,6 +140,14 @@ class Operation:
     # (memops.ops.remote); "" runs it here.
     playbook: str = ""
 
+    @classmethod
+    def destructive(
+        cls, name: str, body: Callable[..., Outcome], *, playbook: str = "", **options: Parser
+    ) -> Operation:
+        """An operation that changes data: it takes --dry-run and --yes, and holds the lock."""
+        confirmation = {"dry_run": flag(), "yes": flag()}
+        return cls(name, body, {**options, **confirmation}, locks=True, playbook=playbook)
+
     def parse(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         unexpected = sorted(set(raw) - set(self.options))
         if unexpected:  # a task passed an option the operation does not declare: a bug
@@ -148,21 +156,13 @@ class Operation:
 
 
 def run_operation(
-    operation: Operation,
-    raw: Mapping[str, Any],
-    *,
-    inventory_spec: str,
-    inventory_given: bool = True,
-    as_json: bool = False,
+    operation: Operation, raw: Mapping[str, Any], *, as_json: bool = False, **inventory: Any
 ) -> int:
-    """Run ``operation`` with the raw task options; print what it did; return the exit code."""
-    outcome = execute_operation(
-        operation,
-        raw,
-        inventory_spec=inventory_spec,
-        inventory_given=inventory_given,
-        echo=not as_json,
-    )
+    """Run ``operation`` with the raw task options; print what it did; return the exit code.
+
+    ``inventory``: ``inventory_spec`` and ``inventory_given``, as execute_operation takes them.
+    """
+    outcome = execute_operation(operation, raw, echo=not as_json, **inventory)
     _print(operation.name, outcome, as_json)
     return outcome.exit_code
 

@@ -159,12 +159,14 @@ def reindex_namespace(
     client: QdrantClient,
     tenant: str,
     *,
-    collection_for: Callable[[str], str] = per_kind,
-    prune: bool = True,
     dry_run: bool = False,
+    **how: Any,
 ) -> ReindexResult:
-    """Make ``tenant``'s points equal to its live indexed rows (plan, then apply)."""
-    plan = plan_reindex(conn, client, tenant, collection_for=collection_for, prune=prune)
+    """Make ``tenant``'s points equal to its live indexed rows (plan, then apply).
+
+    ``how``: plan_reindex's ``collection_for`` and ``prune``.
+    """
+    plan = plan_reindex(conn, client, tenant, **how)
     return plan.result(dry_run=True) if dry_run else apply_reindex(client, plan)
 
 

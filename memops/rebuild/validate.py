@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memops.keys.ring import KeyRing
-from memops.memory.qdrant_points import collection_names, tenant_selector
+from memops.memory.qdrant_points import collection_names, scroll_pages, tenant_selector
 from memops.memory.values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
 from memops.model import chunks, key_in_namespace, namespace_pattern
 from memops.progress import meter
@@ -196,20 +196,8 @@ def tenant_points(client: QdrantClient, tenant: str, *, page: int = 256) -> Iter
     """(collection, record) of every point of ``tenant`` in every collection."""
     selector = tenant_selector(tenant)
     for collection in collection_names(client):
-        offset = None
-        while True:
-            records, offset = client.scroll(
-                collection,
-                scroll_filter=selector,
-                limit=page,
-                offset=offset,
-                with_payload=True,
-                with_vectors=True,
-            )
-            for record in records:
-                yield collection, record
-            if offset is None:
-                break
+        for records in scroll_pages(client, collection, selector, page=page):
+            yield from ((collection, record) for record in records)
 
 
 def validate_qdrant(

@@ -23,27 +23,19 @@ _HELP = {
 @memops_task(help=_HELP, iterable=["namespace"])
 def create(c: Context, inventory=None, tier=None, namespace=None, target=None, json=False):
     """Back up every tier (or the tiers and namespaces given) into one verified set."""
-    run(c, CREATE, inventory=inventory, json=json, tier=tier, namespace=namespace, target=target)
+    run(c, CREATE, locals())
 
 
 @memops_task(help=_HELP, name="list")
 def list_(c: Context, inventory=None, target=None, json=False):
     """List the complete backup sets, oldest first."""
-    run(c, LIST, inventory=inventory, json=json, target=target)
+    run(c, LIST, locals())
 
 
 @memops_task(help=_HELP)
 def verify(c: Context, set_id, inventory=None, target=None, allow_unencrypted=False, json=False):
     """Check every file of a set against its manifest, and each tier's own checker."""
-    run(
-        c,
-        VERIFY,
-        inventory=inventory,
-        json=json,
-        set_id=set_id,
-        target=target,
-        allow_unencrypted=allow_unencrypted,
-    )
+    run(c, VERIFY, locals())
 
 
 @memops_task(help=_HELP, iterable=["namespace"])
@@ -61,29 +53,16 @@ def restore(
     json=False,
 ):
     """Verify a set, then restore it (all of it, some tiers, or some namespaces)."""
-    run(
-        c,
-        RESTORE,
-        inventory=inventory,
-        json=json,
-        set_id=set_id,
-        tier=tier,
-        namespace=namespace,
-        target=target,
-        dry_run=dry_run,
-        yes=yes,
-        drop_old=drop_old,
-        allow_unencrypted=allow_unencrypted,
-    )
+    run(c, RESTORE, locals())
 
 
 @memops_task(help=_HELP)
 def prune(c: Context, inventory=None, target=None, dry_run=False, yes=False, json=False):
     """Remove the sets the retention policy does not keep (never the newest verified whole one)."""
-    run(c, PRUNE, inventory=inventory, json=json, target=target, dry_run=dry_run, yes=yes)
+    run(c, PRUNE, locals())
 
 
 @memops_task(help=_HELP | {"set_id": "the set to drill (default: the newest whole set)"})
 def drill(c: Context, inventory=None, set_id=None, target=None, json=False):
     """Restore a set into scratch copies, check it and its sealed values, measure RTO and RPO."""
-    run(c, DRILL, inventory=inventory, json=json, set_id=set_id, target=target)
+    run(c, DRILL, locals())

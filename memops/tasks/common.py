@@ -6,7 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from invoke import Context, Exit, task
@@ -19,6 +19,8 @@ DEFAULT_INVENTORY = "local"
 CONFIG_DEFAULTS: dict[str, Any] = {"memops": {"inventory": DEFAULT_INVENTORY}}
 INVENTORY_ENV = "MEMOPS_INVENTORY"
 HELP_FLAGS = ("--help", "-h")
+# Task arguments that are not options of the operation.
+RUNNER_ARGUMENTS = ("c", "inventory", "json")
 
 # Help for the options several tasks share; a task adds its own with `help=`.
 COMMON_HELP = {
@@ -60,22 +62,19 @@ def inventory_spec(c: Context, given: str | None) -> tuple[str, bool]:
     return str(configured), False
 
 
-def run(
-    c: Context,
-    operation: Operation,
-    *,
-    inventory: str | None = None,
-    json: bool = False,
-    **raw: Any,
-) -> None:
-    """Run ``operation`` through the runner; a non-zero outcome becomes the exit code.
+def run(c: Context, operation: Operation, arguments: Mapping[str, Any]) -> None:
+    """Run ``operation`` with a task's arguments (its ``locals()``); a non-zero outcome exits.
 
+    Besides the Context, ``inventory`` and ``json`` are the runner's; every other argument
+    is an option of the operation (a test checks that they match).
     ``invoke TASK --help`` reaches here when TASK takes a positional argument (Invoke hands
     it ``--help`` as that argument's value): it prints the task's help instead.
     """
+    raw = {name: value for name, value in arguments.items() if name not in RUNNER_ARGUMENTS}
     if any(value in HELP_FLAGS for value in raw.values()):
         raise Exit(code=subprocess.call([sys.argv[0], "--help", operation.name]))
-    spec, given = inventory_spec(c, inventory)
+    spec, given = inventory_spec(c, arguments.get("inventory"))
+    json = bool(arguments.get("json"))
     code = run_operation(operation, raw, inventory_spec=spec, inventory_given=given, as_json=json)
     if code:
         raise Exit(code=code)

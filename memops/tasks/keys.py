@@ -22,13 +22,13 @@ _HELP = {
 @memops_task(help=_HELP)
 def init(c: Context, vault=False, inventory=None, json=False):
     """Create the key ring (one random key, mode 0600) when there is none; never replace one."""
-    run(c, INIT, inventory=inventory, json=json, vault=vault)
+    run(c, INIT, locals())
 
 
 @memops_task(help=_HELP)
 def status(c: Context, batch=None, inventory=None, json=False):
     """The ring's key ids, the active one, how many Redis values each seals, the last rotation."""
-    run(c, STATUS, inventory=inventory, json=json, batch=batch)
+    run(c, STATUS, locals())
 
 
 @memops_task(help=_HELP)
@@ -36,16 +36,7 @@ def rotate(
     c: Context, batch=None, no_new_key=False, inventory=None, dry_run=False, yes=False, json=False
 ):
     """Add a new active key, then re-encrypt every sealed value under it (resumes if stopped)."""
-    run(
-        c,
-        ROTATE,
-        inventory=inventory,
-        json=json,
-        batch=batch,
-        no_new_key=no_new_key,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, ROTATE, locals())
 
 
 @memops_task(help=_HELP)
@@ -60,14 +51,4 @@ def retire(
     json=False,
 ):
     """Remove an old key from the ring; refused while a value or a retained backup set uses it."""
-    run(
-        c,
-        RETIRE,
-        inventory=inventory,
-        json=json,
-        key_id=key_id,
-        batch=batch,
-        force=force,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, RETIRE, locals())

@@ -36,22 +36,13 @@ def rejudge(
     c: Context, tenant=None, row=None, inventory=None, dry_run=False, yes=False, json=False
 ):
     """Put live facts back into the judge queue (judge_at = NULL): one row or a whole tenant."""
-    run(
-        c,
-        REJUDGE,
-        inventory=inventory,
-        json=json,
-        tenant=tenant,
-        row=row,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, REJUDGE, locals())
 
 
 @memops_task(help=_HELP | {"tenant": "only look in this tenant (default: the row's own)"})
 def chain(c: Context, row, tenant=None, max_depth=None, inventory=None, json=False):
     """Walk a supersede chain backwards from a row: what it replaced, newest first."""
-    run(c, CHAIN, inventory=inventory, json=json, row=row, tenant=tenant, max_depth=max_depth)
+    run(c, CHAIN, locals())
 
 
 @memops_task(help=_HELP | {"tenant": "only this tenant (default: every tenant)"})
@@ -70,18 +61,4 @@ def anonymize(
     json=False,
 ):
     """Redact rows past retention (soft-deleted, superseded); a dry run unless --apply."""
-    run(
-        c,
-        ANONYMIZE,
-        inventory=inventory,
-        json=json,
-        tenant=tenant,
-        apply=apply,
-        yes=yes,
-        allow_mass=allow_mass,
-        soft_ttl_days=soft_ttl_days,
-        supersede_ttl_days=supersede_ttl_days,
-        max_share=max_share,
-        mass_min_rows=mass_min_rows,
-        batch_size=batch_size,
-    )
+    run(c, ANONYMIZE, locals())

@@ -18,28 +18,10 @@ def quarantine(
     c: Context, namespace, tier=None, inventory=None, dry_run=False, yes=False, json=False
 ):
     """Cut the application's credentials off a namespace in every tier; no data is touched."""
-    run(
-        c,
-        QUARANTINE,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        tier=tier,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, QUARANTINE, locals())
 
 
 @memops_task(help=_HELP)
 def release(c: Context, namespace, tier=None, inventory=None, dry_run=False, yes=False, json=False):
     """Give the application its access to a quarantined namespace back, exactly as before."""
-    run(
-        c,
-        RELEASE,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        tier=tier,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, RELEASE, locals())

@@ -37,16 +37,7 @@ def validate(
     json=False,
 ):
     """Check every entry of a namespace: good / corrupt / undecryptable / orphaned per tier."""
-    run(
-        c,
-        VALIDATE,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        tier=tier,
-        benchmark=benchmark,
-        min_hit_rate=min_hit_rate,
-    )
+    run(c, VALIDATE, locals())
 
 
 @memops_task(
@@ -68,17 +59,7 @@ def soft(
     json=False,
 ):
     """Back the namespace up, then remove only the entries that fail validation."""
-    run(
-        c,
-        SOFT,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        tier=tier,
-        include_undecryptable=include_undecryptable,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, SOFT, locals())
 
 
 @memops_task(
@@ -100,17 +81,7 @@ def hard(
     json=False,
 ):
     """Back the namespace up, clear it, restore it from a set, validate it and probe."""
-    run(
-        c,
-        HARD,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        from_backup=from_backup,
-        tier=tier,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, HARD, locals())
 
 
 @memops_task(
@@ -125,13 +96,4 @@ def reindex(
     c: Context, namespace, keep_orphans=False, dry_run=False, yes=False, inventory=None, json=False
 ):
     """Rebuild the namespace's Qdrant points from the embeddings kept in memory_items."""
-    run(
-        c,
-        REINDEX,
-        inventory=inventory,
-        json=json,
-        namespace=namespace,
-        keep_orphans=keep_orphans,
-        dry_run=dry_run,
-        yes=yes,
-    )
+    run(c, REINDEX, locals())

@@ -16,4 +16,4 @@ from memops.tasks.common import memops_task, run
 )
 def gate(c: Context, phase=None, now=None, inventory=None, json=False):
     """Judge a rollout phase's gates: exit 0 all pass, 1 one fails, 3 history insufficient."""
-    run(c, GATE, inventory=inventory, json=json, phase=phase, now=now)
+    run(c, GATE, locals())

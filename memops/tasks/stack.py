@@ -15,7 +15,7 @@ from memops.tasks.common import memops_task, run
 @memops_task()
 def up(c: Context, inventory=None, json=False):
     """Render alerts and dashboards, deploy the stack and its monitoring, probe it, show where."""
-    run(c, UP, inventory=inventory, json=json)
+    run(c, UP, locals())
 
 
 @memops_task(
@@ -38,17 +38,7 @@ def deploy(
     json=False,
 ):
     """Deploy Redis, PostgreSQL, Qdrant and their monitoring; every role ends with its probe."""
-    run(
-        c,
-        DEPLOY,
-        inventory=inventory,
-        json=json,
-        limit=limit,
-        tags=tags,
-        check=check,
-        diff=diff,
-        full=full,
-    )
+    run(c, DEPLOY, locals())
 
 
 @memops_task(
@@ -59,7 +49,7 @@ def deploy(
 )
 def health(c: Context, inventory=None, json=False, timeout=None, retries=None):
     """Probe every component. Exit 0 healthy, 1 degraded, 2 failing."""
-    run(c, HEALTH, inventory=inventory, json=json, timeout=timeout, retries=retries)
+    run(c, HEALTH, locals())
 
 
 @memops_task(
@@ -75,16 +65,7 @@ def render(
     c: Context, check=False, profile=None, out=None, config=None, inventory=None, json=False
 ):
     """Render alert rules, their promtool tests, runbooks and dashboards from templates/."""
-    run(
-        c,
-        RENDER,
-        inventory=inventory,
-        json=json,
-        check=check,
-        profile=profile,
-        out=out,
-        config=config,
-    )
+    run(c, RENDER, locals())
 
 
 @memops_task(
@@ -95,7 +76,7 @@ def render(
 )
 def test(c: Context, lint_only=False, fast=False):
     """Run the whole test suite: ruff, yamllint, ansible-lint (production), pytest."""
-    run(c, TEST, lint_only=lint_only, fast=fast)
+    run(c, TEST, locals())
 
 
 ROOT_TASKS = (up, deploy, health, render, test)

@@ -26,13 +26,4 @@ def recall(
     json=False,
 ):
     """Write scripted facts into every tier, ask for them back, report the success rate."""
-    run(
-        c,
-        RECALL,
-        inventory=inventory,
-        json=json,
-        tier=tier,
-        threshold=threshold,
-        keep=keep,
-        skip_write=skip_write,
-    )
+    run(c, RECALL, locals())

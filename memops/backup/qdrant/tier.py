@@ -39,6 +39,7 @@ from memops.backup.artifacts import (
 )
 from memops.clients import qdrant_client, qdrant_http
 from memops.deploy.targets import QdrantTarget
+from memops.memory.qdrant_points import scroll_pages
 from memops.model import (
     NAMESPACE_FIELD,
     is_quarantine_collection,
@@ -148,17 +149,8 @@ class QdrantTier:
                     )
                 ]
             )
-        offset: Any = None
         with meter().count(f"qdrant {collection}", "points") as counter:
-            while True:
-                records, offset = self.client.scroll(
-                    collection,
-                    scroll_filter=scroll_filter,
-                    limit=SCROLL_BATCH,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=True,
-                )
+            for records in scroll_pages(self.client, collection, scroll_filter, page=SCROLL_BATCH):
                 for record in records:
                     yield {
                         "id": record.id,
@@ -166,8 +158,6 @@ class QdrantTier:
                         "payload": dict(record.payload or {}),
                     }
                 counter.advance(len(records))
-                if offset is None:
-                    return
 
     def tenant_summaries(
         self, collections: Sequence[str] | None = None, tenants: Sequence[str] | None = None
