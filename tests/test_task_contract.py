@@ -3,11 +3,9 @@ operation declares, and the operations a backup host may run are the registered 
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import pkgutil
-import textwrap
 from typing import Any
 
 from root_tasks import root_collection
@@ -24,12 +22,8 @@ def _tasks() -> dict[str, Any]:
 
 
 def _operation_of(body: Any) -> Operation | None:
-    """The Operation a task body hands to ``run(c, OP, locals())``."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(body)))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run":
-            return eval(ast.unparse(node.args[1]), body.__globals__)  # a module-level name
-    return None
+    """The Operation a task runs (``@memops_task(OP)`` records it)."""
+    return getattr(body, "operation", None)
 
 
 def _all_operations() -> list[Operation]:

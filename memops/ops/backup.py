@@ -364,37 +364,49 @@ def _targets() -> list[str]:
     return list(TARGET_KINDS)
 
 
-TIER_OPTION = options.choices(lambda: TIERS, many=True)
-
-TARGET_OPTION = options.choices(_targets)
+TARGET_OPTION = options.described(
+    options.choices(_targets),
+    "local or s3 (default: the inventory's backup_target, else local)",
+)
+NAMESPACES = options.described(
+    options.names(), "only this namespace (repeat the option for more; default: whole tiers)"
+)
+SET_ID = options.described(
+    options.set_id(), "the set, as backup.list shows it, or latest / oldest (newest / oldest set)"
+)
+ALLOW_UNENCRYPTED = options.described(
+    options.flag(),
+    "with a backup key configured, trust a set that is not encrypted and authenticated with it "
+    "(refused by default: anyone who can write to the store can make one)",
+)
 
 CREATE = Operation(
     "backup.create",
     create,
-    options={"tier": TIER_OPTION, "namespace": options.names(), "target": TARGET_OPTION},
+    {"tier": options.TIERS, "namespace": NAMESPACES, "target": TARGET_OPTION},
     locks=True,
     playbook="backup",
 )
-LIST = Operation("backup.list", list_sets, options={"target": TARGET_OPTION}, playbook="backup")
+LIST = Operation("backup.list", list_sets, {"target": TARGET_OPTION}, playbook="backup")
 VERIFY = Operation(
     "backup.verify",
     verify,
-    options={
-        "set_id": options.set_id(),
-        "target": TARGET_OPTION,
-        "allow_unencrypted": options.flag(),
-    },
+    {"set_id": SET_ID, "target": TARGET_OPTION, "allow_unencrypted": ALLOW_UNENCRYPTED},
     playbook="backup",
 )
 RESTORE = Operation.destructive(
     "backup.restore",
     restore,
     playbook="restore",
-    set_id=options.set_id(),
-    tier=TIER_OPTION,
-    namespace=options.names(),
+    set_id=SET_ID,
+    tier=options.TIERS,
+    namespace=NAMESPACES,
     target=TARGET_OPTION,
-    drop_old=options.flag(),
-    allow_unencrypted=options.flag(),
+    drop_old=options.described(
+        options.flag(),
+        "PostgreSQL whole restore: drop the replaced database (default: keep it as "
+        "<db>_pre_<set>_<random> until the next verified backup)",
+    ),
+    allow_unencrypted=ALLOW_UNENCRYPTED,
 )
 PRUNE = Operation.destructive("backup.prune", prune_sets, playbook="backup", target=TARGET_OPTION)

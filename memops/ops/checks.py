@@ -49,6 +49,11 @@ def run_checks(context: Context, *, lint_only: bool, fast: bool) -> Outcome:
 TEST = Operation(
     "test",
     run_checks,
-    options={"lint_only": options.flag(), "fast": options.flag()},
+    {
+        "lint_only": options.described(options.flag(), "run the linters but not pytest"),
+        "fast": options.described(
+            options.flag(), "skip the tests marked integration (they deploy the real services)"
+        ),
+    },
     inventory=InventoryUse.OPTIONAL,
 )

@@ -55,12 +55,22 @@ def deploy_outcome(inventory_name: str, result: PlaybookResult, *, check: bool) 
 DEPLOY = Operation(
     "deploy",
     deploy,
-    options={
-        "limit": options.text(forbid=" "),
-        "tags": options.choices(lambda: known_tags("deploy"), many=True),
-        "check": options.flag(),
-        "diff": options.flag(),
-        "full": options.flag(),
+    {
+        "limit": options.described(
+            options.text(forbid=" "), "only these hosts or groups (ansible --limit)"
+        ),
+        "tags": options.described(
+            options.choices(lambda: known_tags("deploy"), many=True),
+            "only these tags, comma-separated: redis, postgresql, qdrant, monitoring, …",
+        ),
+        "check": options.described(
+            options.flag(), "dry run: report what would change, change nothing"
+        ),
+        "diff": options.described(options.flag(), "show file differences"),
+        "full": options.described(
+            options.flag(),
+            "run every task, also for components unchanged since their last healthy deploy",
+        ),
     },
     locks=True,
 )

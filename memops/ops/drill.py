@@ -133,7 +133,13 @@ def drill(context: Context, *, set_id: str, target: str) -> Outcome:
 DRILL = Operation(
     "backup.drill",
     drill,
-    options={"set_id": options.set_id(required=False), "target": TARGET_OPTION},
+    {
+        "set_id": options.described(
+            options.set_id(required=False),
+            "the set to drill, or latest / oldest (default: the newest whole set)",
+        ),
+        "target": TARGET_OPTION,
+    },
     locks=True,
     playbook="backup",
 )

@@ -237,8 +237,14 @@ def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:
 HEALTH = Operation(
     "health",
     health,
-    options={
-        "timeout": options.number(default=DEFAULT_TIMEOUT_S, greater_than=0, at_most=300),
-        "retries": options.integer(default=DEFAULT_RETRIES, minimum=0, maximum=10),
+    {
+        "timeout": options.described(
+            options.number(default=DEFAULT_TIMEOUT_S, greater_than=0, at_most=300),
+            f"seconds per probe attempt (default {DEFAULT_TIMEOUT_S:g})",
+        ),
+        "retries": options.described(
+            options.integer(default=DEFAULT_RETRIES, minimum=0, maximum=10),
+            f"retries of a failed probe, 0-10 (default {DEFAULT_RETRIES})",
+        ),
     },
 )

@@ -523,11 +523,41 @@ def retire(
     )
 
 
-_BATCH = options.integer(default=DEFAULT_BATCH, minimum=1, maximum=MAX_BATCH)
+FORCE_HELP = (
+    "retire even though retained backup sets hold values sealed with the key (or cannot "
+    "be checked): those sets then restore values no key opens; names them and audits it"
+)
+_BATCH = options.described(
+    options.integer(default=DEFAULT_BATCH, minimum=1, maximum=MAX_BATCH),
+    f"values read and rewritten per SCAN step and Lua call (default {DEFAULT_BATCH})",
+)
 
-INIT = Operation("keys.init", init, options={"vault": options.flag()}, locks=True)
-STATUS = Operation("keys.status", status, options={"batch": _BATCH})
-ROTATE = Operation.destructive("keys.rotate", rotate, batch=_BATCH, no_new_key=options.flag())
+INIT = Operation(
+    "keys.init",
+    init,
+    {
+        "vault": options.described(
+            options.flag(),
+            "encrypt the new ring file with Ansible Vault (ANSIBLE_VAULT_PASSWORD_FILE)",
+        )
+    },
+    locks=True,
+)
+STATUS = Operation("keys.status", status, {"batch": _BATCH})
+ROTATE = Operation.destructive(
+    "keys.rotate",
+    rotate,
+    batch=_BATCH,
+    no_new_key=options.described(
+        options.flag(), "move the values under the current active key, without adding a key"
+    ),
+)
 RETIRE = Operation.destructive(
-    "keys.retire", retire, key_id=options.key_id(), batch=_BATCH, force=options.flag()
+    "keys.retire",
+    retire,
+    key_id=options.described(
+        options.key_id(), "the key id to remove, as keys.status prints it (16 hex digits)"
+    ),
+    batch=_BATCH,
+    force=options.described(options.flag(), FORCE_HELP),
 )

@@ -178,22 +178,43 @@ ANONYMIZE_TEXTFILE = "memops_anonymize.prom"
 ANONYMIZE_ACTIONS = ("due", "redacted", "points_deleted", "blocked")
 # An option not given takes the inventory's group_vars value of this name, then the default.
 ANONYMIZE_VAR_PREFIX = "memory_anonymize_"
-_ANONYMIZE_SETTINGS: dict[str, options.Parser] = {
-    "soft_ttl_days": options.number(default=supersede.DEFAULT_SOFT_TTL_DAYS, at_least=0),
-    "supersede_ttl_days": options.number(default=supersede.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
-    "max_share": options.number(default=supersede.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
-    "mass_min_rows": options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS, minimum=1),
-    "batch_size": options.integer(default=supersede.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
+_ANONYMIZE_SETTINGS: dict[str, options.Described] = {
+    "soft_ttl_days": options.described(
+        options.number(default=supersede.DEFAULT_SOFT_TTL_DAYS, at_least=0),
+        "soft-deleted rows are due this many days after deleted_at "
+        f"(default: memory_anonymize_soft_ttl_days, else {supersede.DEFAULT_SOFT_TTL_DAYS:g})",
+    ),
+    "supersede_ttl_days": options.described(
+        options.number(default=supersede.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
+        "superseded rows are due this many days after they were superseded (default: "
+        f"memory_anonymize_supersede_ttl_days, else {supersede.DEFAULT_SUPERSEDE_TTL_DAYS:g})",
+    ),
+    "max_share": options.described(
+        options.number(default=supersede.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
+        "safety floor: a namespace with more than this share of its rows due is left alone "
+        f"without --allow-mass (default: memory_anonymize_max_share, "
+        f"else {supersede.DEFAULT_MAX_SHARE:g})",
+    ),
+    "mass_min_rows": options.described(
+        options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS, minimum=1),
+        "fewer due rows than this never count as a mass run (default: "
+        f"memory_anonymize_mass_min_rows, else {supersede.DEFAULT_MASS_MIN_ROWS})",
+    ),
+    "batch_size": options.described(
+        options.integer(default=supersede.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
+        "rows per transaction, each with its audit row "
+        f"(default: memory_anonymize_batch_size, else {supersede.DEFAULT_BATCH_SIZE})",
+    ),
 }
 
 
-def _given(parse: options.Parser) -> options.Parser:
+def _given(parse: options.Described) -> options.Described:
     """``parse``, except that an option not given stays None (the inventory decides)."""
 
     def parse_given(name: str, raw: Any) -> Any:
         return None if raw in (None, "") else parse(name, raw)
 
-    return parse_given
+    return options.described(parse_given, parse.help)
 
 
 def retention_settings(inventory: Inventory, given: dict[str, Any]) -> dict[str, Any]:
@@ -417,27 +438,47 @@ def anonymize_metric_lines(
 
 
 REJUDGE = Operation.destructive(
-    "memory.rejudge", rejudge, tenant=options.name_value(), row=options.uuid_value(required=False)
+    "memory.rejudge",
+    rejudge,
+    tenant=options.NAMESPACE,
+    row=options.described(
+        options.uuid_value(required=False),
+        "only this memory item id (a UUID; default: every live fact of the namespace)",
+    ),
 )
 CHAIN = Operation(
     "memory.chain",
     chain,
-    options={
-        "row": options.uuid_value(),
-        "tenant": options.name_value(required=False),
-        "max_depth": options.integer(
-            default=supersede.DEFAULT_MAX_DEPTH, minimum=1, maximum=MAX_CHAIN_DEPTH
+    {
+        "row": options.described(options.uuid_value(), "the memory item id (a UUID)"),
+        "tenant": options.described(
+            options.name_value(required=False),
+            "only look in this namespace (default: the row's own)",
+        ),
+        "max_depth": options.described(
+            options.integer(
+                default=supersede.DEFAULT_MAX_DEPTH, minimum=1, maximum=MAX_CHAIN_DEPTH
+            ),
+            f"walk at most this many rows back (default {supersede.DEFAULT_MAX_DEPTH}); "
+            "a longer chain is truncated",
         ),
     },
 )
 ANONYMIZE = Operation(
     "memory.anonymize",
     anonymize,
-    options={
-        "tenant": options.name_value(required=False),
-        "apply": options.flag(),
+    {
+        "tenant": options.described(
+            options.name_value(required=False), "only this namespace (default: every namespace)"
+        ),
+        "apply": options.described(
+            options.flag(), "anonymize (without it: a dry run that only counts the rows due)"
+        ),
         "yes": options.flag(),
-        "allow_mass": options.flag(),
+        "allow_mass": options.described(
+            options.flag(),
+            "go ahead for namespaces over the safety floor (--max-share of their rows due)",
+        ),
         **{name: _given(parse) for name, parse in _ANONYMIZE_SETTINGS.items()},
     },
     locks=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,26 @@ Parser = Callable[[str, Any], Any]  # (option name, raw value) -> parsed value
 
 class OptionError(BadInput, ValueError):
     """An option has a value the operation does not accept; the message names both."""
+
+
+@dataclass(frozen=True)
+class Described:
+    """A parser with the line ``invoke TASK --help`` shows for its option."""
+
+    parse: Parser
+    help: str
+
+    def __call__(self, name: str, raw: Any) -> Any:
+        return self.parse(name, raw)
+
+
+def described(parse: Parser, help: str) -> Described:
+    return Described(parse, help)
+
+
+def help_of(parse: Parser) -> str:
+    """The option's help line ("" when its operation gives none)."""
+    return parse.help if isinstance(parse, Described) else ""
 
 
 def flag_name(name: str) -> str:
@@ -249,3 +270,19 @@ def key_id() -> Parser:
         return text_value
 
     return parse
+
+
+def _tiers() -> Collection[str]:
+    from memops.backup.artifacts import TIERS
+
+    return TIERS
+
+
+# Options several operations share, each with one help line.
+NAMESPACE = described(
+    name_value(), "the namespace (taken literally: quotes, globs and SQL in it are just characters)"
+)
+TIERS = described(
+    choices(_tiers, many=True),
+    "only these tiers, comma-separated: redis, postgresql, qdrant (default: every deployed tier)",
+)

@@ -224,11 +224,9 @@ def _qdrant_access_lines(planned: procedure.Plan, change: dict[str, Any]) -> lis
     return lines
 
 
-_OPTIONS = {
-    "namespace": options.name_value(),
-    "tier": options.choices(lambda: TIERS, many=True),
-    "dry_run": options.flag(),
-    "yes": options.flag(),
-}
-QUARANTINE = Operation("rebuild.quarantine", quarantine, options=_OPTIONS, locks=True)
-RELEASE = Operation("rebuild.release", release, options=_OPTIONS, locks=True)
+QUARANTINE = Operation.destructive(
+    "rebuild.quarantine", quarantine, namespace=options.NAMESPACE, tier=options.TIERS
+)
+RELEASE = Operation.destructive(
+    "rebuild.release", release, namespace=options.NAMESPACE, tier=options.TIERS
+)

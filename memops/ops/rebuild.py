@@ -32,7 +32,7 @@ from memops.memory.qdrant_points import delete_tenant_points
 from memops.memory.values import CORRUPT, UNDECRYPTABLE
 from memops.model import DEFAULT_PREFIX, SOURCE_KINDS
 from memops.ops import inflight, options
-from memops.ops.backup import TIER_OPTION, deployed_tiers, probe_line, procedure_options
+from memops.ops.backup import deployed_tiers, probe_line, procedure_options
 from memops.ops.confirm import confirm
 from memops.ops.health import deployed_targets
 from memops.ops.runner import Context, Operation, Outcome
@@ -122,6 +122,29 @@ def validate_scope(
     return report
 
 
+@contextlib.contextmanager
+def validated(
+    inventory: Inventory, tier: Sequence[str], namespace: str
+) -> Iterator[tuple[Scope, Clients, NamespaceReport]]:
+    """The scope, its open clients and the namespace's validation, for a step that needs all."""
+    scope = scope_of(inventory, tier)
+    with open_clients(scope) as clients:
+        yield scope, clients, validate_scope(scope, clients, namespace)
+
+
+def checked_outcome(
+    after: NamespaceReport,
+    step: str,
+    document: dict[str, Any],
+    lines: list[str],
+    audit: dict[str, Any],
+) -> Outcome:
+    """The outcome of a step that changed the namespace: it failed unless it validates clean."""
+    error = "" if after.clean else f"namespace {after.tenant!r} is not clean after the {step}"
+    code = EXIT_OK if after.clean else EXIT_FAILED
+    return Outcome(code, document, lines=lines, error=error, audit=audit)
+
+
 def namespace_backup(inventory: Inventory, scope: Scope, namespace: str) -> Manifest:
     """A verified backup set of the namespace in the scope's tiers, taken before any change."""
     settings = BackupSettings.of(inventory)
@@ -158,19 +181,12 @@ def _unchanged(error: MemopsError) -> dict[str, Any]:
 
 
 def validate(
-    context: Context,
-    *,
-    namespace: str,
-    tier: Sequence[str],
-    benchmark: bool,
-    min_hit_rate: float,
+    context: Context, *, namespace: str, tier: Sequence[str], benchmark: bool, min_hit_rate: float
 ) -> Outcome:
     inventory = context.require_inventory()
 
     def body() -> Outcome:
-        scope = scope_of(inventory, tier)
-        with open_clients(scope) as clients:
-            report = validate_scope(scope, clients, namespace)
+        with validated(inventory, tier, namespace) as (_, clients, report):
             rate = hit_rate.measure(report, qdrant=clients.qdrant) if benchmark else None
         return _validate_outcome(report, rate, min_hit_rate)
 
@@ -224,9 +240,7 @@ def soft_rebuild(
     inventory = context.require_inventory()
 
     def body() -> Outcome:
-        scope = scope_of(inventory, tier)
-        with open_clients(scope) as clients:
-            report = validate_scope(scope, clients, namespace)
+        with validated(inventory, tier, namespace) as (scope, clients, report):
             plan = soft.plan_soft(report, include_undecryptable=include_undecryptable)
             kept = soft.rows_kept_without_point(report)
             if dry_run or plan.empty:
@@ -454,14 +468,8 @@ def hard_rebuild(
             *validation_lines(namespace, list(after.tiers.values())),
             health_line,
         ]
-        error = "" if after.clean else f"namespace {namespace!r} is not clean after the rebuild"
-        return Outcome(
-            EXIT_OK if after.clean else EXIT_FAILED,
-            document,
-            lines=lines,
-            error=error,
-            audit={"tenant": namespace, "from_backup": from_backup, "safety": safety.set_id},
-        )
+        audit = {"tenant": namespace, "from_backup": from_backup, "safety": safety.set_id}
+        return checked_outcome(after, "rebuild", document, lines, audit)
 
     return run_guarded(namespace, body)
 
@@ -547,14 +555,8 @@ def reindex(
             "after": after.to_dict(),
             "health": health,
         }
-        error = "" if after.clean else f"namespace {namespace!r} is not clean after the reindex"
-        return Outcome(
-            EXIT_OK if after.clean else EXIT_FAILED,
-            document,
-            lines=lines,
-            error=error,
-            audit={"tenant": namespace, "changed": document["changed"]},
-        )
+        audit = {"tenant": namespace, "changed": document["changed"]}
+        return checked_outcome(after, "reindex", document, lines, audit)
 
     return run_guarded(namespace, body)
 
@@ -592,34 +594,45 @@ REINDEX = Operation.destructive(
     "rebuild.reindex",
     reindex,
     playbook="rebuild",
-    namespace=options.name_value(),
-    keep_orphans=options.flag(),
+    namespace=options.NAMESPACE,
+    keep_orphans=options.described(
+        options.flag(), "keep the namespace's points that no live indexed row wants"
+    ),
 )
 HARD = Operation.destructive(
     "rebuild.hard",
     hard_rebuild,
     playbook="rebuild",
-    namespace=options.name_value(),
-    from_backup=options.set_id(),
-    tier=TIER_OPTION,
+    namespace=options.NAMESPACE,
+    from_backup=options.described(
+        options.set_id(),
+        "the backup set to restore the namespace from (see backup.list), or latest",
+    ),
+    tier=options.TIERS,
 )
 SOFT = Operation.destructive(
     "rebuild.soft",
     soft_rebuild,
     playbook="rebuild",
-    namespace=options.name_value(),
-    tier=TIER_OPTION,
-    include_undecryptable=options.flag(),
+    namespace=options.NAMESPACE,
+    tier=options.TIERS,
+    include_undecryptable=options.described(
+        options.flag(), "also remove values sealed with a key the key ring lacks"
+    ),
 )
 VALIDATE = Operation(
     "rebuild.validate",
     validate,
-    options={
-        "namespace": options.name_value(),
-        "tier": TIER_OPTION,
-        "benchmark": options.flag(),
-        "min_hit_rate": options.number(
-            default=hit_rate.DEFAULT_MIN_HIT_RATE, at_least=0.0, at_most=1.0
+    {
+        "namespace": options.NAMESPACE,
+        "tier": options.TIERS,
+        "benchmark": options.described(
+            options.flag(), "also run the scripted read workload and report its hit rate"
+        ),
+        "min_hit_rate": options.described(
+            options.number(default=hit_rate.DEFAULT_MIN_HIT_RATE, at_least=0.0, at_most=1.0),
+            "with --benchmark, exit 1 under this hit rate "
+            f"(default {hit_rate.DEFAULT_MIN_HIT_RATE:g})",
         ),
     },
     playbook="rebuild",

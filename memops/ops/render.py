@@ -87,11 +87,20 @@ def _shown(path: Path) -> str:
 RENDER = Operation(
     "render",
     render_files,
-    options={
-        "check": options.flag(),
-        "profile": options.text(forbid="/"),
-        "out": options.directory(),
-        "config": options.existing_file(),
+    {
+        "check": options.described(
+            options.flag(), "render in memory and fail (exit 1) when the files on disk differ"
+        ),
+        "profile": options.described(
+            options.text(forbid="/"),
+            "apply templates/profiles/NAME.yml (e.g. test: short `for` durations)",
+        ),
+        "out": options.described(
+            options.directory(), "write into this directory instead of the repository"
+        ),
+        "config": options.described(
+            options.existing_file(), "the data file (default: templates/observability.yml)"
+        ),
     },
     inventory=InventoryUse.OPTIONAL,
 )

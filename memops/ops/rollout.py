@@ -98,4 +98,11 @@ def _moment(name: str, raw: Any) -> datetime | None:
         ) from None
 
 
-GATE = Operation("rollout.gate", gate, options={"phase": _phase, "now": _moment})
+GATE = Operation(
+    "rollout.gate",
+    gate,
+    {
+        "phase": options.described(_phase, "canary-1, canary-2, canary-3 or general-availability"),
+        "now": options.described(_moment, "judge at this ISO-8601 time with a zone (default: now)"),
+    },
+)

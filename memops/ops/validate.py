@@ -18,7 +18,6 @@ from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.files import write_private_atomic
 from memops.memory import recall
 from memops.ops import options
-from memops.ops.backup import TIER_OPTION
 from memops.ops.rebuild import open_clients, run_guarded, scope_of
 from memops.ops.runner import Context, Operation, Outcome
 
@@ -88,13 +87,18 @@ def _outcome(report: recall.RecallReport, document: dict[str, Any], threshold: f
 RECALL = Operation(
     "validate.recall",
     recall_check,
-    options={
-        "tier": TIER_OPTION,
-        "threshold": options.number(
-            default=recall.DEFAULT_THRESHOLD, greater_than=0.0, at_most=1.0
+    {
+        "tier": options.TIERS,
+        "threshold": options.described(
+            options.number(default=recall.DEFAULT_THRESHOLD, greater_than=0.0, at_most=1.0),
+            f"exit 1 under this success rate (default {recall.DEFAULT_THRESHOLD:g})",
         ),
-        "keep": options.flag(),
-        "skip_write": options.flag(),
+        "keep": options.described(
+            options.flag(), "leave the scenario's facts in place (namespace memops-recall-check)"
+        ),
+        "skip_write": options.described(
+            options.flag(), "ask only: answer from facts a previous --keep run left"
+        ),
     },
     playbook="rebuild",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
+from memops.ops.options import help_of
 from memops.ops.runner import Operation, run_operation
 
 DEFAULT_INVENTORY = "local"
@@ -34,19 +36,34 @@ COMMON_HELP = {
 }
 
 
-def memops_task(*, help: dict[str, str] | None = None, **kwargs: Any) -> Callable[..., Any]:
-    """``@task`` with the shared help for every parameter the function takes."""
+def memops_task(operation: Operation, **kwargs: Any) -> Callable[..., Any]:
+    """``@task`` for a task that runs ``operation``; the function is its signature and docstring.
+
+    The parameters after the Context are the operation's options (each option's help
+    comes from its declaration) plus ``inventory`` and ``json``; calling the task hands
+    them to the runner.
+    """
 
     def decorate(func: Callable[..., Any]) -> Any:
-        parameters = list(inspect.signature(func).parameters)[1:]  # after the Context
+        signature = inspect.signature(func)
+        parameters = list(signature.parameters)[1:]  # after the Context
         texts = {name: COMMON_HELP[name] for name in parameters if name in COMMON_HELP}
-        texts.update({k: v for k, v in (help or {}).items() if k in parameters})
+        declared = {name: help_of(parse) for name, parse in operation.options.items()}
+        texts.update({name: text for name, text in declared.items() if text and name in parameters})
         missing = [name for name in parameters if name not in texts]
         if missing:
             raise TypeError(f"task {func.__name__}: no help text for {', '.join(missing)}")
+
+        @functools.wraps(func)
+        def body(c: Context, *args: Any, **options: Any) -> None:
+            bound = signature.bind(c, *args, **options)
+            bound.apply_defaults()
+            run(c, operation, bound.arguments)
+
+        body.operation = operation  # type: ignore[attr-defined]  # for the contract test
         # No automatic one-letter flags: `-r` must not be `--drop-old` by accident of the
         # alphabet; the long names are the contract scheduled jobs type.
-        return task(help=texts, **{"auto_shortflags": False, **kwargs})(func)
+        return task(help=texts, **{"auto_shortflags": False, **kwargs})(body)
 
     return decorate
 

@@ -1,6 +1,6 @@
 """`invoke rebuild.*`: the memory rebuild runbook, one namespace at a time.
 
-validate, soft and hard are here; quarantine and release live in rebuild_quarantine
+validate, soft, hard and reindex are here; quarantine and release live in quarantine.py
 and join the collection through the import below.
 """
 
@@ -9,24 +9,13 @@ from __future__ import annotations
 from invoke import Context
 
 from memops.ops.rebuild import HARD, REINDEX, SOFT, VALIDATE
-from memops.tasks.common import memops_task, run
+from memops.tasks.common import memops_task
 from memops.tasks.quarantine import quarantine, release
 
 __all__ = ["hard", "quarantine", "reindex", "release", "soft", "validate"]
 
-_HELP = {
-    "namespace": "the tenant (taken literally: quotes, globs and SQL in it are just characters)",
-    "tier": "only these tiers, comma-separated: redis, postgresql, qdrant (default: all deployed)",
-}
 
-
-@memops_task(
-    help=_HELP
-    | {
-        "benchmark": "also run the scripted read workload and report its hit rate",
-        "min_hit_rate": "with --benchmark, exit 1 under this hit rate (default 0.8)",
-    }
-)
+@memops_task(VALIDATE)
 def validate(
     c: Context,
     namespace,
@@ -37,17 +26,9 @@ def validate(
     json=False,
 ):
     """Check every entry of a namespace: good / corrupt / undecryptable / orphaned per tier."""
-    run(c, VALIDATE, locals())
 
 
-@memops_task(
-    help=_HELP
-    | {
-        "include_undecryptable": "also remove values sealed with a key the key ring lacks",
-        "dry_run": "print exactly what would be removed, change nothing",
-        "yes": "confirm without a prompt (needed when not interactive)",
-    }
-)
+@memops_task(SOFT)
 def soft(
     c: Context,
     namespace,
@@ -59,17 +40,9 @@ def soft(
     json=False,
 ):
     """Back the namespace up, then remove only the entries that fail validation."""
-    run(c, SOFT, locals())
 
 
-@memops_task(
-    help=_HELP
-    | {
-        "from_backup": "the backup set to restore the namespace from (see backup.list), or latest",
-        "dry_run": "print what would be replaced, with counts; change nothing",
-        "yes": "confirm without a prompt (needed when not interactive)",
-    }
-)
+@memops_task(HARD)
 def hard(
     c: Context,
     namespace,
@@ -81,19 +54,10 @@ def hard(
     json=False,
 ):
     """Back the namespace up, clear it, restore it from a set, validate it and probe."""
-    run(c, HARD, locals())
 
 
-@memops_task(
-    help={
-        "namespace": _HELP["namespace"],
-        "keep_orphans": "keep the tenant's points that no live indexed row wants (default: delete)",
-        "dry_run": "print the points to create, update and delete; change nothing",
-        "yes": "confirm without a prompt (needed when not interactive)",
-    }
-)
+@memops_task(REINDEX)
 def reindex(
     c: Context, namespace, keep_orphans=False, dry_run=False, yes=False, inventory=None, json=False
 ):
     """Rebuild the namespace's Qdrant points from the embeddings kept in memory_items."""
-    run(c, REINDEX, locals())

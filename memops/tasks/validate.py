@@ -5,17 +5,10 @@ from __future__ import annotations
 from invoke import Context
 
 from memops.ops.validate import RECALL
-from memops.tasks.common import memops_task, run
+from memops.tasks.common import memops_task
 
 
-@memops_task(
-    help={
-        "tier": "only these tiers, comma-separated: redis, postgresql, qdrant (default: all)",
-        "threshold": "exit 1 under this success rate (default 0.95)",
-        "keep": "leave the scenario's facts in place (tenant memops-recall-check)",
-        "skip_write": "ask only: answer from facts a previous --keep run left",
-    }
-)
+@memops_task(RECALL)
 def recall(
     c: Context,
     tier=None,
@@ -26,4 +19,3 @@ def recall(
     json=False,
 ):
     """Write scripted facts into every tier, ask for them back, report the success rate."""
-    run(c, RECALL, locals())
