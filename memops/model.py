@@ -140,3 +140,23 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size``, for batched reads and writes."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# ------------------------------------------------------------------ JSON vocabulary
+
+# Keys of --json documents: the old word, and the word users see now. Documents carry
+# both until the next release, so scheduled jobs that read the old key keep working.
+_RENAMED_KEYS = {"tenant": "namespace", "tenants": "namespaces"}
+
+
+def with_namespace_keys(document: Any) -> Any:
+    """``document`` with a ``namespace``(s) key beside every ``tenant``(s) key, at any depth."""
+    if isinstance(document, dict):
+        renamed = {key: with_namespace_keys(value) for key, value in document.items()}
+        for old, new in _RENAMED_KEYS.items():
+            if old in renamed and new not in renamed:
+                renamed[new] = renamed[old]
+        return renamed
+    if isinstance(document, list | tuple):
+        return [with_namespace_keys(item) for item in document]
+    return document

@@ -138,7 +138,7 @@ def tenant_with_facts(load: wl.Workload, *, at_least: int = 1) -> str:
 
 
 def rejudge_raw(tenant: str, row: str | None = None, **given: Any) -> dict[str, Any]:
-    return {"tenant": tenant, "row": row, "dry_run": False, "yes": True} | given
+    return {"namespace": tenant, "row": row, "dry_run": False, "yes": True} | given
 
 
 JUDGE_AT = 8  # column position of judge_at in memory_items
@@ -206,7 +206,7 @@ def test_another_tenants_row_changes_nothing_and_says_so(stack: Stack) -> None:
     code, refused, err = stack.call(REJUDGE, **rejudge_raw(asker, row))
     assert code == EXIT_BAD_INPUT
     assert refused["changed"] == 0
-    assert "belongs to another tenant" in err and "nothing changed" in err
+    assert "belongs to another namespace" in err and "nothing changed" in err
     assert repr(owner) not in err and repr(owner) not in json.dumps(refused)
     assert len(err.splitlines()) == 1
     assert table(stack.conn) == before
@@ -247,8 +247,8 @@ def test_a_row_that_is_not_a_live_fact_is_refused_with_the_reason(
         ({"row": "not-a-uuid"}, "--row: expected a row id (a UUID), got 'not-a-uuid'"),
         ({"row": "1; DELETE FROM memory_items"}, "--row: expected a row id"),
         ({"row": str(uuid.UUID(int=7))}, "no such row"),
-        ({"tenant": None}, "--tenant: is required"),
-        ({"tenant": "tab\there"}, "control characters"),
+        ({"namespace": None}, "--namespace: is required"),
+        ({"namespace": "tab\there"}, "control characters"),
         ({"yes": False}, "pass --yes"),
     ],
 )
@@ -314,7 +314,7 @@ def test_chain_walk_returns_the_generators_chain_in_order(stack: Stack) -> None:
     for tenant in (HOSTILE, "glob*star", "percent%_like"):
         for expected in long_chains(stack.load, tenant):
             head = expected[-1]
-            code, walked, err = stack.call(CHAIN, row=head.id, tenant=None, max_depth=None)
+            code, walked, err = stack.call(CHAIN, row=head.id, namespace=None, max_depth=None)
             assert code == EXIT_OK, err
             assert walked["head"] is True and walked["tenant"] == tenant
             assert [link["id"] for link in walked["links"]] == [i.id for i in reversed(expected)]
@@ -326,7 +326,7 @@ def test_chain_walk_returns_the_generators_chain_in_order(stack: Stack) -> None:
 def test_chain_from_a_superseded_row_walks_but_says_it_is_not_the_head(stack: Stack) -> None:
     expected = long_chains(stack.load)[0]
     stack.capsys.readouterr()
-    raw = {"row": expected[1].id, "tenant": None, "max_depth": None}
+    raw = {"row": expected[1].id, "namespace": None, "max_depth": None}
     code = run_operation(CHAIN, raw, inventory_spec=str(stack.inventory), as_json=False)
     out, err = stack.capsys.readouterr()
     assert code == EXIT_OK
@@ -349,7 +349,7 @@ def test_a_hand_made_cycle_is_detected_without_hanging(stack: Stack) -> None:
         "UPDATE memory_items SET superseded_by = %s WHERE id = %s",
         (uuid.UUID(oldest.id), uuid.UUID(newest.id)),
     )
-    code, walked, err = stack.call(CHAIN, row=oldest.id, tenant=None, max_depth=None)
+    code, walked, err = stack.call(CHAIN, row=oldest.id, namespace=None, max_depth=None)
     assert code == EXIT_FAILED
     assert walked["cycle"] is True and walked["cycle_at"] == [oldest.id]
     assert [link["id"] for link in walked["links"]] == [oldest.id, newest.id, middle.id]
@@ -360,11 +360,11 @@ def test_chain_of_an_unknown_or_foreign_row_is_refused(stack: Stack) -> None:
     item = stack.load.items_of(HOSTILE)[0]
     for raw, fragment in (
         ({"row": str(uuid.UUID(int=9))}, "no such row"),
-        ({"row": item.id, "tenant": "acme"}, "no such row in tenant 'acme'"),
+        ({"row": item.id, "namespace": "acme"}, "no such row in namespace 'acme'"),
         ({"row": "zzz"}, "--row: expected a row id"),
         ({"row": item.id, "max_depth": "0"}, "--max-depth: expected a whole number from 1"),
     ):
-        code, _, err = stack.call(CHAIN, **{"tenant": None, "max_depth": None} | raw)
+        code, _, err = stack.call(CHAIN, **{"namespace": None, "max_depth": None} | raw)
         assert code == EXIT_BAD_INPUT, raw
         assert fragment in err and len(err.splitlines()) == 1
 
@@ -374,7 +374,7 @@ def test_chain_of_an_unknown_or_foreign_row_is_refused(stack: Stack) -> None:
 
 def anonymize_raw(**given: Any) -> dict[str, Any]:
     return {
-        "tenant": None,
+        "namespace": None,
         "apply": False,
         "yes": True,
         "allow_mass": False,
@@ -428,9 +428,8 @@ def test_the_floor_blocks_a_mass_run_and_allow_mass_lets_it_through(stack: Stack
     for plan in blocked["tenants"]:  # the refusal names each tenant with its due, total, share
         assert plan["blocked"] is True
         share = f"{plan['due'] / plan['total']:.0%}"
-        assert (
-            f"tenant {plan['tenant']!r}: {plan['due']} of {plan['total']} rows due ({share})" in err
-        )
+        named = f"namespace {plan['tenant']!r}"
+        assert f"{named}: {plan['due']} of {plan['total']} rows due ({share})" in err
     assert blocked["counts"]["blocked"] == blocked["counts"]["due"] == len(due_ids(stack.load))
     assert blocked["counts"]["redacted"] == 0
     assert table(stack.conn) == before and audit_rows(stack.conn) == []
@@ -448,7 +447,7 @@ def test_applied_rows_are_redacted_and_keep_id_and_superseded_by(stack: Stack) -
     assert expected
     before = table(stack.conn)
     code, done, err = stack.call(
-        ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True, batch_size="1")
+        ANONYMIZE, **anonymize_raw(namespace=tenant, apply=True, batch_size="1")
     )
     assert code == EXIT_OK, err
     assert done["counts"]["redacted"] == len(expected)
@@ -541,7 +540,7 @@ def test_anonymize_removes_the_rows_points_and_publishes_counts(
         wait=True,
     )
     before = {c: set(wl.read_qdrant(client, c, stack.load.tenants)) for c in collections}
-    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True))
+    code, done, err = stack.call(ANONYMIZE, **anonymize_raw(namespace=tenant, apply=True))
     assert code == EXIT_OK, err
     after = {c: set(wl.read_qdrant(client, c, stack.load.tenants)) for c in collections}
     removed = set().union(*before.values()) - set().union(*after.values())
@@ -570,13 +569,13 @@ def test_a_second_apply_finds_nothing_due(stack: Stack) -> None:
 def test_a_tenant_name_is_a_literal(stack: Stack, tenant: str) -> None:
     """A glob or LIKE character matches only itself; "acme" is not "acme:eu" nor "ACME"."""
     assert tenant in stack.load.tenants
-    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(tenant=tenant))
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(namespace=tenant))
     assert code == EXIT_OK, err
     assert [t["tenant"] for t in planned["tenants"]] == [tenant]
     assert planned["counts"]["due"] == len(due_ids(stack.load, tenant)) > 0
     before = table(stack.conn)
     code, _, err = stack.call(
-        ANONYMIZE, **anonymize_raw(tenant=tenant, apply=True, allow_mass=True)
+        ANONYMIZE, **anonymize_raw(namespace=tenant, apply=True, allow_mass=True)
     )
     assert code == EXIT_OK, err
     changed = {k for k, row in table(stack.conn).items() if before[k] != row}
@@ -584,7 +583,7 @@ def test_a_tenant_name_is_a_literal(stack: Stack, tenant: str) -> None:
 
 
 def test_a_tenant_with_no_rows_has_nothing_due(stack: Stack) -> None:
-    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(tenant="%", apply=True))
+    code, planned, err = stack.call(ANONYMIZE, **anonymize_raw(namespace="%", apply=True))
     assert code == EXIT_OK, err
     assert planned["counts"]["due"] == 0 and planned["tenants"] == []
 
@@ -625,4 +624,4 @@ def test_the_default_floor_holds_back_only_the_tenants_over_it(stack: Stack) -> 
     assert {t["tenant"] for t in done["tenants"] if t["blocked"]} == over
     changed = {k for k, row in table(stack.conn).items() if before[k] != row}
     assert changed == set().union(*(due_ids(load, t) for t in under))
-    assert all(f"tenant {t!r}: " in err for t in over)
+    assert all(f"namespace {t!r}: " in err for t in over)

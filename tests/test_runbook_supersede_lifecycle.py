@@ -3,8 +3,8 @@
 Each ``### `` section of the runbook runs on a fresh database loaded with the
 workload generator's data (R2 continues on M3's, whose set and anonymize it
 undoes). Steps are parsed, typed and matched by tests/runbook_steps.py; the
-placeholders the reader types (``<tenant>``, ``<row>``, ``<head>``,
-``<other-tenant>``) are filled from the data, ``<set-id>`` is read from the
+placeholders the reader types (``<namespace>``, ``<row>``, ``<head>``,
+``<other-namespace>``) are filled from the data, ``<set-id>`` is read from the
 output that first prints it.
 """
 
@@ -26,8 +26,8 @@ from memops.testing.pgcluster import ClusterUnavailable, ScratchCluster, scratch
 pytestmark = pytest.mark.integration
 
 RUNBOOK = PROJECT_DIR / "docs" / "runbooks" / "supersede-lifecycle.md"
-CONTINUES = {"R2: restore one tenant"}  # runs on the previous section's database
-TYPED = ("tenant", "other-tenant", "row", "head")  # placeholders filled from the data
+CONTINUES = {"R2: restore one namespace"}  # runs on the previous section's database
+TYPED = ("namespace", "other-namespace", "row", "head")  # placeholders filled from the data
 
 
 def chain_length(load: wl.Workload, head: str) -> int:
@@ -57,8 +57,8 @@ def scenario(load: wl.Workload) -> dict[str, str]:
         if judged and heads and sum(map(is_due, items)) > len(items) / 2:
             other = next(t for t in plain if t != tenant)
             return {
-                "tenant": tenant,
-                "other-tenant": other,
+                "namespace": tenant,
+                "other-namespace": other,
                 "row": judged[0].id,
                 "head": heads[0].id,
             }

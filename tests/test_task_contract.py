@@ -40,6 +40,7 @@ def test_every_task_runs_an_operation_with_exactly_its_options():
         operation = _operation_of(task.body)
         assert operation is not None, f"task {name} does not run an operation"
         parameters = set(inspect.signature(task.body).parameters) - set(RUNNER_ARGUMENTS)
+        parameters -= set(operation.renamed)  # old spellings, mapped before the runner
         if parameters != set(operation.options):
             mismatched[name] = sorted(parameters ^ set(operation.options))
     assert mismatched == {}
@@ -61,3 +62,18 @@ def test_destructive_operations_take_dry_run_and_yes_and_hold_the_lock():
             # memory.anonymize is a dry run unless --apply: the safe way round.
             previews = {"dry_run", "apply"} & set(operation.options)
             assert previews and operation.locks, operation.name
+
+
+def test_an_old_option_name_still_works_for_a_release_with_a_note():
+    from memops.ops.memory import REJUDGE
+    from memops.tasks.common import take_renamed
+
+    raw, notes = take_renamed(REJUDGE, {"tenant": "acme", "namespace": None, "row": None})
+    assert raw == {"namespace": "acme", "row": None}
+    assert notes == ["--tenant is deprecated: use --namespace"]
+    raw, notes = take_renamed(REJUDGE, {"tenant": "acme", "namespace": "beta"})
+    assert raw == {"namespace": "beta"} and "--tenant ignored" in notes[1]
+    assert take_renamed(REJUDGE, {"tenant": None, "namespace": "beta"}) == (
+        {"namespace": "beta"},
+        [],
+    )

@@ -41,7 +41,7 @@ ROW_REASONS = {
     ROW_LIVE_FACT: "a live fact",
     ROW_QUEUED: "already in the judge queue (judge_at is NULL)",
     ROW_MISSING: "no such row",
-    ROW_OTHER_TENANT: "the row belongs to another tenant",
+    ROW_OTHER_TENANT: "the row belongs to another namespace",
     ROW_SUPERSEDED: "the row is superseded (only live facts are judged)",
     ROW_DELETED: "the row is deleted",
     ROW_NOT_FACT: "the row is not a fact (only facts are judged)",

@@ -74,7 +74,7 @@ def drill_outcome(inventory: Inventory, context: Context, *, set_id: str, target
     for tier, result in report.tiers.items():
         lines.append(
             f"  {tier:<10} {result['items']:>9} item(s) in {result['seconds']:.2f} s  "
-            + ("match" if result["ok"] else f"{result['mismatch_count']} tenant(s) differ")
+            + ("match" if result["ok"] else f"{result['mismatch_count']} namespace(s) differ")
         )
         if sealed := result.get("sealed"):
             lines.append(f"  {'':<10} {_sealed_line(sealed)}")

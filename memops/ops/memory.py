@@ -54,16 +54,18 @@ def _postgres(targets: Targets) -> Iterator[psycopg.Connection[Any]]:
 
 
 def _scope(tenant: str, row: uuid.UUID | None) -> str:
-    return f"row {row} of tenant {tenant!r}" if row else f"the live facts of tenant {tenant!r}"
+    return (
+        f"row {row} of namespace {tenant!r}" if row else f"the live facts of namespace {tenant!r}"
+    )
 
 
 # -- memory.rejudge ----------------------------------------------------------------------
 
 
 def rejudge(
-    context: Context, *, tenant: str, row: uuid.UUID | None, dry_run: bool, yes: bool
+    context: Context, *, namespace: str, row: uuid.UUID | None, dry_run: bool, yes: bool
 ) -> Outcome:
-    inventory = context.require_inventory()
+    inventory, tenant = context.require_inventory(), namespace
     scope = _scope(tenant, row)
     try:
         targets = _targets(inventory)
@@ -116,8 +118,8 @@ def _rejudge_outcome(
 # -- memory.chain ------------------------------------------------------------------------
 
 
-def chain(context: Context, *, row: uuid.UUID, tenant: str, max_depth: int) -> Outcome:
-    inventory = context.require_inventory()
+def chain(context: Context, *, row: uuid.UUID, namespace: str, max_depth: int) -> Outcome:
+    inventory, tenant = context.require_inventory(), namespace
     try:
         with _postgres(_targets(inventory)) as conn:
             walked = supersede.walk_chain(conn, row, tenant=tenant or None, max_depth=max_depth)
@@ -126,7 +128,7 @@ def chain(context: Context, *, row: uuid.UUID, tenant: str, max_depth: int) -> O
     except psycopg.Error as exc:
         return Outcome.failed(f"postgresql: {exc}".strip())
     if not walked.found:
-        where = f" in tenant {tenant!r}" if tenant else ""
+        where = f" in namespace {tenant!r}" if tenant else ""
         return Outcome.from_error(Refused(f"row {row}: no such row{where}"), row=str(row))
     document = {"ok": not walked.cycle_at, "tenant": walked.tenant, **walked.to_dict()}
     lines, notes = _chain_lines(walked)
@@ -151,7 +153,7 @@ def _when(value: Any) -> str:
 def _chain_lines(walked: supersede.Chain) -> tuple[list[str], list[str]]:
     state = "live head" if walked.head else "NOT the head (superseded)"
     lines = [
-        f"chain of {walked.row} (tenant {walked.tenant!r}): {len(walked.links)} row(s), "
+        f"chain of {walked.row} (namespace {walked.tenant!r}): {len(walked.links)} row(s), "
         f"start row is the {state}",
         f"  {'depth':>5}  {'id':<36}  {'kind':<11}  {'created_at':<25}  {'judge_at':<25}  "
         "deleted_at",
@@ -235,9 +237,9 @@ def retention_settings(inventory: Inventory, given: dict[str, Any]) -> dict[str,
 
 
 def anonymize(
-    context: Context, *, tenant: str, apply: bool, yes: bool, allow_mass: bool, **given: Any
+    context: Context, *, namespace: str, apply: bool, yes: bool, allow_mass: bool, **given: Any
 ) -> Outcome:
-    inventory = context.require_inventory()
+    inventory, tenant = context.require_inventory(), namespace
     done: list[supersede.TenantDone] = []
     try:
         settings = retention_settings(inventory, given)
@@ -249,7 +251,7 @@ def anonymize(
             todo = [p for p in plans if p.due and not p.blocked]
             if apply and todo:
                 due = sum(p.due for p in todo)
-                confirm(f"anonymize {due} row(s) of {len(todo)} tenant(s)", yes=yes)
+                confirm(f"anonymize {due} row(s) of {len(todo)} namespace(s)", yes=yes)
                 with _point_remover(targets) as remove:
                     for plan in todo:
                         done.append(
@@ -313,12 +315,12 @@ def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
 
 def _floor_refusal(blocked: list[supersede.TenantPlan], retention: supersede.Retention) -> str:
     shown = "; ".join(
-        f"tenant {p.tenant!r}: {p.due} of {p.total} rows due ({p.due / p.total:.0%})"
+        f"namespace {p.tenant!r}: {p.due} of {p.total} rows due ({p.due / p.total:.0%})"
         for p in blocked
     )
     return (
-        f"safety floor (at most {retention.max_share:.0%} of a tenant's rows): {shown}; "
-        "those tenants were left alone: check them, then pass --allow-mass"
+        f"safety floor (at most {retention.max_share:.0%} of a namespace's rows): {shown}; "
+        "those namespaces were left alone: check them, then pass --allow-mass"
     )
 
 
@@ -370,13 +372,13 @@ def _anonymize_outcome(
     tenants_due = sum(1 for p in plans if p.due)
     if apply:
         head = (
-            f"anonymized {counts['redacted']} row(s) in {len(done)} tenant(s), "
+            f"anonymized {counts['redacted']} row(s) in {len(done)} namespace(s), "
             f"{counts['points_deleted']} Qdrant point(s) removed; "
-            f"{counts['due']} were due in {tenants_due} tenant(s)"
+            f"{counts['due']} were due in {tenants_due} namespace(s)"
         )
     else:
         head = (
-            f"dry run: {counts['due']} row(s) due in {tenants_due} tenant(s), "
+            f"dry run: {counts['due']} row(s) due in {tenants_due} namespace(s), "
             f"{counts['due'] - counts['blocked']} would be anonymized (nothing changed)"
         )
     lines = [head]
@@ -437,10 +439,12 @@ def anonymize_metric_lines(
     ]
 
 
+RENAMED = {"tenant": "namespace"}  # --tenant until the next release
 REJUDGE = Operation.destructive(
     "memory.rejudge",
     rejudge,
-    tenant=options.NAMESPACE,
+    renamed=RENAMED,
+    namespace=options.NAMESPACE,
     row=options.described(
         options.uuid_value(required=False),
         "only this memory item id (a UUID; default: every live fact of the namespace)",
@@ -451,7 +455,7 @@ CHAIN = Operation(
     chain,
     {
         "row": options.described(options.uuid_value(), "the memory item id (a UUID)"),
-        "tenant": options.described(
+        "namespace": options.described(
             options.name_value(required=False),
             "only look in this namespace (default: the row's own)",
         ),
@@ -463,12 +467,13 @@ CHAIN = Operation(
             "a longer chain is truncated",
         ),
     },
+    renamed=RENAMED,
 )
 ANONYMIZE = Operation(
     "memory.anonymize",
     anonymize,
     {
-        "tenant": options.described(
+        "namespace": options.described(
             options.name_value(required=False), "only this namespace (default: every namespace)"
         ),
         "apply": options.described(
@@ -482,4 +487,5 @@ ANONYMIZE = Operation(
         **{name: _given(parse) for name, parse in _ANONYMIZE_SETTINGS.items()},
     },
     locks=True,
+    renamed=RENAMED,
 )

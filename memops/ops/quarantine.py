@@ -204,7 +204,7 @@ def _qdrant_access_lines(planned: procedure.Plan, change: dict[str, Any]) -> lis
     arrived = change.get("arrived_during_quarantine") or {}
     if arrived:
         lines.append(
-            f"  qdrant: {sum(arrived.values())} point(s) of the tenant were written to "
+            f"  qdrant: {sum(arrived.values())} point(s) of the namespace were written to "
             f"{', '.join(sorted(arrived))} during the quarantine: kept; check them with "
             "`invoke rebuild.validate`"
         )
@@ -214,7 +214,7 @@ def _qdrant_access_lines(planned: procedure.Plan, change: dict[str, Any]) -> lis
         lines.append(
             f"  qdrant: the application's token reaches only its {len(change['app_collections'])} "
             "collection(s), not the quarantine ones; it can still write new points of this "
-            "tenant into them"
+            "namespace into them"
         )
     else:
         lines.append(

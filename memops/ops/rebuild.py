@@ -117,7 +117,7 @@ def validate_scope(
     if require_entries and all(t.checked == 0 for t in report.tiers.values()):
         raise Refused(
             f"namespace {namespace!r} has no entries in {', '.join(report.tiers)}: "
-            "check the tenant name"
+            "check the namespace name"
         )
     return report
 
@@ -520,7 +520,7 @@ def reindex(
             if planned.rows == 0 and planned.deleted == 0:
                 raise Refused(
                     f"namespace {namespace!r} has no indexed live rows and no points: "
-                    "check the tenant name"
+                    "check the namespace name"
                 )
             lines = [_reindex_line(planned, dry_run=True)]
             changes = planned.created + planned.updated + planned.deleted

@@ -34,6 +34,7 @@ from memops.deploy.targets import TARGETS_FILE, TargetsError, load_targets
 from memops.errors import MemopsError, client_failure, error_line
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.locking import WAIT_ENV, LockBusyError, action_lock
+from memops.model import with_namespace_keys
 from memops.ops import inflight
 from memops.ops.options import OptionError, Parser, flag
 from memops.progress import meter_for, reporting
@@ -139,14 +140,29 @@ class Operation:
     # The playbook that runs it on the inventory's backup host, when one is set
     # (memops.ops.remote); "" runs it here.
     playbook: str = ""
+    # Old option names still accepted for one release: old name -> the option's name now.
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def destructive(
-        cls, name: str, body: Callable[..., Outcome], *, playbook: str = "", **options: Parser
+        cls,
+        name: str,
+        body: Callable[..., Outcome],
+        *,
+        playbook: str = "",
+        renamed: Mapping[str, str] | None = None,
+        **options: Parser,
     ) -> Operation:
         """An operation that changes data: it takes --dry-run and --yes, and holds the lock."""
         confirmation = {"dry_run": flag(), "yes": flag()}
-        return cls(name, body, {**options, **confirmation}, locks=True, playbook=playbook)
+        return cls(
+            name,
+            body,
+            {**options, **confirmation},
+            locks=True,
+            playbook=playbook,
+            renamed=renamed or {},
+        )
 
     def parse(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         unexpected = sorted(set(raw) - set(self.options))
@@ -354,7 +370,7 @@ def emit_json(document: Mapping[str, Any]) -> None:
 def _print(command: str, outcome: Outcome, as_json: bool) -> None:
     try:
         if as_json:
-            emit_json(outcome.document)
+            emit_json(with_namespace_keys(outcome.document))
         else:
             for line in outcome.lines:
                 print(line)

@@ -12,7 +12,8 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
-from memops.ops.options import help_of
+from memops.errors import error_line
+from memops.ops.options import flag_name, help_of
 from memops.ops.runner import Operation, run_operation
 
 DEFAULT_INVENTORY = "local"
@@ -49,6 +50,10 @@ def memops_task(operation: Operation, **kwargs: Any) -> Callable[..., Any]:
         parameters = list(signature.parameters)[1:]  # after the Context
         texts = {name: COMMON_HELP[name] for name in parameters if name in COMMON_HELP}
         declared = {name: help_of(parse) for name, parse in operation.options.items()}
+        declared |= {
+            old: f"deprecated spelling of {flag_name(new)} (removed in the next release)"
+            for old, new in operation.renamed.items()
+        }
         texts.update({name: text for name, text in declared.items() if text and name in parameters})
         missing = [name for name in parameters if name not in texts]
         if missing:
@@ -66,6 +71,21 @@ def memops_task(operation: Operation, **kwargs: Any) -> Callable[..., Any]:
         return task(help=texts, **{"auto_shortflags": False, **kwargs})(body)
 
     return decorate
+
+
+def take_renamed(operation: Operation, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The options under their names now, and a deprecation note per old name used."""
+    options, notes = dict(raw), []
+    for old, new in operation.renamed.items():
+        value = options.pop(old, None)
+        if value in (None, "", False):
+            continue
+        notes.append(f"{flag_name(old)} is deprecated: use {flag_name(new)}")
+        if options.get(new) in (None, "", False):
+            options[new] = value
+        elif options[new] != value:
+            notes.append(f"{flag_name(old)} ignored: {flag_name(new)} is given too")
+    return options, notes
 
 
 def inventory_spec(c: Context, given: str | None) -> tuple[str, bool]:
@@ -88,8 +108,11 @@ def run(c: Context, operation: Operation, arguments: Mapping[str, Any]) -> None:
     it ``--help`` as that argument's value): it prints the task's help instead.
     """
     raw = {name: value for name, value in arguments.items() if name not in RUNNER_ARGUMENTS}
+    raw, notes = take_renamed(operation, raw)
     if any(value in HELP_FLAGS for value in raw.values()):
         raise Exit(code=subprocess.call([sys.argv[0], "--help", operation.name]))
+    for note in notes:
+        error_line(operation.name, note)
     spec, given = inventory_spec(c, arguments.get("inventory"))
     json = bool(arguments.get("json"))
     code = run_operation(operation, raw, inventory_spec=spec, inventory_given=given, as_json=json)

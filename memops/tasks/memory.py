@@ -10,20 +10,27 @@ from memops.tasks.common import memops_task
 
 @memops_task(REJUDGE)
 def rejudge(
-    c: Context, tenant=None, row=None, inventory=None, dry_run=False, yes=False, json=False
+    c: Context,
+    namespace=None,
+    row=None,
+    inventory=None,
+    dry_run=False,
+    yes=False,
+    json=False,
+    tenant=None,
 ):
-    """Put live facts back into the judge queue (judge_at = NULL): one row or a whole tenant."""
+    """Put live facts back into the judge queue (judge_at = NULL): one row or a namespace."""
 
 
 @memops_task(CHAIN)
-def chain(c: Context, row, tenant=None, max_depth=None, inventory=None, json=False):
+def chain(c: Context, row, namespace=None, max_depth=None, inventory=None, json=False, tenant=None):
     """Walk a supersede chain backwards from a row: what it replaced, newest first."""
 
 
 @memops_task(ANONYMIZE)
 def anonymize(
     c: Context,
-    tenant=None,
+    namespace=None,
     apply=False,
     yes=False,
     allow_mass=False,
@@ -34,5 +41,6 @@ def anonymize(
     batch_size=None,
     inventory=None,
     json=False,
+    tenant=None,
 ):
     """Redact rows past retention (soft-deleted, superseded); a dry run unless --apply."""
