@@ -13,7 +13,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from memops.deploy.targets import (
     PostgresTarget,
@@ -92,7 +92,7 @@ def postgres_connect(
         tcp_user_timeout=timeout_ms,
         application_name=application_name,
         autocommit=autocommit,
-        **({"options": options} if options else {}),
+        **({"options": options} if options else cast(dict[str, Any], {})),
         **kwargs,
     )
 

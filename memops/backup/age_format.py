@@ -26,7 +26,7 @@ import base64
 import hashlib
 import hmac
 import os
-from typing import BinaryIO
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -36,6 +36,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from memops.backup.artifacts import BackupError, RestoreRefused
+
+
+class Readable(Protocol):
+    """What the readers here read from: a file, a stream, or another of these readers."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 INTRO = b"age-encryption.org/v1\n"
 CHUNK = 64 * 1024
@@ -132,7 +139,7 @@ def encrypted_size(plain_size: int) -> int:
 class EncryptingReader:
     """Reads as the age file of ``source`` for ``recipient``; hashes the plaintext on the way."""
 
-    def __init__(self, source: BinaryIO, recipient: bytes) -> None:
+    def __init__(self, source: Readable, recipient: bytes) -> None:
         self._source = source
         file_key = os.urandom(16)
         nonce = os.urandom(16)
@@ -177,7 +184,7 @@ class DecryptingReader:
     extended stream is AgeError naming ``name`` and where.
     """
 
-    def __init__(self, source: BinaryIO, identity: bytes, *, name: str) -> None:
+    def __init__(self, source: Readable, identity: bytes, *, name: str) -> None:
         self._source, self._name = source, name
         file_key = self._file_key(identity)
         nonce = read_full(source, 16)
@@ -279,7 +286,7 @@ def _unwrap(identity: bytes, ours: bytes, share: bytes, body: bytes) -> bytes | 
         return None
 
 
-def read_full(source: BinaryIO, size: int) -> bytes:
+def read_full(source: Readable, size: int) -> bytes:
     """Exactly ``size`` bytes, or fewer only at the end of the stream."""
     parts, left = [], size
     while left > 0:

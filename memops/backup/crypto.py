@@ -31,7 +31,6 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from memops.backup import age_format
-from memops.backup.age_format import read_full
+from memops.backup.age_format import Readable, read_full
 from memops.backup.artifacts import BackupError, RestoreRefused
 
 ALGORITHM = "AES-256-GCM"
@@ -124,7 +123,7 @@ LEGACY_ALGORITHM = ALGORITHM  # the chunked AES-256-GCM format of sets written b
 AGE_ALGORITHM = "age"
 
 
-def encrypting_reader(source: BinaryIO, key: BackupKey) -> age_format.EncryptingReader:
+def encrypting_reader(source: Readable, key: BackupKey) -> age_format.EncryptingReader:
     """A reader of ``source`` encrypted for ``key``, in the age format."""
     return age_format.EncryptingReader(source, age_format.public_key(key.age_secret))
 
@@ -134,21 +133,21 @@ def stored_size(plain_size: int) -> int:
     return age_format.encrypted_size(plain_size)
 
 
-def decrypting_reader(source: BinaryIO, key: BackupKey, *, name: str) -> BinaryIO:
+def decrypting_reader(source: Readable, key: BackupKey, *, name: str) -> Readable:
     """A reader of the plaintext of ``source``, in either format (told by its first bytes)."""
     head = read_full(source, len(_MAGIC))
     joined = _Prefixed(head, source)
     if head == _MAGIC:
-        return DecryptingReader(joined, key, name=name)  # type: ignore[return-value]
+        return DecryptingReader(joined, key, name=name)
     if age_format.INTRO.startswith(head):
-        return age_format.DecryptingReader(joined, key.age_secret, name=name)  # type: ignore[return-value]
+        return age_format.DecryptingReader(joined, key.age_secret, name=name)
     raise BackupError(f"{name}: neither an age file nor a memops encrypted one (damaged?)")
 
 
 class _Prefixed:
     """``head`` (already read from ``rest``), then the rest of ``rest``."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self._head, self._rest = head, rest
 
     def read(self, size: int = -1) -> bytes:
@@ -237,7 +236,7 @@ class _ChunkReader:
 class EncryptingReader(_ChunkReader):
     """Reads as the ciphertext of ``source``; counts and hashes the plaintext on the way."""
 
-    def __init__(self, source: BinaryIO, key: BackupKey, *, chunk_size: int = DEFAULT_CHUNK):
+    def __init__(self, source: Readable, key: BackupKey, *, chunk_size: int = DEFAULT_CHUNK):
         super().__init__()
         self._source = source
         self._aead = AESGCM(key.secret)
@@ -245,7 +244,7 @@ class EncryptingReader(_ChunkReader):
         self._header = _HEADER.pack(_MAGIC, bytes.fromhex(key.key_id), chunk_size, self._prefix)
         self._chunk_size = chunk_size
         self._index = -1
-        self._ahead = read_full(source, chunk_size)
+        self._ahead: bytes | None = read_full(source, chunk_size)
         self.plain_size = 0
         self._plain_hash = hashlib.sha256()
 
@@ -279,7 +278,7 @@ class DecryptingReader(_ChunkReader):
     RestoreRefused naming both key ids, before any chunk is opened.
     """
 
-    def __init__(self, source: BinaryIO, key: BackupKey, *, name: str):
+    def __init__(self, source: Readable, key: BackupKey, *, name: str):
         super().__init__()
         self._source = source
         self._name = name

@@ -10,7 +10,7 @@ of the live data, computed the way the backup computes them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,21 +28,17 @@ from memops.errors import client_failure
 class TierEngine(Protocol):
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact: ...
 
-    def restore(
-        self,
-        staging: Path,
-        artifact: TierArtifact,
-        *,
-        tenants: Sequence[str] | None = None,
-        **options: Any,
-    ) -> dict[str, Any]: ...
+    @property
+    def restore(self) -> Callable[..., dict[str, Any]]:
+        """restore(staging, artifact, *, tenants=None, **the engine's own options) -> report."""
+        ...
 
     def after_verified_set(self, artifact: TierArtifact) -> dict[str, Any]:
         """Clean up what waited for the next verified set (reported: {"lines": [...]})."""
         ...
 
     def tenant_summaries(
-        self, tenants: Sequence[str] | None = None
+        self, *, tenants: Sequence[str] | None = None
     ) -> dict[str, TenantSummary]: ...
 
     def scratch_restore(

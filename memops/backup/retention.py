@@ -80,6 +80,14 @@ def _week(moment: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
+def _taken(info: SetInfo) -> datetime:
+    """When a set was taken: the rules judge only sets of known age (``decide`` sorts out
+    the others first)."""
+    if info.taken_at is None:
+        raise ValueError(f"set {info.set_id}: no start time to judge it by")
+    return info.taken_at
+
+
 def _newest_per_period(count: int, period: Callable[[datetime], str], label: str) -> Rule:
     """The newest set of each of the ``count`` newest periods that have a set."""
 
@@ -87,7 +95,7 @@ def _newest_per_period(count: int, period: Callable[[datetime], str], label: str
         chosen: dict[str, str] = {}
         seen: set[str] = set()
         for info in sets:
-            bucket = period(info.taken_at)
+            bucket = period(_taken(info))
             if bucket in seen:
                 continue
             if len(seen) == count:
@@ -136,7 +144,7 @@ def _days(count: int) -> str:
 def _namespace_decision(info: SetInfo, policy: Policy, now: datetime) -> Decision:
     """A namespace set is kept by age alone, never by the daily/weekly policy."""
     days = _days(policy.namespace_days)
-    if info.taken_at >= now - timedelta(days=policy.namespace_days):
+    if _taken(info) >= now - timedelta(days=policy.namespace_days):
         return Decision(info.set_id, True, f"namespace set within {days}")
     return Decision(info.set_id, False, f"namespace set older than {days}")
 

@@ -148,7 +148,7 @@ def check_sealed(
         cursor, pairs = scan_batch(client, prefix, cursor, DEFAULT_BATCH)
         for key, raw in pairs:
             key_id = key_id_of_value(raw) if raw is not None else None
-            if key_id is None:
+            if raw is None or key_id is None:
                 continue
             found.key_ids[key_id] += 1
             if ring is None or ring.secret(key_id) is None:

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import memops
 from memops.backup import age_format
+from memops.backup.age_format import Readable
 from memops.backup.artifacts import TIERS, BackupError, SetNotFound, TierArtifact
 from memops.backup.crypto import (
     AGE_ALGORITHM,
@@ -90,7 +91,7 @@ class SetListing:
 class HashingReader:
     """Passes ``read`` through to ``source``, counting and hashing what it hands out."""
 
-    def __init__(self, source: BinaryIO | Any, counter: Counter | None = None) -> None:
+    def __init__(self, source: Readable, counter: Counter | None = None) -> None:
         self._source = source
         self._hash = hashlib.sha256()
         self._counter = counter
@@ -148,7 +149,7 @@ def ensure_space(directory: Path, size: int | None, what: str) -> None:
         )
 
 
-def write_stream(dest: Path, source: BinaryIO | Any, *, size: int | None, what: str) -> None:
+def write_stream(dest: Path, source: Readable, *, size: int | None, what: str) -> None:
     """Copy ``source`` into ``dest`` atomically: complete under its name, or not there at all."""
     ensure_space(dest.parent, size, what)
     with disk_errors(dest.parent, what), open_atomic(dest) as handle:
@@ -255,14 +256,14 @@ class BackupStore(ABC):
             stored = HashingReader(raw, counter)
             plain = HashingReader(decrypting_reader(stored, key, name=name) if key else stored)
             if dest is None:
-                shutil.copyfileobj(plain, _Discard(), COPY_BUFFER)  # type: ignore[misc]
+                shutil.copyfileobj(plain, _Discard(), COPY_BUFFER)
                 self._compare(expect, stored, plain, key)
             else:
                 size = expect.plain_size if expect and expect.plain_size is not None else None
                 size = expect.size if expect and size is None else size
                 ensure_space(dest.parent, size, name)
                 with disk_errors(dest.parent, name), open_atomic(dest) as handle:
-                    shutil.copyfileobj(plain, handle, COPY_BUFFER)  # type: ignore[misc]
+                    shutil.copyfileobj(plain, handle, COPY_BUFFER)
                     self._compare(expect, stored, plain, key)
         return Fetched(stored.stored, plain.stored)
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def target_from_env(env: Mapping[str, str]) -> PostgresTarget:
     """The database to migrate, from MEMOPS_PG_* variables."""
-    params: dict[str, str] = {}
+    params: dict[str, Any] = {}
     for key in ("host", "dbname", "user"):
         value = env.get(ENV_PREFIX + key.upper(), "")
         if not value:

@@ -64,7 +64,7 @@ class PostgresTarget(_PasswordServer):
     expected_schema_version: int = 0
     max_replication_lag_seconds: float = 30
 
-    def libpq_params(self, dbname: str | None = None) -> dict[str, str | int | None]:
+    def libpq_params(self, dbname: str | None = None) -> dict[str, Any]:
         """Where and as whom to connect, in libpq's parameter names (``dbname`` overrides).
 
         The one mapping from a target to libpq: psycopg takes these as keywords, the
@@ -260,7 +260,7 @@ def _parse_targets(data: object, source: str, file: Path | None) -> Targets:
         generated_at=top.text("generated_at", default=None),
         components=parsed,
         path=file,
-        deployment=data.get("deployment") if isinstance(data.get("deployment"), dict) else {},
+        deployment=deployment if isinstance(deployment := data.get("deployment"), dict) else {},
     )
 
 

@@ -48,7 +48,7 @@ class StoredState:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str) -> StoredState:
         """Build from parsed JSON; unknown keys are ignored, wrong types are errors."""
-        expected = {
+        expected: dict[str, type | tuple[type, ...]] = {
             "health_state": str,
             "failure_streak": int,
             "last_cycle_failed": bool,

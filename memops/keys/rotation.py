@@ -96,7 +96,7 @@ class Counts:
     def from_dict(cls, data: Mapping[str, Any]) -> Counts:
         names = ("moved", "current", "plain", "changed", "gone")
         unreadable = {str(k): int(v) for k, v in dict(data.get("unreadable") or {}).items()}
-        return cls(*(int(data.get(name, 0)) for name in names), unreadable)
+        return cls(**{name: int(data.get(name, 0)) for name in names}, unreadable=unreadable)
 
 
 @dataclass(frozen=True)

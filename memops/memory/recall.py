@@ -406,9 +406,9 @@ class Stores:
 
 def _each_store(
     stores: Stores,
-    redis: Callable[[Any, str], None],
-    postgresql: Callable[[Any], None],
-    qdrant: Callable[[Any], None],
+    redis: Callable[[Any, str], object],
+    postgresql: Callable[[Any], object],
+    qdrant: Callable[[Any], object],
 ) -> None:
     """Run the step of each store that is there (Redis's with the key prefix)."""
     if stores.redis is not None:

@@ -30,7 +30,7 @@ def scan_batch(client: redis.Redis, prefix: str, cursor: int, batch: int) -> tup
     """One SCAN step from ``cursor`` and the values of its keys; cursor 0 means: done."""
     cursor, keys = client.scan(cursor, match=memory_pattern(prefix), count=batch, _type="string")
     values = client.mget(keys) if keys else []
-    return int(cursor), list(zip(keys, values, strict=True))
+    return int(cursor), list(zip(keys, values, strict=True))  # type: ignore[arg-type]  # bytes
 
 
 def key_id_counts(client: redis.Redis, prefix: str, batch: int = DEFAULT_BATCH) -> Counter[str]:

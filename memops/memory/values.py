@@ -225,7 +225,7 @@ def _open(envelope: dict[str, Any], key_name: str, ring: KeyRing | None) -> Valu
     if secret is None:
         return ValueCheck(UNDECRYPTABLE, UNKNOWN_KEY, key_id)
     try:
-        nonce, ciphertext = (base64.b64decode(f, validate=True) for f in fields)
+        nonce, ciphertext = (base64.b64decode(str(f), validate=True) for f in fields)
         if len(nonce) != NONCE_BYTES:
             return ValueCheck(CORRUPT, TAG_MISMATCH, key_id)
         inner = _cipher(secret).decrypt(nonce, ciphertext, key_name.encode("utf-8"))

@@ -154,7 +154,7 @@ def list_sets(context: Context, *, target: str) -> Outcome:
         listing = store.list_sets()
     except BackupError as exc:
         return _failed(str(exc))
-    sets = [
+    sets: list[dict[str, Any]] = [
         {
             "set_id": m.set_id,
             "started_at": m.started_at.isoformat(),

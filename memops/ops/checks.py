@@ -18,6 +18,7 @@ LINTERS = (
     ("ruff", "format", "--check", "."),
     ("yamllint", "-s", "."),
     ("ansible-lint", "--profile", "production"),
+    ("mypy",),  # the product package, as configured in pyproject.toml
 )
 # Tests marked `integration` deploy and drive the real services; the rest need none.
 FAST_PYTEST = ("pytest", "-m", "not integration")
@@ -32,7 +33,7 @@ def steps(*, lint_only: bool, fast: bool) -> list[list[str]]:
 
 def run_checks(context: Context, *, lint_only: bool, fast: bool) -> Outcome:
     started = time.monotonic()
-    done = []
+    done: list[str] = []
     for argv in steps(lint_only=lint_only, fast=fast):
         shown = " ".join([Path(argv[0]).name, *argv[1:]])
         print(f"$ {shown}", flush=True)  # progress: the tools' own output follows

@@ -48,7 +48,7 @@ def health_cycle(
     component. Returns the snapshot and notes about side channels that failed
     (they do not change the verdict).
     """
-    notes = []
+    notes: list[str] = []
     if quarantines is None:
         quarantines, notes = read_quarantines(state_dir)
     soft = unfinished_findings(targets, quarantines)

@@ -68,10 +68,8 @@ def _run(
         lines = _plan_lines(planned)
         if dry_run:
             lines[0] = f"dry run: would {lines[0]} (nothing changed)"
-            document = {"ok": True, "dry_run": True, **planned.to_dict()}
-            return Outcome(
-                EXIT_OK, document, lines=lines, result="dry-run", audit=planned.to_dict()
-            )
+            preview: dict[str, Any] = {"ok": True, "dry_run": True, **planned.to_dict()}
+            return Outcome(EXIT_OK, preview, lines=lines, result="dry-run", audit=planned.to_dict())
         confirm(f"{planned.verb} namespace {tenant!r} in {', '.join(planned.tiers)}", yes=yes)
     except (
         procedure.QuarantineRefused,

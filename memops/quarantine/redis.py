@@ -25,8 +25,8 @@ def key_rules(admin: Any, user: str) -> list[bytes]:
     if reply is None:
         raise RedisQuarantineError(f"redis: no ACL user {user!r}")
     fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
-    keys = fields.get(b"keys", fields.get("keys", b""))
-    keys = keys.encode() if isinstance(keys, str) else keys
+    found = fields.get(b"keys", fields.get("keys", b""))
+    keys: bytes = found.encode() if isinstance(found, str) else (found or b"")
     return sorted(rule[1:] for rule in keys.split(b" ") if rule.startswith(b"~"))
 
 

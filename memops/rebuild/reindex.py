@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from memops.errors import Failed
 from memops.memory.qdrant_points import QdrantPoint, ensure_collection, read_qdrant, upsert_points
@@ -227,8 +227,8 @@ def _plan(
     }
     strays = [point_id for point_id in mine if point_id not in held]
     for record in client.retrieve(collection, strays, with_payload=True, with_vectors=True):
-        vector = record.vector if isinstance(record.vector, list) else []
-        held[str(record.id)] = (dict(record.payload or {}), tuple(vector))
+        vector = cast(list[float], record.vector if isinstance(record.vector, list) else [])
+        held[str(record.id)] = (dict(record.payload or {}), tuple(vector))  # one dense vector
     create, update, unchanged = [], [], 0
     for point_id, point in mine.items():
         if point_id not in held:

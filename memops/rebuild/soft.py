@@ -64,8 +64,11 @@ class SoftPlan:
         return not (self.redis_keys or self.rows or self.points)
 
     def counts(self) -> dict[str, int]:
-        tiers = {"redis": self.redis_keys, "postgresql": self.rows, "qdrant": self.points}
-        return {tier: len(ids) for tier, ids in tiers.items()}
+        return {
+            "redis": len(self.redis_keys),
+            "postgresql": len(self.rows),
+            "qdrant": len(self.points),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +126,7 @@ def delete_redis_values(
     deleted = changed = 0
     for start in range(0, len(keys), BATCH):
         chunk = list(keys[start : start + BATCH])
-        bad: list[tuple[str, bytes]] = []
+        bad: list[tuple[str, bytes | str]] = []
         for key, raw in zip(chunk, client.mget(chunk), strict=True):
             if raw is None:
                 changed += 1  # expired or removed meanwhile

@@ -149,7 +149,7 @@ def render_text(
 def render_rule(env: jinja2.Environment, config: ObservabilityConfig, rule: Rule) -> RenderedRule:
     macro_file = f"{EXPRESSIONS_DIR}/{rule.component}.promql.j2"
     try:
-        module = env.get_template(macro_file).module  # type: ignore[attr-defined]
+        module = env.get_template(macro_file).module
     except jinja2.TemplateNotFound:
         raise ConfigError(
             config.path, f"{rule.where}.template", f"no expression file templates/{macro_file}"

@@ -216,7 +216,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     loader.flatten_mapping(node)
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None,
@@ -672,7 +672,7 @@ def _external_metrics(check: _Checker, value: Any) -> tuple[ExternalMetric, ...]
                 f"{where}.type",
                 f"unknown type {_shown(kind)} (expected one of {', '.join(METRIC_TYPES)})",
             )
-        labels = ()
+        labels: tuple[str, ...] = ()
         if "labels" in entry:
             labels = check.strings(entry["labels"], f"{where}.labels")
             for j, label in enumerate(labels):

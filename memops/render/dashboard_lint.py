@@ -254,8 +254,13 @@ def rule_panel_id(dashboard: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _by_id(panel_id: Any) -> tuple[bool, Any]:
+    return panel_id is None, panel_id or 0
+
+
 def rule_panel_grid(dashboard: Mapping[str, Any]) -> list[str]:
-    problems, cells = [], {}
+    problems: list[str] = []
+    cells: dict[tuple[int, int], Any] = {}
     for item in panels(dashboard):
         grid = item.get("gridPos") or {}
         values = [grid.get(k) for k in ("h", "w", "x", "y")]
@@ -270,9 +275,8 @@ def rule_panel_grid(dashboard: Mapping[str, Any]) -> list[str]:
             for line in range(grid["y"], grid["y"] + grid["h"])
         } - {item.get("id")}
         if overlapping:
-            problems.append(
-                f"panel-gridpos-rule: {_where(item)} overlaps panels {sorted(overlapping)}"
-            )
+            shown = sorted(overlapping, key=_by_id)
+            problems.append(f"panel-gridpos-rule: {_where(item)} overlaps panels {shown}")
     return problems
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
 from psycopg import pq, sql
@@ -234,7 +234,7 @@ def _run_step(
             _refuse_data_loss(conn, migration.guarded_tables)
         # No parameters: psycopg sends the file as one simple query, so a file
         # may hold several statements (and DO blocks).
-        conn.execute(cast(LiteralString, migration.up_sql if up else migration.down_sql))
+        conn.execute(migration.up_sql if up else migration.down_sql)
         if up:
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",

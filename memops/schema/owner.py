@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -104,7 +104,7 @@ def secure(admin_db: psycopg.Connection[Any], app_role: str) -> bool:
         admin_db.execute("SELECT set_config(%s, %s, true)", (APP_ROLE_SETTING, app_role))
         for number in OWNER_VERSIONS:
             if number <= version:
-                admin_db.execute(cast(LiteralString, migrations[number - 1].up_sql))
+                admin_db.execute(migrations[number - 1].up_sql)
     return True
 
 

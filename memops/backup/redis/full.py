@@ -126,6 +126,7 @@ def backup_full(
     if local:
         digest = _copy_atomic(source, target)
     else:
+        assert server is not None  # refused above, before the BGSAVE
         digest = fetch_rdb(server, target, timeout_s=timeout_s)
         after = info(client, "persistence")
     try:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, cast
 from memops.backup.artifacts import BackupError, TenantSummary
 from memops.backup.redis.nsfile import NamespaceWriter, Record, encode_record
 from memops.backup.redis.payload import KeyIdTally
-from memops.backup.redis.resp import RawReplies, command
+from memops.backup.redis.resp import RawReplies, command, connected_socket
 from memops.model import namespace_key_regex, namespace_pattern
 from memops.progress import meter
 
@@ -165,7 +165,7 @@ def _scan(
     what was just sent), then the next SCAN's.
     """
     conn = client.connection_pool.get_connection()
-    sock = conn._get_socket()  # connected and authenticated by redis-py
+    sock = connected_socket(conn)
     replies = RawReplies(sock)
     try:
         sock.sendall(command(b"SCAN", b"0", *args))

@@ -10,7 +10,7 @@ batch in flight so the server works while the caller builds the next one.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_exceptions
 
@@ -26,13 +26,21 @@ def command(*args: bytes) -> bytes:
     return b"".join(out)
 
 
+def connected_socket(conn: Any) -> socket.socket:
+    """The socket of a redis-py connection it has connected and authenticated."""
+    sock = conn._get_socket()
+    if sock is None:
+        raise ConnectionError("redis-py handed out a connection that is not connected")
+    return sock
+
+
 class RawPipe:
     """Send batches of commands whose replies are single lines (``+OK`` or ``-ERR``)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
         self._conn = self._pool.get_connection()
-        self._sock = self._conn._get_socket()  # connected and authenticated by redis-py
+        self._sock = connected_socket(self._conn)
         self._pending = 0
         self._tail = b"\n"
         self.errors = 0

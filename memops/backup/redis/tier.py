@@ -127,7 +127,7 @@ class RedisTier:
         report: dict[str, Any] = {}
         with self._namespace_files(staging, artifact, tenants, prefix) as files:
             for tenant in tenants:
-                done = restore_namespace(
+                restored = restore_namespace(
                     self.client,
                     files[tenant],
                     artifact.versions,
@@ -136,9 +136,9 @@ class RedisTier:
                     replace_namespace=True,
                 )
                 report[tenant] = {
-                    "restored": done.restored,
-                    "expired_skipped": done.expired_skipped,
-                    "deleted": done.deleted,
+                    "restored": restored.restored,
+                    "expired_skipped": restored.expired_skipped,
+                    "deleted": restored.deleted,
                 }
         return {"namespaces": report, "aof": "restored through the running server (AOF logs it)"}
 
