@@ -10,19 +10,10 @@ import httpx
 
 from memops.clients import qdrant_http
 from memops.deploy.targets import QdrantTarget
+from memops.probes import result as reason
 from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
-from memops.probes.result import (
-    AUTH_FAILED,
-    COLLECTION_NOT_GREEN,
-    NOT_READY,
-    TIMEOUT,
-    UNEXPECTED_ERROR,
-    ProbeResult,
-    State,
-    failure,
-    from_findings,
-)
+from memops.probes.result import ProbeResult, State, failure, from_findings
 
 
 class _ProbeFailed(Exception):
@@ -50,20 +41,20 @@ def probe_qdrant(target: QdrantTarget, timeout_s: float) -> ProbeResult:
     except _ProbeFailed as exc:
         return failure(exc.code, safe_message(exc, target.secrets), started)
     except httpx.TimeoutException as exc:
-        return failure(TIMEOUT, f"timed out: {type(exc).__name__}", started)
+        return failure(reason.TIMEOUT, f"timed out: {type(exc).__name__}", started)
     except (KeyError, TypeError, ValueError) as exc:  # a body that is not Qdrant's JSON
         message = f"unexpected response: {type(exc).__name__}: {exc}"
-        return failure(UNEXPECTED_ERROR, safe_message(message, target.secrets), started)
+        return failure(reason.UNEXPECTED_ERROR, safe_message(message, target.secrets), started)
     except Exception as exc:
         classified = classify_socket_error(exc)
-        code, message = classified or (UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
+        code, message = classified or (reason.UNEXPECTED_ERROR, f"{type(exc).__name__}: {exc}")
         return failure(code, safe_message(message, target.secrets), started)
 
     findings: dict[str, State] = {}
     not_green = {name: status for name, status in statuses.items() if status != "green"}
     if not_green:
         red = "red" in not_green.values()
-        findings[COLLECTION_NOT_GREEN] = State.FAILING if red else State.DEGRADED
+        findings[reason.COLLECTION_NOT_GREEN] = State.FAILING if red else State.DEGRADED
     details: dict[str, Any] = {
         "ready": True,
         "collection_count": len(statuses),
@@ -81,13 +72,17 @@ def _get(
 ) -> httpx.Response:
     """GET ``path`` within what is left of the budget; non-200 raises _ProbeFailed."""
     if deadline.expired:
-        raise _ProbeFailed(TIMEOUT, f"time budget of {deadline.seconds:g}s spent before {path}")
+        raise _ProbeFailed(
+            reason.TIMEOUT, f"time budget of {deadline.seconds:g}s spent before {path}"
+        )
     response = client.get(path, headers=headers, timeout=deadline.remaining())
     status = response.status_code
     if status == 200:
         return response
     if status in (401, 403):
-        raise _ProbeFailed(AUTH_FAILED, f"GET {path} returned HTTP {status} (check the API key)")
+        raise _ProbeFailed(
+            reason.AUTH_FAILED, f"GET {path} returned HTTP {status} (check the API key)"
+        )
     if status == 503 and not_ready_on_503:
-        raise _ProbeFailed(NOT_READY, f"GET {path} returned HTTP 503: {response.text[:100]}")
-    raise _ProbeFailed(UNEXPECTED_ERROR, f"GET {path} returned HTTP {status}")
+        raise _ProbeFailed(reason.NOT_READY, f"GET {path} returned HTTP 503: {response.text[:100]}")
+    raise _ProbeFailed(reason.UNEXPECTED_ERROR, f"GET {path} returned HTTP {status}")
