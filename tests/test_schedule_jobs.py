@@ -16,6 +16,7 @@ audit line and the skipped-run metric.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -63,7 +64,7 @@ def _role_vars(state_dir: Path, inventory: Path, **overrides: Any) -> dict[str, 
         found.update(yaml.safe_load((ROLE / part / "main.yml").read_text(encoding="utf-8")))
     found.update(
         memops_state_dir=str(state_dir),
-        inventory_dir=str(inventory),
+        memops_inventory_path=str(inventory),
         playbook_dir=str(paths.PLAYBOOK_DIR),
         ansible_playbook_python=sys.executable,
         ansible_managed="managed",
@@ -112,6 +113,39 @@ def _expand(field: str, low: int, high: int) -> set[int]:
 def _starts(hour: str, minute: str) -> set[int]:
     """The minutes of the day (0-1439) a job with these fields starts in."""
     return {h * 60 + m for h in _expand(hour, 0, 23) for m in _expand(minute, 0, 59)}
+
+
+def test_the_jobs_name_the_inventory_memops_passes_without_an_inventory_dir(
+    tmp_path: Path,
+) -> None:
+    """The implicit localhost of an inventory of other hosts has no inventory_dir (a deploy
+    of the staging example failed on it); memops passes the path as memops_inventory_path."""
+    variables = _role_vars(tmp_path / "state", tmp_path / "staging")
+    assert "inventory_dir" not in variables
+    for job in _jobs(variables).values():
+        line = _cron_field(variables, job, "job")
+        assert f"--inventory {tmp_path / 'staging'} " in line, line
+
+
+def test_run_playbook_passes_the_inventory_path(tmp_path: Path, monkeypatch: Any) -> None:
+    from memops.deploy import playbook
+    from memops.deploy.inventory import resolve_inventory
+
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> Any:
+        seen.append(argv)
+        raise OSError("stop here")
+
+    (tmp_path / "inv").mkdir()
+    (tmp_path / "inv" / "hosts.yml").write_text("---\nall:\n  hosts:\n    db1:\n")
+    monkeypatch.setenv("MEMOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(playbook.subprocess, "Popen", fake_run)
+    inventory = resolve_inventory(str(tmp_path / "inv"))
+    with contextlib.suppress(OSError):
+        playbook.run_playbook("deploy", inventory, playbook.PlaybookOptions(), echo=False)
+    extra = json.loads(seen[0][seen[0].index("-e") + 1])
+    assert extra["memops_inventory_path"] == str(inventory.path)
 
 
 def test_the_field_expansion_the_schedule_tests_rely_on() -> None:

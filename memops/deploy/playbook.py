@@ -87,6 +87,9 @@ def run_playbook(
     extra = {
         "memops_state_dir": str(state_dir),
         "memops_inventory_name": inventory.name,
+        # Plays on the implicit localhost of an inventory of other hosts have no
+        # inventory_dir: the controller's jobs need the path all the same.
+        "memops_inventory_path": str(inventory.path),
         **options.extra_vars,
     }
     argv = [
