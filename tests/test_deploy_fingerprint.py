@@ -45,6 +45,21 @@ def _status(tmp_path: Path, *, running: bool = True, **params: Any) -> dict[str,
     return {**status["app"], "why": result["why"]}
 
 
+def test_a_status_tool_not_installed_yet_means_not_running(tmp_path: Path) -> None:
+    """A blank host has no pg_ctlcluster before postgresql-common is installed."""
+    result = _fingerprint(
+        tmp_path,
+        state="status",
+        name="app",
+        manager="pidfile",
+        status_argv=["memops-no-such-status-tool", "15", "memops", "status"],
+        path=str(tmp_path / "fingerprints.json"),
+        known={},
+    )
+    status = result["ansible_facts"]["memops_service_status"]["app"]
+    assert status["was_running"] is False and status["unchanged"] is False
+
+
 def _lookup(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, LOOKUPS / f"{name}.py")
     assert spec and spec.loader

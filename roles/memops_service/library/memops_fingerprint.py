@@ -145,10 +145,13 @@ def _mismatch(recorded: dict[str, str] | None, current: dict[str, str]) -> str:
 def _status(module: AnsibleModule) -> None:
     """Exit with memops_service_status updated for one service (read-only, so check mode too)."""
     params = module.params
-    try:
-        rc, _, _ = module.run_command(params["status_argv"])
-    except OSError:  # the service manager's tool is not installed yet: nothing runs
+    tool = params["status_argv"][0]
+    # On a blank host the status tool may not be installed yet (pg_ctlcluster comes with
+    # postgresql-common): then nothing runs. run_command would fail the module instead.
+    if module.get_bin_path(tool) is None and not os.access(tool, os.X_OK):
         rc = 127
+    else:
+        rc, _, _ = module.run_command(params["status_argv"])
     running = rc == 0
     recorded = _recorded(params["path"])
     if not running:
