@@ -7,7 +7,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
     REVOKE SELECT ON SEQUENCE execution_audit_log_id_seq FROM pg_database_owner;
     REVOKE SELECT, INSERT ON execution_audit_log FROM pg_database_owner;

@@ -6,8 +6,8 @@
 -- database), and SELECT on the identity sequence so that pg_dump can read it.
 --
 -- Giving a table away needs membership in the new owner. The role is created by
--- the superuser (roles/postgresql; memops.schema.owner.ensure_role) and lent to
--- the migrating role only while it migrates (memops.schema.owner.lent): a
+-- the superuser (roles/postgresql; memops.audit_owner.ensure_role) and lent to
+-- the migrating role only while it migrates (memops.audit_owner.lent): a
 -- permanent membership would let the application SET ROLE and undo all this.
 --
 -- Not covered: the application role owns the database, hence the schema public
@@ -22,7 +22,7 @@ BEGIN
     END IF;
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
 END
 $$;

@@ -7,7 +7,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
     DROP POLICY memory_quarantine_readable ON memory_quarantine;
     ALTER TABLE memory_quarantine DISABLE ROW LEVEL SECURITY;

@@ -15,14 +15,14 @@
 -- database itself owned by another role.
 --
 -- Like 0004 it needs membership in memops_audit_owner (lent while migrating), and
--- memops.schema.owner.secure runs it again, as the superuser, in a database a
+-- memops.audit_owner.secure runs it again, as the superuser, in a database a
 -- restore has loaded (pg_restore --no-owner gives the application role
 -- everything): every statement here can run twice.
 DO $$
 BEGIN
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
     -- A schema's new owner needs CREATE on the database at the moment it takes over.
     EXECUTE format('GRANT CREATE ON DATABASE %I TO memops_audit_owner', current_database());

@@ -11,7 +11,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
     IF app = 'memops_audit_owner' THEN  -- its rights are an owner's: never taken
         RAISE EXCEPTION 'memops_audit_owner owns these objects; 0008 granted the application role';

@@ -5,7 +5,7 @@
 -- database's owner and its database-level grants live outside it (no dump carries
 -- them). The postgresql role hands the database over once this is applied and gives it
 -- back before this is reverted; a whole restore does the same
--- (memops.schema.owner.hand_over). The application keeps CONNECT and TEMPORARY on the
+-- (memops.audit_owner.hand_over). The application keeps CONNECT and TEMPORARY on the
 -- database, which the postgresql role grants it by name.
 --
 -- Until now the application role held its rights in here through pg_database_owner
@@ -22,7 +22,7 @@
 -- of this anyway), and the application's again when a down gives the database back.
 --
 -- The grantee is the migrating role (the deploy migrates as the application role), or
--- the role the setting memops.app_role names: memops.schema.owner.secure sets it to run
+-- the role the setting memops.app_role names: memops.audit_owner.secure sets it to run
 -- this file again, as the superuser, in a database a restore has loaded (giving a table
 -- to a new owner folds a role's grants from when it owned the table into the owner's).
 -- A superuser or memops_audit_owner as grantee would leave the application without
@@ -35,7 +35,7 @@ DECLARE
 BEGIN
     IF NOT pg_has_role(current_user, 'memops_audit_owner', 'MEMBER') THEN
         RAISE EXCEPTION 'role % is not a member of memops_audit_owner', current_user
-            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.schema.owner.lent)';
+            USING HINT = 'migrate through the deploy, which lends the membership for the migration (memops.audit_owner.lent)';
     END IF;
     IF app = 'memops_audit_owner'
        OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = app AND NOT rolsuper) THEN
