@@ -96,6 +96,7 @@ def main() -> int:
         client.close()
     finally:
         server.kill()
+        shutil.rmtree(STATE_DIR, ignore_errors=True)  # the server's files and the checkpoint
     reference_s = (before_s + after_s) / 2
     reference_rate, rotate_rate = args.keys / reference_s, args.keys / rotate_s
     print(

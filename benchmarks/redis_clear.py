@@ -141,7 +141,7 @@ def main() -> int:
             runs.append(run)
     finally:
         server.kill()
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
+        shutil.rmtree(STATE_DIR, ignore_errors=True)  # also when a step failed
 
     memops_s = [r["memops"]["s"] for r in runs]  # type: ignore[index]
     p99 = [r["memops"]["ping_p99_ms"] for r in runs]  # type: ignore[index]

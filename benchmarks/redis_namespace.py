@@ -168,6 +168,7 @@ def main() -> int:
     finally:
         for server in (source, target, loader):
             server.kill()
+        shutil.rmtree(STATE_DIR, ignore_errors=True)  # also when a step failed
 
     bgsave_rate, export_rate = rate(2 * n, bgsave_s), rate(n, export_s)
     load_rate, restore_rate = rate(n, load_s), rate(n, restore_s)
@@ -198,7 +199,6 @@ def main() -> int:
             "restore_ratio_goal": 0.5,
         }
     )
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return 0
 

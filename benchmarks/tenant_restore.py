@@ -3,14 +3,15 @@
     .venv/bin/python benchmarks/tenant_restore.py [--inventory benchmarks/inventories/bench]
         [--size 10000] [--others 99] [--other-size 500]
 
-Needs a deployed stack (benchmarks/deploy.py --keep leaves the bench one up; this script
-deploys it when no targets.json exists). It writes the tenants with the workload generator
-(the chosen one last, timed: the reference), takes a namespace set of the chosen tenant
-with `invoke backup.create --namespace`, deletes that tenant in every tier, and times
-`invoke backup.restore --namespace … --yes`, as an operator types it. Prints one JSON
-object; ``restore_vs_load`` is the restore's time over the time it took to write the
-same tenant's data in the first place. The restored data is checked against what was
-written before it reports.
+Runs on a deployed stack: it deploys the inventory first (on a healthy stack only its
+probes run; benchmarks/deploy.py --keep leaves the bench one up, and
+``benchmarks/deploy.py --teardown`` removes it afterwards). It writes the tenants with
+the workload generator (the chosen one last, timed: the reference), takes a namespace
+set of the chosen tenant with `invoke backup.create --namespace`, deletes that tenant in
+every tier, and times `invoke backup.restore --namespace … --yes`, as an operator types
+it. Prints one JSON object; ``restore_vs_load`` is the restore's time over the time it
+took to write the same tenant's data in the first place. The restored data is checked
+against what was written before it reports.
 """
 
 from __future__ import annotations
@@ -92,12 +93,12 @@ def main() -> int:
     args = parser.parse_args()
 
     inventory = resolve_inventory(args.inventory)
-    if not (inventory.state_dir / "targets.json").is_file():
-        outcome = deploy(
-            Context(inventory=inventory, echo=False), limit="", tags=(), check=False, diff=False
-        )
-        if not outcome.ok:
-            raise SystemExit(f"benchmark: deploy failed: {outcome.error}")
+    # Deployed and healthy: from nothing, or only probed when it is (a stopped service restarted)
+    outcome = deploy(
+        Context(inventory=inventory, echo=False), limit="", tags=(), check=False, diff=False
+    )
+    if not outcome.ok:
+        raise SystemExit(f"benchmark: deploy failed: {outcome.error}")
     clients = stack_clients(inventory.state_dir)
     # the key prefix the deploy gave the application (redis_app_key_prefix)
     prefix = str(load_targets(inventory.state_dir).deployment["redis"]["key_prefix"])

@@ -98,14 +98,15 @@ def test_unknown_inventory_is_one_line_and_exit_2() -> None:
 def test_malformed_group_vars_is_refused_before_ansible_runs(tmp_path: Path) -> None:
     inventory = tmp_path / "broken"
     shutil.copytree(TEST_INVENTORY, inventory)
-    (inventory / "group_vars" / "all.yml").write_text("redis_port: [16379\nredis_bind: x\n")
+    variables = inventory / "group_vars" / "all" / "vars.yml"
+    variables.write_text("redis_port: [16379\nredis_bind: x\n")
 
     run = invoke("deploy", "--inventory", str(inventory), env={"MEMOPS_STATE_DIR": str(tmp_path)})
 
     assert run.returncode == 2
     line = run.stderr.strip()
     assert line.count("\n") == 0
-    assert "group_vars/all.yml: malformed YAML at line" in line
+    assert "group_vars/all/vars.yml: malformed YAML at line" in line
     assert not (tmp_path / "logs").exists(), "ansible must not have run"
 
 
@@ -135,7 +136,7 @@ def test_unreachable_host_is_named_in_one_line(tmp_path: Path) -> None:
 def test_taken_port_stops_the_deploy_with_one_line(tmp_path: Path) -> None:
     inventory = tmp_path / "porttaken"
     shutil.copytree(TEST_INVENTORY, inventory)
-    group_vars = inventory / "group_vars" / "all.yml"
+    group_vars = inventory / "group_vars" / "all" / "vars.yml"
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
