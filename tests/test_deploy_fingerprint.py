@@ -13,7 +13,7 @@ from typing import Any
 
 from memops.paths import PROJECT_DIR
 
-MODULE = PROJECT_DIR / "roles" / "memops_service" / "library" / "memops_fingerprint.py"
+MODULE = PROJECT_DIR / "plugins" / "modules" / "memops_fingerprint.py"
 LOOKUPS = PROJECT_DIR / "plugins" / "lookup"
 
 

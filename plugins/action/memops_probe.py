@@ -1,4 +1,5 @@
-"""Action ``memops_probe``: a component's closing health probe, run in the controller's process.
+"""Action ``memops.stack.memops_probe``: a component's closing health probe, run in the
+controller's process.
 
 The same probe as `python -m memops probe KIND --require-healthy` (memops/cli/probe.py,
 ``probe_outcome``), without a new interpreter per probe: a deploy probes every component,

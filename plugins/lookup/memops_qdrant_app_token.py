@@ -1,4 +1,5 @@
-"""Lookup ``memops_qdrant_app_token``: the application's Qdrant JWT (memops.deploy.qdrant_token).
+"""Lookup ``memops.stack.memops_qdrant_app_token``: the application's Qdrant JWT
+(memops.deploy.qdrant_token).
 
 Signed on the controller with the API key: read and write on exactly the listed
 collections. The same key and collections give the same token, so writing it is
@@ -17,6 +18,9 @@ from memops.deploy.qdrant_token import TokenError, app_token
 DOCUMENTATION = r"""
 name: memops_qdrant_app_token
 short_description: The application's Qdrant JWT, scoped to its memory collections
+description:
+  - Signs on the controller, with the API key, a JWT that reads and writes exactly the listed
+    collections (memops.deploy.qdrant_token; needs the memops Python package).
 options:
   _terms:
     description: The collections the application reads and writes.

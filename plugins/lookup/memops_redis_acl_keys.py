@@ -1,4 +1,5 @@
-"""Lookup ``memops_redis_acl_keys``: the app user's key rules for the Redis secrets file.
+"""Lookup ``memops.stack.memops_redis_acl_keys``: the app user's key rules for the Redis
+secrets file.
 
 ``~{prefix}:*`` when no namespace is quarantined (the file stays as it always was);
 otherwise the patterns of memops.quarantine.redis_acl for the namespaces that the
@@ -20,6 +21,9 @@ from memops.quarantine.state import QuarantineStateError, load, tenants_in
 DOCUMENTATION = r"""
 name: memops_redis_acl_keys
 short_description: Redis ACL key rules of the app user, with the quarantined namespaces left out
+description:
+  - C(~prefix:*) when the controller's quarantine record lists no namespace for Redis, else the
+    allow-only patterns of memops.quarantine.redis_acl (needs the memops Python package).
 options:
   _terms:
     description: memops_state_dir (controller-side state); '' means no quarantine record.

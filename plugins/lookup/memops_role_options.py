@@ -1,4 +1,5 @@
-"""Lookup ``memops_role_options``: the option names a memops role declares in its argument specs.
+"""Lookup ``memops.stack.memops_role_options``: the option names a memops role declares in its
+argument specs.
 
 The deploy fingerprint hashes the values of exactly these options (see
 roles/memops_service/vars/main.yml): the specs are the list of a role's inputs.
@@ -13,7 +14,9 @@ import yaml
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from memops.paths import ROLES_DIR
+# The roles of the collection this plugin belongs to: the checkout's roles/, or those of an
+# installed memops.stack (plugins/lookup/ -> the collection's root).
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 DOCUMENTATION = r"""
 name: memops_role_options

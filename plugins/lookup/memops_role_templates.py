@@ -1,4 +1,5 @@
-"""Lookup ``memops_role_templates``: the Jinja2 templates of a memops role, as absolute paths.
+"""Lookup ``memops.stack.memops_role_templates``: the Jinja2 templates of a memops role, as
+absolute paths.
 
 The deploy fingerprint renders them (roles/memops_service/vars/main.yml): a template reads
 settings of other roles too. Unlike ``fileglob`` it says nothing about a role without a
@@ -7,11 +8,13 @@ templates directory.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ansible.plugins.lookup import LookupBase
 
-from memops.paths import ROLES_DIR
+# The roles of the collection this plugin belongs to (see memops_role_options).
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 DOCUMENTATION = r"""
 name: memops_role_templates

@@ -28,7 +28,7 @@ short_description: Ask whether a deployed component changed, or record its finge
 description:
   - C(state=status) runs O(status_argv) (exit 0 means the daemon runs). When it runs and O(inputs)
     is set, the fingerprint recorded at O(path) matches if it has the same O(inputs) and the
-    O(watch) paths look as they did when it was recorded. It sets the fact memops_service_status:
+    O(watch) paths look as they did when it was recorded. It sets the fact memops_service_status,
     O(known) with O(name) set to {manager, was_running, unchanged, published}.
   - C(state=record) writes the fingerprint (mode 0600) when it differs.
 options:
