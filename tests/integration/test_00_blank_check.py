@@ -6,10 +6,13 @@ The blank inventory's instance (memops-blank) is never deployed for real.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from integration_helpers import BLANK_INVENTORY, invoke, port_open
+
+from memops import paths
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +29,9 @@ BLANK_PATHS = (
 
 def test_check_mode_on_a_blank_host_completes_and_changes_nothing() -> None:
     assert not any(path.exists() for path in BLANK_PATHS), "the blank instance must not exist"
+    # A fresh state directory: the download cache does not exist yet (check mode once
+    # failed writing the "cannot be downloaded" marker into it).
+    shutil.rmtree(paths.STATE_ROOT / "blank" / "dist", ignore_errors=True)
 
     run = invoke("deploy", "--inventory", BLANK_INVENTORY, "--check", "--json")
 
