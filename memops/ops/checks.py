@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,12 +22,17 @@ LINTERS = (
     ("ansible-lint", "--profile", "production"),
     ("mypy",),  # the product package, as configured in pyproject.toml
 )
+# The docs site (mkdocs.yml): --strict fails on a broken link or anchor and on a page the
+# nav leaves out. It is built into a temporary directory outside the tree, given last.
+# Not --quiet: mkdocs counts strict-mode warnings only at the log level it shows.
+DOCS_BUILD = ("mkdocs", "build", "--strict", "--site-dir")
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's banner about its successor
 # Tests marked `integration` deploy and drive the real services; the rest need none.
 FAST_PYTEST = ("pytest", "-m", "not integration")
 
 
-def steps(*, lint_only: bool, fast: bool) -> list[list[str]]:
-    chosen = list(LINTERS)
+def steps(*, lint_only: bool, fast: bool, site_dir: str) -> list[list[str]]:
+    chosen = [*LINTERS, (*DOCS_BUILD, site_dir)]
     if not lint_only:
         chosen.append(FAST_PYTEST if fast else ("pytest",))
     return [[str(BIN_DIR / tool), *args] for tool, *args in chosen]
@@ -34,14 +41,16 @@ def steps(*, lint_only: bool, fast: bool) -> list[list[str]]:
 def run_checks(context: Context, *, lint_only: bool, fast: bool) -> Outcome:
     started = time.monotonic()
     done: list[str] = []
-    for argv in steps(lint_only=lint_only, fast=fast):
-        shown = " ".join([Path(argv[0]).name, *argv[1:]])
-        print(f"$ {shown}", flush=True)  # progress: the tools' own output follows
-        code = subprocess.run(argv, cwd=PROJECT_DIR, check=False).returncode
-        if code != 0:
-            document = {"ok": False, "failed_step": shown, "returncode": code, "passed": done}
-            return Outcome(EXIT_FAILED, document, error=f"`{shown}` exited with {code}")
-        done.append(shown)
+    env = {**os.environ, **DOCS_ENV}
+    with tempfile.TemporaryDirectory(prefix="memops-site-") as site_dir:
+        for argv in steps(lint_only=lint_only, fast=fast, site_dir=site_dir):
+            shown = " ".join([Path(argv[0]).name, *argv[1:]])
+            print(f"$ {shown}", flush=True)  # progress: the tools' own output follows
+            code = subprocess.run(argv, cwd=PROJECT_DIR, env=env, check=False).returncode
+            if code != 0:
+                document = {"ok": False, "failed_step": shown, "returncode": code, "passed": done}
+                return Outcome(EXIT_FAILED, document, error=f"`{shown}` exited with {code}")
+            done.append(shown)
     seconds = round(time.monotonic() - started, 1)
     document = {"ok": True, "passed": done, "duration_s": seconds}
     return Outcome(EXIT_OK, document, lines=[f"test: {len(done)} step(s) passed in {seconds}s"])
