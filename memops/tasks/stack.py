@@ -45,7 +45,7 @@ def render(
 
 @memops_task(TEST)
 def test(c: Context, lint_only=False, fast=False):
-    """Run the whole test suite: ruff, yamllint, ansible-lint (production), mypy, pytest."""
+    """Run the whole test suite: ruff, yamllint, ansible-lint, mypy, the docs build, pytest."""
 
 
 ROOT_TASKS = (up, deploy, health, render, test)
