@@ -22,7 +22,7 @@ def _tasks() -> dict[str, Any]:
 
 
 def _operation_of(body: Any) -> Operation | None:
-    """The Operation a task runs (``@memops_task(OP)`` records it)."""
+    """The Operation a task runs (``operation_task(OP, …)`` records it)."""
     return getattr(body, "operation", None)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +26,30 @@ class OptionError(BadInput, ValueError):
 
 @dataclass(frozen=True)
 class Described:
-    """A parser with the line ``invoke TASK --help`` shows for its option."""
+    """A parser with the line ``invoke TASK --help`` shows for its option; ``flag``: the
+    option takes no value (the task's parameter defaults to False, not None)."""
 
     parse: Parser
-    help: str
+    help: str = ""
+    flag: bool = False
 
     def __call__(self, name: str, raw: Any) -> Any:
         return self.parse(name, raw)
 
 
 def described(parse: Parser, help: str) -> Described:
+    if isinstance(parse, Described):
+        return replace(parse, help=help)
     return Described(parse, help)
 
 
 def help_of(parse: Parser) -> str:
     """The option's help line ("" when its operation gives none)."""
     return parse.help if isinstance(parse, Described) else ""
+
+
+def is_flag(parse: Parser) -> bool:
+    return isinstance(parse, Described) and parse.flag
 
 
 def flag_name(name: str) -> str:
@@ -107,7 +115,7 @@ def integer(*, default: int, minimum: int = 0, maximum: int | None = None) -> Pa
     return parse
 
 
-def flag() -> Parser:
+def flag() -> Described:
     def parse(name: str, raw: Any) -> bool:
         if isinstance(raw, bool):
             return raw
@@ -115,7 +123,7 @@ def flag() -> Parser:
             return False
         raise _refuse(name, "no value (it is a flag)", raw)
 
-    return parse
+    return Described(parse, flag=True)
 
 
 def text(*, default: str = "", forbid: str = "") -> Parser:

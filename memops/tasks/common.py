@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from inspect import Parameter, Signature
 from typing import Any
 
 from invoke import Context, Exit, task
 
 from memops.errors import error_line
-from memops.ops.options import flag_name, help_of
+from memops.ops.options import flag_name, help_of, is_flag
 from memops.ops.runner import Operation, run_operation
 
 DEFAULT_INVENTORY = "local"
@@ -37,40 +36,62 @@ COMMON_HELP = {
 }
 
 
-def memops_task(operation: Operation, **kwargs: Any) -> Callable[..., Any]:
-    """``@task`` for a task that runs ``operation``; the function is its signature and docstring.
+def operation_task(
+    operation: Operation,
+    doc: str,
+    *,
+    positional: Sequence[str] = (),
+    runner_options: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """The Invoke task that runs ``operation``: its parameters are the operation's options.
 
-    The parameters after the Context are the operation's options (each option's help
-    comes from its declaration) plus ``inventory`` and ``json``; calling the task hands
-    them to the runner.
+    The signature is made from the operation's declaration, so a task cannot drift from
+    it: ``positional`` options come first (``invoke rebuild.hard acme``), a flag defaults
+    to False and any other option to None, old option names the operation still accepts
+    follow, then ``inventory`` and ``json`` unless ``runner_options`` is False. Each
+    option's help comes from its declaration. Calling the task hands the arguments to
+    the runner.
     """
+    others = [n for n in operation.options if n not in positional]
+    runner = ("inventory", "json") if runner_options else ()
+    signature = Signature(
+        [
+            Parameter("c", Parameter.POSITIONAL_OR_KEYWORD, annotation=Context),
+            *(_parameter(n) for n in positional),
+            *(_parameter(n, False if is_flag(operation.options[n]) else None) for n in others),
+            *(_parameter(old, None) for old in operation.renamed),
+            *(_parameter(n, False if n == "json" else None) for n in runner),
+        ]
+    )
+    names = [*positional, *others]
+    extra = [*operation.renamed, *runner]
+    texts = {n: COMMON_HELP[n] for n in [*names, *runner] if n in COMMON_HELP}
+    texts |= {n: help_of(parse) for n, parse in operation.options.items() if help_of(parse)}
+    texts |= {
+        old: f"deprecated spelling of {flag_name(new)} (removed in the next release)"
+        for old, new in operation.renamed.items()
+    }
+    missing = [n for n in [*names, *extra] if n not in texts]
+    if missing:
+        raise TypeError(f"{operation.name}: no help text for {', '.join(missing)}")
 
-    def decorate(func: Callable[..., Any]) -> Any:
-        signature = inspect.signature(func)
-        parameters = list(signature.parameters)[1:]  # after the Context
-        texts = {name: COMMON_HELP[name] for name in parameters if name in COMMON_HELP}
-        declared = {name: help_of(parse) for name, parse in operation.options.items()}
-        declared |= {
-            old: f"deprecated spelling of {flag_name(new)} (removed in the next release)"
-            for old, new in operation.renamed.items()
-        }
-        texts.update({name: text for name, text in declared.items() if text and name in parameters})
-        missing = [name for name in parameters if name not in texts]
-        if missing:
-            raise TypeError(f"task {func.__name__}: no help text for {', '.join(missing)}")
+    def body(c: Context, *args: Any, **options: Any) -> None:
+        bound = signature.bind(c, *args, **options)
+        bound.apply_defaults()
+        run(c, operation, bound.arguments)
 
-        @functools.wraps(func)
-        def body(c: Context, *args: Any, **options: Any) -> None:
-            bound = signature.bind(c, *args, **options)
-            bound.apply_defaults()
-            run(c, operation, bound.arguments)
+    body.__signature__ = signature  # type: ignore[attr-defined]  # what Invoke reads
+    body.__name__ = body.__qualname__ = kwargs.pop("name", operation.name.rpartition(".")[2])
+    body.__doc__ = doc
+    body.operation = operation  # type: ignore[attr-defined]  # for the contract test
+    # No automatic one-letter flags: `-r` must not be `--drop-old` by accident of the
+    # alphabet; the long names are the contract scheduled jobs type.
+    return task(help=texts, **{"auto_shortflags": False, **kwargs})(body)
 
-        body.operation = operation  # type: ignore[attr-defined]  # for the contract test
-        # No automatic one-letter flags: `-r` must not be `--drop-old` by accident of the
-        # alphabet; the long names are the contract scheduled jobs type.
-        return task(help=texts, **{"auto_shortflags": False, **kwargs})(body)
 
-    return decorate
+def _parameter(name: str, default: Any = Parameter.empty) -> Parameter:
+    return Parameter(name, Parameter.POSITIONAL_OR_KEYWORD, default=default)
 
 
 def take_renamed(operation: Operation, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-from invoke import Context
-
 from memops.ops.keys import INIT, RETIRE, ROTATE, STATUS
-from memops.tasks.common import memops_task
+from memops.tasks.common import operation_task
+
+init = operation_task(
+    INIT, "Create the key ring (one random key, mode 0600) when there is none; never replace one."
+)
 
 
-@memops_task(INIT)
-def init(c: Context, vault=False, inventory=None, json=False):
-    """Create the key ring (one random key, mode 0600) when there is none; never replace one."""
+status = operation_task(
+    STATUS,
+    "The ring's key ids, the active one, how many Redis values each seals, the last rotation.",
+)
 
 
-@memops_task(STATUS)
-def status(c: Context, batch=None, inventory=None, json=False):
-    """The ring's key ids, the active one, how many Redis values each seals, the last rotation."""
+rotate = operation_task(
+    ROTATE,
+    "Add a new active key, then re-encrypt every sealed value under it (resumes if stopped).",
+)
 
 
-@memops_task(ROTATE)
-def rotate(
-    c: Context, batch=None, no_new_key=False, inventory=None, dry_run=False, yes=False, json=False
-):
-    """Add a new active key, then re-encrypt every sealed value under it (resumes if stopped)."""
-
-
-@memops_task(RETIRE)
-def retire(
-    c: Context,
-    key_id,
-    batch=None,
-    force=False,
-    inventory=None,
-    dry_run=False,
-    yes=False,
-    json=False,
-):
-    """Remove an old key from the ring; refused while a value or a retained backup set uses it."""
+retire = operation_task(
+    RETIRE,
+    "Remove an old key from the ring; refused while a value or a retained backup set uses it.",
+    positional=("key_id",),
+)

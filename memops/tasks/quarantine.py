@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from invoke import Context
-
 from memops.ops.quarantine import QUARANTINE, RELEASE
-from memops.tasks.common import memops_task
+from memops.tasks.common import operation_task
+
+quarantine = operation_task(
+    QUARANTINE,
+    "Cut the application's credentials off a namespace in every tier; no data is touched.",
+    positional=("namespace",),
+)
 
 
-@memops_task(QUARANTINE)
-def quarantine(
-    c: Context, namespace, tier=None, inventory=None, dry_run=False, yes=False, json=False
-):
-    """Cut the application's credentials off a namespace in every tier; no data is touched."""
-
-
-@memops_task(RELEASE)
-def release(c: Context, namespace, tier=None, inventory=None, dry_run=False, yes=False, json=False):
-    """Give the application its access to a quarantined namespace back, exactly as before."""
+release = operation_task(
+    RELEASE,
+    "Give the application its access to a quarantined namespace back, exactly as before.",
+    positional=("namespace",),
+)

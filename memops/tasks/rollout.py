@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from invoke import Context
-
 from memops.ops.rollout import GATE
-from memops.tasks.common import memops_task
+from memops.tasks.common import operation_task
 
-
-@memops_task(GATE)
-def gate(c: Context, phase=None, now=None, inventory=None, json=False):
-    """Judge a rollout phase's gates: exit 0 all pass, 1 one fails, 3 history insufficient."""
+gate = operation_task(
+    GATE, "Judge a rollout phase's gates: exit 0 all pass, 1 one fails, 3 history insufficient."
+)

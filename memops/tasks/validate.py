@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from invoke import Context
-
 from memops.ops.validate import RECALL
-from memops.tasks.common import memops_task
+from memops.tasks.common import operation_task
 
-
-@memops_task(RECALL)
-def recall(
-    c: Context,
-    tier=None,
-    threshold=None,
-    keep=False,
-    skip_write=False,
-    inventory=None,
-    json=False,
-):
-    """Write scripted facts into every tier, ask for them back, report the success rate."""
+recall = operation_task(
+    RECALL, "Write scripted facts into every tier, ask for them back, report the success rate."
+)
