@@ -180,33 +180,28 @@ ANONYMIZE_TEXTFILE = "memops_anonymize.prom"
 ANONYMIZE_ACTIONS = ("due", "redacted", "points_deleted", "blocked")
 # An option not given takes the inventory's group_vars value of this name, then the default.
 ANONYMIZE_VAR_PREFIX = "memory_anonymize_"
-_ANONYMIZE_SETTINGS: dict[str, options.Described] = {
-    "soft_ttl_days": options.described(
-        options.number(default=supersede.DEFAULT_SOFT_TTL_DAYS, at_least=0),
-        "soft-deleted rows are due this many days after deleted_at "
-        f"(default: memory_anonymize_soft_ttl_days, else {supersede.DEFAULT_SOFT_TTL_DAYS:g})",
-    ),
-    "supersede_ttl_days": options.described(
-        options.number(default=supersede.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
-        "superseded rows are due this many days after they were superseded (default: "
-        f"memory_anonymize_supersede_ttl_days, else {supersede.DEFAULT_SUPERSEDE_TTL_DAYS:g})",
-    ),
-    "max_share": options.described(
-        options.number(default=supersede.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
-        "safety floor: a namespace with more than this share of its rows due is left alone "
-        f"without --allow-mass (default: memory_anonymize_max_share, "
-        f"else {supersede.DEFAULT_MAX_SHARE:g})",
-    ),
-    "mass_min_rows": options.described(
-        options.integer(default=supersede.DEFAULT_MASS_MIN_ROWS, minimum=1),
-        "fewer due rows than this never count as a mass run (default: "
-        f"memory_anonymize_mass_min_rows, else {supersede.DEFAULT_MASS_MIN_ROWS})",
-    ),
-    "batch_size": options.described(
-        options.integer(default=supersede.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
-        "rows per transaction, each with its audit row "
-        f"(default: memory_anonymize_batch_size, else {supersede.DEFAULT_BATCH_SIZE})",
-    ),
+_S = supersede
+_ANONYMIZE_PARSERS = {
+    "soft_ttl_days": options.number(default=_S.DEFAULT_SOFT_TTL_DAYS, at_least=0),
+    "supersede_ttl_days": options.number(default=_S.DEFAULT_SUPERSEDE_TTL_DAYS, at_least=0),
+    "max_share": options.number(default=_S.DEFAULT_MAX_SHARE, greater_than=0, at_most=1),
+    "mass_min_rows": options.integer(default=_S.DEFAULT_MASS_MIN_ROWS, minimum=1),
+    "batch_size": options.integer(default=_S.DEFAULT_BATCH_SIZE, minimum=1, maximum=100_000),
+}
+_ANONYMIZE_MEANINGS = {
+    "soft_ttl_days": "soft-deleted rows are due this many days after deleted_at",
+    "supersede_ttl_days": "superseded rows are due this many days after they were superseded",
+    "max_share": "the share of its rows due above which a namespace waits for --allow-mass",
+    "mass_min_rows": "fewer due rows than this never count as a mass run",
+    "batch_size": "rows per transaction, each with its audit row",
+}
+_ANONYMIZE_SETTINGS = {
+    name: options.described(
+        parse,
+        f"{_ANONYMIZE_MEANINGS[name]} "
+        f"(default: {ANONYMIZE_VAR_PREFIX}{name}, else {parse.default:g})",
+    )
+    for name, parse in _ANONYMIZE_PARSERS.items()
 }
 
 

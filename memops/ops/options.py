@@ -32,6 +32,7 @@ class Described:
     parse: Parser
     help: str = ""
     flag: bool = False
+    default: Any = None  # what the parser gives when the option is not given
 
     def __call__(self, name: str, raw: Any) -> Any:
         return self.parse(name, raw)
@@ -66,7 +67,7 @@ def number(
     greater_than: float | None = None,
     at_least: float | None = None,
     at_most: float | None = None,
-) -> Parser:
+) -> Described:
     """A finite number, e.g. seconds."""
     bounds = []
     if greater_than is not None:
@@ -94,10 +95,10 @@ def number(
             raise _refuse(name, accepts, raw)
         return value
 
-    return parse
+    return Described(parse, default=default)
 
 
-def integer(*, default: int, minimum: int = 0, maximum: int | None = None) -> Parser:
+def integer(*, default: int, minimum: int = 0, maximum: int | None = None) -> Described:
     """A whole number in [minimum, maximum]."""
     accepts = f"a whole number from {minimum}" + (f" to {maximum}" if maximum is not None else "")
 
@@ -112,7 +113,7 @@ def integer(*, default: int, minimum: int = 0, maximum: int | None = None) -> Pa
             raise _refuse(name, accepts, raw)
         return value
 
-    return parse
+    return Described(parse, default=default)
 
 
 def flag() -> Described:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -590,31 +590,33 @@ def validation_lines(tenant: str, tiers: list[TierReport]) -> list[str]:
     return lines
 
 
-REINDEX = Operation.destructive(
-    "rebuild.reindex",
+def _changes_namespace(step: str, body: Callable[..., Outcome], **more: Any) -> Operation:
+    """A rebuild step that changes one namespace (--dry-run, --yes, the lock); it runs on
+    the inventory's backup host when one is set."""
+    return Operation.destructive(
+        f"rebuild.{step}", body, playbook="rebuild", namespace=options.NAMESPACE, **more
+    )
+
+
+REINDEX = _changes_namespace(
+    "reindex",
     reindex,
-    playbook="rebuild",
-    namespace=options.NAMESPACE,
     keep_orphans=options.described(
         options.flag(), "keep the namespace's points that no live indexed row wants"
     ),
 )
-HARD = Operation.destructive(
-    "rebuild.hard",
+HARD = _changes_namespace(
+    "hard",
     hard_rebuild,
-    playbook="rebuild",
-    namespace=options.NAMESPACE,
     from_backup=options.described(
         options.set_id(),
         "the backup set to restore the namespace from (see backup.list), or latest",
     ),
     tier=options.TIERS,
 )
-SOFT = Operation.destructive(
-    "rebuild.soft",
+SOFT = _changes_namespace(
+    "soft",
     soft_rebuild,
-    playbook="rebuild",
-    namespace=options.NAMESPACE,
     tier=options.TIERS,
     include_undecryptable=options.described(
         options.flag(), "also remove values sealed with a key the key ring lacks"
