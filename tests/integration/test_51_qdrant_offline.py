@@ -71,11 +71,11 @@ def test_later_deploys_do_not_ask_the_release_server_again(
     offline_runs: tuple[Path, list[Run]],
 ) -> None:
     first, second, check = offline_runs[1]
-    assert "TASK [qdrant : Ask the release server" in _log(first)
+    assert "TASK [memops.stack.qdrant : Ask the release server" in _log(first)
     for run in (second, check):
         log = _log(run)
         # skipped tasks are not shown: the task either is absent or did not run
-        for section in log.split("TASK [qdrant : Ask the release server")[1:]:
+        for section in log.split("TASK [memops.stack.qdrant : Ask the release server")[1:]:
             assert "ok: [localhost]" not in section.split("TASK [", 1)[0]
 
 
