@@ -70,6 +70,11 @@ def client_failure(exc: BaseException, tier: str | None = None) -> Failed | None
     return Failed(f"{name}: {first}" if name else first)
 
 
+def store_failure(exc: BaseException, tier: str) -> Failed:
+    """``client_failure`` for an error known to come from ``tier``'s client."""
+    return client_failure(exc, tier) or Failed(f"{tier}: {exc}")
+
+
 def one_line(text: str) -> str:
     """Fold a multi-line message (libpq's, Ansible's) into one line."""
     return " ".join(text.split())

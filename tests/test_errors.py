@@ -15,7 +15,7 @@ import redis
 import memops
 from memops import paths
 from memops.audit import AUDIT_FILE
-from memops.errors import BadInput, Failed, MemopsError, Refused, client_failure
+from memops.errors import BadInput, Failed, MemopsError, Refused, client_failure, store_failure
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED
 from memops.ops.runner import Operation, Outcome, run_operation
 
@@ -113,3 +113,12 @@ def test_the_runner_maps_each_kind_once(
     assert isinstance(raised, MemopsError) or document["error"].startswith("redis: ")
     audit = (paths.STATE_ROOT / "inv" / AUDIT_FILE).read_text().splitlines()
     assert json.loads(audit[-1])["result"] == result
+
+
+def test_a_store_failure_names_its_tier_whatever_raised_it():
+    import psycopg
+
+    assert str(store_failure(psycopg.OperationalError("server closed\nDETAIL"), "postgresql")) == (
+        "postgresql: server closed"
+    )
+    assert str(store_failure(KeyError("k"), "qdrant")) == "qdrant: 'k'"

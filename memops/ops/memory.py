@@ -24,7 +24,7 @@ from memops.backup.settings import inventory_vars
 from memops.clients import postgres_connect
 from memops.deploy.inventory import Inventory
 from memops.deploy.targets import QdrantTarget, Targets, TargetsError
-from memops.errors import Failed, Refused, client_failure
+from memops.errors import Failed, Refused, store_failure
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from memops.memory import supersede
 from memops.memory.qdrant_points import collection_names, delete_tenant_points
@@ -80,7 +80,7 @@ def rejudge(
     except Refused as exc:
         return Outcome.from_error(exc, tenant=tenant, row=str(row) if row else None, changed=0)
     except psycopg.Error as exc:
-        return Outcome.failed(f"postgresql: {exc}".strip(), tenant=tenant)
+        return Outcome.from_error(store_failure(exc, "postgresql"), tenant=tenant)
     return _rejudge_outcome(done, scope, targets, inventory)
 
 
@@ -126,7 +126,7 @@ def chain(context: Context, *, row: uuid.UUID, namespace: str, max_depth: int) -
     except Refused as exc:
         return Outcome.from_error(exc)
     except psycopg.Error as exc:
-        return Outcome.failed(f"postgresql: {exc}".strip())
+        return Outcome.from_error(store_failure(exc, "postgresql"))
     if not walked.found:
         where = f" in namespace {tenant!r}" if tenant else ""
         return Outcome.from_error(Refused(f"row {row}: no such row{where}"), row=str(row))
@@ -262,7 +262,7 @@ def anonymize(
     except Refused as exc:
         return Outcome.from_error(exc, changed=0)
     except psycopg.Error as exc:
-        return Outcome.failed(f"postgresql: {exc}".strip(), redacted=_redacted(done))
+        return Outcome.from_error(store_failure(exc, "postgresql"), redacted=_redacted(done))
     except Failed as exc:  # removing points failed; the batch in flight was rolled back
         return Outcome.from_error(exc, redacted=_redacted(done))
     return _anonymize_outcome(targets, inventory, plans, done, retention, apply=apply)
@@ -295,13 +295,13 @@ def _point_remover(targets: Targets) -> Iterator[supersede.PointRemover | None]:
         try:
             names = collection_names(client)
         except errors as exc:
-            raise client_failure(exc, "qdrant") or exc from None
+            raise store_failure(exc, "qdrant") from None
 
         def remove(tenant: str, ids: Sequence[uuid.UUID]) -> int:
             try:
                 return delete_tenant_points(client, tenant, {name: ids for name in names})
             except errors as exc:
-                raise client_failure(exc, "qdrant") or exc from None
+                raise store_failure(exc, "qdrant") from None
 
         yield remove
     finally:

@@ -16,7 +16,7 @@ from memops.ops.options import flag_name, help_of, is_flag
 from memops.ops.runner import Operation, run_operation
 
 DEFAULT_INVENTORY = "local"
-# Invoke configuration of the root collection: `memops.deploy.inventory` can be set in an
+# Invoke configuration of the root collection: `memops.inventory` can be set in an
 # invoke.yaml, or as INVOKE_MEMOPS_INVENTORY; MEMOPS_INVENTORY wins over both.
 CONFIG_DEFAULTS: dict[str, Any] = {"memops": {"inventory": DEFAULT_INVENTORY}}
 INVENTORY_ENV = "MEMOPS_INVENTORY"
@@ -28,7 +28,7 @@ RUNNER_ARGUMENTS = ("c", "inventory", "json")
 COMMON_HELP = {
     "inventory": (
         f"inventory name under inventory/ or a path (default: ${INVENTORY_ENV}, "
-        f"else the memops.deploy.inventory setting, else {DEFAULT_INVENTORY})"
+        f"else the memops.inventory setting, else {DEFAULT_INVENTORY})"
     ),
     "json": "print the result as one JSON document (progress output goes to the log only)",
     "dry_run": "show what would change, change nothing",
@@ -121,10 +121,10 @@ def inventory_spec(c: Context, given: str | None) -> tuple[str, bool]:
 
 
 def run(c: Context, operation: Operation, arguments: Mapping[str, Any]) -> None:
-    """Run ``operation`` with a task's arguments (its ``locals()``); a non-zero outcome exits.
+    """Run ``operation`` with a task's bound arguments; a non-zero outcome exits.
 
     Besides the Context, ``inventory`` and ``json`` are the runner's; every other argument
-    is an option of the operation (a test checks that they match).
+    is an option of the operation, or an old spelling of one (``take_renamed``).
     ``invoke TASK --help`` reaches here when TASK takes a positional argument (Invoke hands
     it ``--help`` as that argument's value): it prints the task's help instead.
     """
