@@ -78,7 +78,7 @@ def upsert_points(client: QdrantClient, collection: str, points: Sequence[Qdrant
 
 
 def ensure_collection(client: QdrantClient, collection: str, vector_dim: int) -> bool:
-    """Create ``collection`` as the workload does (DOT, tenant_id keyword index) if missing.
+    """Create a memory collection (DOT distance, a keyword index on the namespace) if missing.
 
     True when it was created.
     """

@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memops.memory.embedder import DIM, embed
-from memops.memory.qdrant_points import tenant_selector
+from memops.memory.qdrant_points import ensure_collection, tenant_selector
 from memops.memory.values import inspect_value, plain_value
-from memops.model import redis_key
+from memops.model import FACT, point_payload, redis_key
 from memops.rebuild.redis_clear import clear_namespace
 
 if TYPE_CHECKING:
@@ -350,16 +350,12 @@ def clear_postgres(conn: psycopg.Connection[Any]) -> int:
 def write_qdrant(client: QdrantClient) -> None:
     from qdrant_client import models
 
-    if not client.collection_exists(COLLECTION):
-        client.create_collection(
-            COLLECTION, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT)
-        )
-        client.create_payload_index(COLLECTION, "tenant_id", models.PayloadSchemaType.KEYWORD)
+    ensure_collection(client, COLLECTION, DIM)
     points = [
         models.PointStruct(
             id=case_id(case),
             vector=list(embed(case.fact)),
-            payload={"tenant_id": TENANT, "kind": "fact", "memory_id": case_id(case)},
+            payload=point_payload(TENANT, FACT, case_id(case)),
         )
         for case in SCENARIO
         if case.tier == "qdrant"

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from memops.backup.artifacts import BackupError
 from memops.backup.engines import tier_target
-from memops.backup.redis.tier import DEFAULT_PREFIX
 from memops.backup.sealed_keys import SetsNeeding, sets_needing
 from memops.backup.settings import BackupSettings, inventory_vars
 from memops.clients import redis_client
@@ -52,7 +51,7 @@ from memops.keys.rotation import (
     start_checkpoint,
 )
 from memops.memory.redis_scan import DEFAULT_BATCH, NOT_SEALED, key_id_counts
-from memops.model import memory_pattern
+from memops.model import DEFAULT_PREFIX, memory_pattern
 from memops.ops import options
 from memops.ops.backup import probe_line
 from memops.ops.confirm import NotConfirmed, confirm

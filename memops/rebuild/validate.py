@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from memops.keys.ring import KeyRing
 from memops.memory.qdrant_points import collection_names, scroll_pages, tenant_selector
 from memops.memory.values import CORRUPT, GOOD, UNDECRYPTABLE, content_hash, inspect_value
-from memops.model import chunks, key_in_namespace, namespace_pattern
+from memops.model import NAMESPACE_FIELD, chunks, key_in_namespace, namespace_pattern
 from memops.progress import meter
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ def _point_problem(
     tenant: str, point_id: str, record: Any, indexed: dict[str, IndexedRow] | None
 ) -> tuple[str, str]:
     payload = record.payload or {}
-    if payload.get("tenant_id") != tenant or str(payload.get("memory_id", "")) != point_id:
+    if payload.get(NAMESPACE_FIELD) != tenant or str(payload.get("memory_id", "")) != point_id:
         return CORRUPT, PAYLOAD_MISMATCH
     vector = _plain_vector(record.vector)
     if vector is None or not _finite_vector(vector):

@@ -43,9 +43,9 @@ from memops.backup.verify import register_checker
 from memops.clients import redis_client
 from memops.deploy.targets import RedisTarget
 from memops.memory.redis_scan import NOT_SEALED, key_id_counts
+from memops.model import DEFAULT_PREFIX
 
 TIER = "redis"
-DEFAULT_PREFIX = "memops"
 
 
 def _check_rdb_file(path: Path, _record: Any) -> None:
