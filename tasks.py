@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from memops.tasks import backup, keys, memory, rebuild, rollout, validate
+from memops.tasks import backup, keys, lab, memory, rebuild, rollout, validate
 from memops.tasks.common import CONFIG_DEFAULTS
 from memops.tasks.stack import ROOT_TASKS
 
@@ -22,4 +22,5 @@ ns.add_collection(Collection.from_module(rebuild, name="rebuild"))
 ns.add_collection(Collection.from_module(rollout, name="rollout"))
 ns.add_collection(Collection.from_module(validate, name="validate"))
 ns.add_collection(Collection.from_module(keys, name="keys"))
+ns.add_collection(Collection.from_module(lab, name="lab"))
 ns.configure(CONFIG_DEFAULTS)

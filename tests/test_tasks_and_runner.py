@@ -36,6 +36,7 @@ NAMESPACES = {
     "validate": {"recall"},
     "rollout": {"gate"},
     "keys": {"init", "status", "rotate", "retire"},
+    "lab": {"up", "status", "down"},
 }
 
 

@@ -41,7 +41,7 @@ def operation_task(
     doc: str,
     *,
     positional: Sequence[str] = (),
-    runner_options: bool = True,
+    runner_options: bool | Sequence[str] = True,
     **kwargs: Any,
 ) -> Any:
     """The Invoke task that runs ``operation``: its parameters are the operation's options.
@@ -49,12 +49,16 @@ def operation_task(
     The signature is made from the operation's declaration, so a task cannot drift from
     it: ``positional`` options come first (``invoke rebuild.hard acme``), a flag defaults
     to False and any other option to None, old option names the operation still accepts
-    follow, then ``inventory`` and ``json`` unless ``runner_options`` is False. Each
+    follow, then ``inventory`` and ``json`` unless ``runner_options`` is False (or names
+    the ones the task takes: the lab's tasks take ``json`` only). Each
     option's help comes from its declaration. Calling the task hands the arguments to
     the runner.
     """
     others = [n for n in operation.options if n not in positional]
-    runner = ("inventory", "json") if runner_options else ()
+    if isinstance(runner_options, bool):
+        runner: Sequence[str] = ("inventory", "json") if runner_options else ()
+    else:
+        runner = tuple(runner_options)
     signature = Signature(
         [
             Parameter("c", Parameter.POSITIONAL_OR_KEYWORD, annotation=Context),
