@@ -42,6 +42,14 @@ if ! command -v start-stop-daemon >/dev/null 2>&1 || ! command -v setfacl >/dev/
     echo "bootstrap: installing dpkg and acl tools"
     apt_install dpkg acl
 fi
+# The lab (`invoke lab.up`, the multihost tests): Ansible reaches its hosts over SSH, and the
+# lab's private dockerd, unpacked from Debian's docker.io, links libdevmapper. Docker itself,
+# debootstrap and tinyproxy are never installed: the lab unpacks them into its cache.
+if ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keyscan >/dev/null 2>&1 \
+    || ! dpkg -s libdevmapper1.02.1 >/dev/null 2>&1; then
+    echo "bootstrap: installing openssh-client and libdevmapper1.02.1"
+    apt_install openssh-client libdevmapper1.02.1
+fi
 
 stamp=".venv/.memops-installed"
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"

@@ -56,6 +56,19 @@ def test_merge_keeps_components_a_limited_deploy_did_not_touch(tmp_path: Path) -
     assert document["deployment"] == {"qdrant": {"standin": True}}
 
 
+def test_a_kind_named_per_host_replaces_its_single_name_and_back(tmp_path: Path) -> None:
+    node = {"kind": "http", "url": "http://10.0.0.1:9100/"}
+    merge_targets(tmp_path, "lab", {"redis": REDIS, "node_exporter": node}, {})
+    # node_exporter now on two hosts: the bare name goes, redis stays
+    merge_targets(tmp_path, "lab", {"node_exporter@a": node, "node_exporter@b": node}, {})
+    assert set(load_targets(tmp_path).components) == {"redis", "node_exporter@a", "node_exporter@b"}
+    # a deploy limited to host a keeps host b
+    merge_targets(tmp_path, "lab", {"node_exporter@a": node}, {})
+    assert set(load_targets(tmp_path).components) == {"redis", "node_exporter@a", "node_exporter@b"}
+    merge_targets(tmp_path, "lab", {"node_exporter": node}, {})
+    assert set(load_targets(tmp_path).components) == {"redis", "node_exporter"}
+
+
 def test_merge_reports_no_change_and_keeps_the_file(tmp_path: Path) -> None:
     merge_targets(tmp_path, "local", {"redis": REDIS}, {})
     before = (tmp_path / "targets.json").read_text()

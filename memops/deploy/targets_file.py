@@ -37,7 +37,10 @@ def merge_targets(
         return False  # nothing was deployed (check mode, or every host failed)
     file = state_dir / TARGETS_FILE
     previous = _read_existing(file)
-    merged_components = {**previous.get("components", {}), **components}
+    merged_components = {
+        **_renamed_away(previous.get("components", {}), components),
+        **components,
+    }
     merged_deployment = {**previous.get("deployment", {}), **deployment}
     if (
         previous.get("inventory") == inventory
@@ -54,6 +57,27 @@ def merge_targets(
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private_atomic(file, json.dumps(document, indent=2, sort_keys=True) + "\n")
     return True
+
+
+def _renamed_away(previous: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` without the entries a new naming of their kind replaces.
+
+    A kind on one host is named ``kind``; on several, ``kind@host`` each. When a deploy
+    reports a kind under the other naming (a group grew or shrank), the old names go.
+    Entries of the same naming stay: a deploy with ``--limit`` reports only some hosts.
+    """
+
+    def kind_and_naming(name: str) -> tuple[str, bool]:
+        kind, at, _host = name.partition("@")
+        return kind, bool(at)
+
+    reported = {kind_and_naming(name) for name in components}
+    reported_kinds = {kind for kind, _ in reported}
+    return {
+        name: value
+        for name, value in previous.items()
+        if kind_and_naming(name)[0] not in reported_kinds or kind_and_naming(name) in reported
+    }
 
 
 def _read_existing(file: Path) -> dict[str, Any]:

@@ -147,4 +147,6 @@ def inventory_vars(plan: LabPlan) -> dict[str, Any]:
         "alertmanager_chat_webhook_url": f"http://{plan.gateway}:{WEBHOOK_PORT}/chat",
         "grafana_install": False,  # not installable from Debian's mirror
         "grafana_provision": True,
+        # The schedule runs on the controller, this machine: a lab's backups are taken by hand.
+        "memops_backup_schedule_enabled": False,
     }

@@ -27,8 +27,9 @@ LINTERS = (
 # Not --quiet: mkdocs counts strict-mode warnings only at the log level it shows.
 DOCS_BUILD = ("mkdocs", "build", "--strict", "--site-dir")
 DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's banner about its successor
-# Tests marked `integration` deploy and drive the real services; the rest need none.
-FAST_PYTEST = ("pytest", "-m", "not integration")
+# Tests marked `integration` deploy and drive the real services, those marked `multihost`
+# deploy them onto the lab's container hosts; the rest need none.
+FAST_PYTEST = ("pytest", "-m", "not integration and not multihost")
 
 
 def steps(*, lint_only: bool, fast: bool, site_dir: str) -> list[list[str]]:
@@ -62,7 +63,8 @@ TEST = Operation(
     {
         "lint_only": options.described(options.flag(), "run the linters but not pytest"),
         "fast": options.described(
-            options.flag(), "skip the tests marked integration (they deploy the real services)"
+            options.flag(),
+            "skip the tests marked integration and multihost (they deploy the real services)",
         ),
     },
     inventory=InventoryUse.OPTIONAL,

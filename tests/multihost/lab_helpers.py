@@ -1,0 +1,85 @@
+"""Helpers of the multihost tests: the test lab's names, addresses and commands.
+
+The tests drive the lab and the stack on it with the commands users type
+(`invoke lab.up`, `invoke deploy --inventory <the lab's>`), on a lab of their own
+(name memops-test-lab, subnet 198.18.43.0/24, files in .state/test-lab) so a lab a
+person runs on this machine (memops-lab, 198.18.42.0/24) is never touched. Images and
+the unpacked tools are shared through the default cache, .state/lab-cache.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from integration.integration_helpers import Run, invoke
+
+from memops.paths import STATE_ROOT
+
+LAB_HOME = STATE_ROOT / "test-lab"
+LAB_ENV = {"MEMOPS_LAB_DIR": str(LAB_HOME)}
+
+
+def lab_invoke(*args: str, timeout: float = 1800) -> Run:
+    return invoke(*args, env=LAB_ENV, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A lab that `invoke lab.up` made: its hosts by group, its inventory, its gateway."""
+
+    name: str
+    inventory: str
+    gateway: str
+    hosts: dict[str, dict[str, Any]]  # name -> {address, groups}
+    state_dir: Path
+
+    def host_of(self, group: str) -> str:
+        return next(name for name, host in self.hosts.items() if group in host["groups"])
+
+    def address_of(self, group: str) -> str:
+        return str(self.hosts[self.host_of(group)]["address"])
+
+    def ssh(self, host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` on ``host`` over SSH, as Ansible reaches it."""
+        return subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(LAB_HOME / "id_ed25519"),
+                "-o",
+                f"UserKnownHostsFile={LAB_HOME / 'known_hosts'}",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                f"root@{self.hosts[host]['address']}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def lab_from(document: dict[str, Any]) -> Lab:
+    from memops.paths import state_dir_for
+
+    hosts = {h["name"]: {"address": h["address"], "groups": h["groups"]} for h in document["hosts"]}
+    first = next(iter(hosts.values()))["address"]
+    gateway = first.rsplit(".", 1)[0] + ".1"
+    return Lab(
+        document["name"], document["inventory"], gateway, hosts, state_dir_for(document["name"])
+    )
+
+
+@dataclass(frozen=True)
+class LabStack:
+    """The stack as `invoke deploy` first deployed it on the lab."""
+
+    lab: Lab
+    first_deploy: dict[str, Any]
+    first_deploy_s: float

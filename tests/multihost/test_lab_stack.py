@@ -1,0 +1,218 @@
+"""The staging shape on four container hosts: deployed over SSH with systemd as PID 1.
+
+One host per tier (redis, postgresql, qdrant) and one for the monitoring, as the
+staging and production inventories have them; everything through the commands
+users type. The host-stop test runs last: it is the only one that breaks the lab.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from integration.webhook_receiver import WebhookReceiver
+from lab_helpers import LabStack, lab_invoke
+from qdrant_client import models
+
+from memops.clients import StackClients
+from memops.deploy.targets import load_targets
+from memops.lab.engine import find_engine
+from memops.lab.lifecycle import lab_cache
+from memops.testing import workload as wl
+
+pytestmark = pytest.mark.multihost
+
+COLLECTION = "memory_lab_test"
+UNITS = {
+    "redis": ["redis-memops"],
+    "postgresql": ["postgresql@15-memops"],
+    "qdrant": ["qdrant-memops"],
+    "monitoring": [
+        "memops-prometheus-memops",
+        "memops-alertmanager-memops",
+        "memops-redis-exporter-memops",
+        "memops-postgres-exporter-memops",
+    ],
+}
+WEBHOOK_PORT = 19500
+
+
+def health(stack: LabStack) -> tuple[int, dict[str, Any]]:
+    run = lab_invoke("health", "--inventory", stack.lab.inventory, "--json", timeout=300)
+    return run.returncode, run.json()
+
+
+def test_the_lab_deploys_from_nothing_and_a_second_deploy_changes_nothing(
+    lab_stack: LabStack,
+) -> None:
+    assert lab_stack.first_deploy["ok"] is True
+    assert lab_stack.first_deploy["changed"] > 0
+    again = lab_invoke("deploy", "--inventory", lab_stack.lab.inventory, "--json")
+    assert again.returncode == 0, again.stderr
+    assert again.json()["changed"] == 0
+
+
+def test_each_tier_runs_as_a_systemd_unit_on_its_own_host(lab_stack: LabStack) -> None:
+    lab = lab_stack.lab
+    every_unit = [unit for units in UNITS.values() for unit in units]
+    for group, units in UNITS.items():
+        host = lab.host_of(group)
+        assert lab.ssh(host, "systemctl is-system-running --wait").stdout.strip() in {
+            "running",
+            "degraded",
+        }
+        for unit in units:
+            state = lab.ssh(host, f"systemctl is-active {unit}").stdout.strip()
+            assert state == "active", f"{unit} on {host}: {state}"
+        # nothing of another tier on this host
+        for unit in set(every_unit) - set(units):
+            state = lab.ssh(host, f"systemctl is-active {unit}").stdout.strip()
+            assert state != "active", f"{unit} runs on {host}, which is not its host"
+
+
+def test_health_probes_each_tier_on_its_own_host(lab_stack: LabStack) -> None:
+    code, document = health(lab_stack)
+    assert code == 0, document
+    components = document["components"]
+    lab = lab_stack.lab
+    for kind, group in {
+        "redis": "redis",
+        "postgresql": "postgresql",
+        "qdrant": "qdrant",
+        "prometheus": "monitoring",
+        "alertmanager": "monitoring",
+    }.items():
+        assert components[kind]["state"] == "healthy", components[kind]
+        assert lab.address_of(group) in components[kind]["endpoint"], components[kind]
+
+
+def test_prometheus_scrapes_every_target_of_every_host(lab_stack: LabStack) -> None:
+    lab = lab_stack.lab
+    url = f"http://{lab.address_of('monitoring')}:19090/api/v1/targets"
+    deadline = time.monotonic() + 60
+    targets: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        targets = httpx.get(url, timeout=5).json()["data"]["activeTargets"]
+        if targets and all(t["health"] == "up" for t in targets):
+            break
+        time.sleep(2)
+    down = [
+        (t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"
+    ]
+    assert not down
+    jobs = {t["labels"]["job"] for t in targets}
+    assert {"prometheus", "alertmanager", "node", "redis", "postgresql", "qdrant"} <= jobs
+    node_hosts = {
+        t["scrapeUrl"].split("/")[2].split(":")[0] for t in targets if t["labels"]["job"] == "node"
+    }
+    assert node_hosts == {host["address"] for host in lab.hosts.values()}
+
+
+def _load(clients: StackClients) -> wl.Workload:
+    data = wl.generate(seed=2424, tenants=3, items_per_tenant=8)
+    wl.write_redis(clients.redis(), data)
+    with clients.postgresql() as conn:
+        wl.write_postgres(conn, data)
+    qdrant = clients.qdrant()
+    if qdrant.collection_exists(COLLECTION):
+        qdrant.delete_collection(COLLECTION)
+    wl.write_qdrant(qdrant, data, COLLECTION)
+    return data
+
+
+def _snapshot(clients: StackClients, data: wl.Workload) -> dict[str, Any]:
+    tenants = list(data.tenants)
+    values = {}
+    for tenant in tenants:
+        values |= {
+            k: v for k, (v, _ttl) in wl.read_redis(clients.redis(), data.prefix, tenant).items()
+        }
+    with clients.postgresql() as conn:
+        rows = wl.read_postgres(conn, tenants)
+    return {
+        "redis": values,
+        "postgresql": rows,
+        "qdrant": wl.read_qdrant(clients.qdrant(), COLLECTION, tenants),
+    }
+
+
+def _damage(clients: StackClients, data: wl.Workload, tenant: str) -> None:
+    store = clients.redis()
+    for key in store.scan_iter(match=wl.namespace_pattern(data.prefix, tenant)):
+        store.delete(key)
+    with clients.postgresql() as conn:
+        conn.execute("DELETE FROM memory_items WHERE tenant_id = %s", [tenant])
+    clients.qdrant().delete(
+        COLLECTION,
+        points_selector=models.FilterSelector(
+            filter=models.Filter(
+                must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))]
+            )
+        ),
+    )
+
+
+def test_a_backup_of_the_lab_restores_a_namespace_and_the_whole_stack_and_drills(
+    lab_stack: LabStack,
+) -> None:
+    inventory = lab_stack.lab.inventory
+    clients = StackClients(load_targets(lab_stack.lab.state_dir))
+    data = _load(clients)
+    before = _snapshot(clients, data)
+    created = lab_invoke("backup.create", "--inventory", inventory, "--json")
+    assert created.returncode == 0, created.stderr
+    set_id = created.json()["set_id"]
+    # the whole Redis RDB came over the network: this machine runs no Redis of the lab
+    assert created.json()["verify"]["ok"] is True
+
+    victim = data.tenants[0]
+    _damage(clients, data, victim)
+    restored = lab_invoke(
+        "backup.restore", set_id, "--namespace", victim, "--inventory", inventory, "--yes", "--json"
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert _snapshot(clients, data) == before
+
+    for tenant in data.tenants:
+        _damage(clients, data, tenant)
+    whole = lab_invoke("backup.restore", set_id, "--inventory", inventory, "--yes", "--json")
+    assert whole.returncode == 0, whole.stderr
+    clients = StackClients(load_targets(lab_stack.lab.state_dir))
+    assert _snapshot(clients, data) == before
+
+    drill = lab_invoke("backup.drill", set_id, "--inventory", inventory, "--json")
+    assert drill.returncode == 0, drill.stderr
+    assert drill.json()["ok"] is True
+
+
+def test_a_stopped_host_fires_its_alert_and_fails_only_its_tier(lab_stack: LabStack) -> None:
+    lab = lab_stack.lab
+    engine = find_engine(lab_cache())
+    assert engine is not None
+    redis_host = engine.client.containers.get(lab.host_of("redis"))
+    with WebhookReceiver(lab.gateway, WEBHOOK_PORT) as webhook:
+        stopped_at = time.monotonic()
+        redis_host.stop(timeout=10)
+        try:
+            note = webhook.wait_for("RedisDown", "firing", timeout_s=120, since=stopped_at)
+            assert note is not None, "RedisDown never reached the webhook"
+            started = time.monotonic()
+            code, document = health(lab_stack)
+            assert time.monotonic() - started < 60  # a host that does not answer is bounded
+            states = {name: c["state"] for name, c in document["components"].items()}
+            assert code == 2, states
+            assert states["redis"] == "failing"
+            assert states["postgresql"] == "healthy"
+            assert states["qdrant"] == "healthy"
+        finally:
+            redis_host.start()
+        deadline = time.monotonic() + 120
+        code = -1
+        while time.monotonic() < deadline:
+            code, document = health(lab_stack)
+            if code == 0:
+                break
+            time.sleep(3)
+        assert code == 0, document  # systemd started Redis again with its host
