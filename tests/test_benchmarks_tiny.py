@@ -82,6 +82,8 @@ TINY = {
         stack=True,
         timeout=900,
     ),
+    # A lab of one host (every group on it): lab up twice, deploy, re-deploy, lab down.
+    "lab.py": Tiny(["--hosts", "1"], ["redeploy_ratio", "lab_up_ratio"], timeout=1800),
     # Tears down what tenant_restore.py left, deploys from nothing, again (only probed) and
     # once more with --full, probes, and tears the instance down.
     "deploy.py": Tiny(

@@ -337,7 +337,9 @@ def test_redis_without_maxmemory_has_no_ratio():
         ('FATAL:  no pg_hba.conf entry for host "10.0.0.9"', "auth_failed"),
         ("FATAL:  the database system is starting up", "not_ready"),
         ("failed to resolve host 'db.invalid': [Errno -2] Name or service not known", "dns_error"),
-        ("connection timeout expired", "timeout"),
+        ("connection timeout expired", "timeout"),  # libpq: TCP or handshake, cannot tell
+        ('connection to server at "10.0.0.9", port 5432 failed: No route to host',
+         "host_unreachable"),
         ("server does not support SSL, but SSL was required", "tls_error"),
         ('FATAL:  database "nope" does not exist', "unexpected_error"),
     ],
@@ -434,3 +436,31 @@ def test_wait_gives_up_with_the_last_result(closed_port):
     )
     assert result.reason_codes == ("connect_refused",)
     assert time.monotonic() - started < 2.0
+
+
+# --- a host that does not answer at all ----------------------------------------------------
+
+
+def test_no_route_to_the_host_is_host_unreachable():
+    import errno
+
+    from memops.probes.errors import classify_socket_error
+
+    error = OSError(errno.EHOSTUNREACH, "No route to host")
+    try:
+        raise RuntimeError("client error") from error
+    except RuntimeError as wrapped:
+        assert classify_socket_error(wrapped) == ("host_unreachable", "No route to host")
+
+
+def test_a_redis_connect_timeout_is_host_unreachable_and_a_read_timeout_is_not():
+    import redis.exceptions as redis_errors
+
+    from memops.probes.redis import _classify as classify_redis_error
+
+    assert classify_redis_error(redis_errors.TimeoutError("Timeout connecting to server"))[0] == (
+        "host_unreachable"
+    )
+    assert classify_redis_error(redis_errors.TimeoutError("Timeout reading from socket"))[0] == (
+        "timeout"
+    )

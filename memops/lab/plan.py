@@ -128,6 +128,8 @@ def inventory_vars(plan: LabPlan) -> dict[str, Any]:
         "redis_app_user": "memory-service",
         "postgresql_listen_addresses": host_address,
         "postgresql_allowed_networks": admitted,
+        # memops (backups, restores) runs on the machine: it administers the cluster from there.
+        "postgresql_admin_networks": [f"{plan.gateway}/32"],
         "qdrant_bind": host_address,
         "qdrant_app_collections": [
             "memory_chat",

@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Iterable, Iterator
 
-from memops.probes.result import CONNECT_REFUSED, DNS_ERROR, TIMEOUT, TLS_ERROR
+from memops.probes.result import CONNECT_REFUSED, DNS_ERROR, HOST_UNREACHABLE, TIMEOUT, TLS_ERROR
 
 _MAX_MESSAGE = 240
 # Masking a one- or two-character secret would garble ordinary words.
@@ -40,11 +40,15 @@ def classify_socket_error(exc: BaseException) -> tuple[str, str] | None:
         if isinstance(err, ConnectionRefusedError):
             return CONNECT_REFUSED, "connection refused"
         if isinstance(err, OSError) and err.errno in _UNREACHABLE:
-            # No listener can be reached at all: closest to a refused connection.
-            return CONNECT_REFUSED, err.strerror or "host unreachable"
+            return HOST_UNREACHABLE, err.strerror or "host unreachable"
         if isinstance(err, TimeoutError):
             return TIMEOUT, "timed out"
     return None
+
+
+def host_did_not_answer(timeout_s: float) -> tuple[str, str]:
+    """The reason of a connection that was not made within the timeout."""
+    return HOST_UNREACHABLE, f"no connection within {timeout_s:g}s: the host does not answer"
 
 
 def safe_message(message: object, secrets: Iterable[str | None] = ()) -> str:

@@ -12,7 +12,7 @@ import time
 import httpx
 
 from memops.deploy.targets import HttpTarget
-from memops.probes.errors import classify_socket_error, safe_message
+from memops.probes.errors import classify_socket_error, host_did_not_answer, safe_message
 from memops.probes.result import (
     AUTH_FAILED,
     NOT_READY,
@@ -39,6 +39,8 @@ def probe_http(target: HttpTarget, timeout_s: float) -> ProbeResult:
         verify = httpx_verify(target.verify_tls)
         with httpx.Client(verify=verify, timeout=timeout_s, trust_env=False) as client:
             response = client.get(target.url, headers=headers)
+    except httpx.ConnectTimeout:
+        return failure(*host_did_not_answer(timeout_s), started)
     except httpx.TimeoutException as exc:
         return failure(TIMEOUT, f"timed out: {type(exc).__name__}", started)
     except Exception as exc:

@@ -12,7 +12,7 @@ from memops.clients import qdrant_http
 from memops.deploy.targets import QdrantTarget
 from memops.probes import result as reason
 from memops.probes.budget import Deadline
-from memops.probes.errors import classify_socket_error, safe_message
+from memops.probes.errors import classify_socket_error, host_did_not_answer, safe_message
 from memops.probes.result import ProbeResult, State, failure, from_findings
 
 
@@ -40,6 +40,8 @@ def probe_qdrant(target: QdrantTarget, timeout_s: float) -> ProbeResult:
                 statuses[name] = info.json()["result"]["status"]
     except _ProbeFailed as exc:
         return failure(exc.code, safe_message(exc, target.secrets), started)
+    except httpx.ConnectTimeout:
+        return failure(*host_did_not_answer(timeout_s), started)
     except httpx.TimeoutException as exc:
         return failure(reason.TIMEOUT, f"timed out: {type(exc).__name__}", started)
     except (KeyError, TypeError, ValueError) as exc:  # a body that is not Qdrant's JSON

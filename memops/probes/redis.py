@@ -14,6 +14,7 @@ from memops.probes.budget import Deadline
 from memops.probes.errors import classify_socket_error, safe_message
 from memops.probes.result import (
     AUTH_FAILED,
+    HOST_UNREACHABLE,
     MEMORY_NEAR_MAX,
     NOT_READY,
     RDB_SAVE_FAILED,
@@ -112,6 +113,8 @@ def _classify(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("BUSY"):
         return NOT_READY, "Redis is busy running a script"
     if isinstance(exc, redis_errors.TimeoutError):
+        if str(exc).startswith("Timeout connecting"):  # redis-py's connect, not a command
+            return HOST_UNREACHABLE, f"no connection: {exc}: the host does not answer"
         return TIMEOUT, f"timed out: {exc}"
     socket_error = classify_socket_error(exc)
     if socket_error:

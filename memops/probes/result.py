@@ -30,6 +30,9 @@ def worst(states: Iterable[State]) -> State:
 OK = "ok"
 CONNECT_REFUSED = "connect_refused"
 TIMEOUT = "timeout"
+# No TCP connection within the timeout, or no route to it: the host itself does not answer
+# (down, or cut off from here), not only the service on it.
+HOST_UNREACHABLE = "host_unreachable"
 AUTH_FAILED = "auth_failed"
 DNS_ERROR = "dns_error"
 TLS_ERROR = "tls_error"

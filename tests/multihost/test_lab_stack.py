@@ -72,20 +72,20 @@ def test_each_tier_runs_as_a_systemd_unit_on_its_own_host(lab_stack: LabStack) -
             assert state != "active", f"{unit} runs on {host}, which is not its host"
 
 
-def test_health_probes_each_tier_on_its_own_host(lab_stack: LabStack) -> None:
+def test_health_probes_each_component_where_it_runs(lab_stack: LabStack) -> None:
     code, document = health(lab_stack)
     assert code == 0, document
-    components = document["components"]
+    assert {c["state"] for c in document["components"].values()} == {"healthy"}
     lab = lab_stack.lab
-    for kind, group in {
-        "redis": "redis",
-        "postgresql": "postgresql",
-        "qdrant": "qdrant",
-        "prometheus": "monitoring",
-        "alertmanager": "monitoring",
-    }.items():
-        assert components[kind]["state"] == "healthy", components[kind]
-        assert lab.address_of(group) in components[kind]["endpoint"], components[kind]
+    targets = load_targets(lab.state_dir).components
+    assert targets["redis"].host == lab.address_of("redis")
+    assert targets["postgresql"].host == lab.address_of("postgresql")
+    assert lab.address_of("qdrant") in targets["qdrant"].endpoint
+    assert lab.address_of("monitoring") in targets["prometheus"].endpoint
+    # node_exporter on every host, probed on each
+    assert {name for name in targets if name.startswith("node_exporter")} == {
+        f"node_exporter@{host}" for host in lab.hosts
+    }
 
 
 def test_prometheus_scrapes_every_target_of_every_host(lab_stack: LabStack) -> None:
@@ -198,14 +198,28 @@ def test_a_stopped_host_fires_its_alert_and_fails_only_its_tier(lab_stack: LabSt
         try:
             note = webhook.wait_for("RedisDown", "firing", timeout_s=120, since=stopped_at)
             assert note is not None, "RedisDown never reached the webhook"
-            started = time.monotonic()
-            code, document = health(lab_stack)
-            assert time.monotonic() - started < 60  # a host that does not answer is bounded
-            states = {name: c["state"] for name, c in document["components"].items()}
+            host_down = webhook.wait_for("MemopsHostDown", "firing", timeout_s=60, since=stopped_at)
+            assert host_down is not None, "MemopsHostDown never reached the webhook"
+            down = [
+                a for a in host_down.body["alerts"] if a["labels"]["alertname"] == "MemopsHostDown"
+            ]
+            assert {a["labels"]["instance"] for a in down} == {f"{lab.host_of('redis')}:19100"}
+            # Failing after three cycles in a row (the streak model), each one bounded.
+            redis_host_name = lab.host_of("redis")
+            for _cycle in range(3):
+                started = time.monotonic()
+                code, document = health(lab_stack)
+                assert time.monotonic() - started < 60
+            components = document["components"]
+            states = {name: c["state"] for name, c in components.items()}
             assert code == 2, states
-            assert states["redis"] == "failing"
-            assert states["postgresql"] == "healthy"
-            assert states["qdrant"] == "healthy"
+            on_the_host = {"redis", f"node_exporter@{redis_host_name}"}
+            for name in on_the_host:
+                assert states[name] == "failing", states
+                assert "host_unreachable" in components[name]["reason_codes"], components[name]
+            assert {state for name, state in states.items() if name not in on_the_host} == {
+                "healthy"
+            }
         finally:
             redis_host.start()
         deadline = time.monotonic() + 120

@@ -133,9 +133,15 @@ class PostgresTier:
 
     @classmethod
     def from_deployment(cls, target: PostgresTarget, deployment: dict[str, Any]) -> PostgresTier:
-        """The tier of a deployed cluster: its superuser over the local socket (peer auth)."""
+        """The tier of a deployed cluster, administered as its superuser: over the network
+        as the administration login where the role made one for memops on another machine
+        (``admin_login``), else as postgres over the local socket (peer auth)."""
         socket_dir = deployment.get("socket_dir")
         owner = str(deployment.get("app_user") or "")
+        login = deployment.get("admin_login") or {}
+        if isinstance(login, dict) and login.get("user") and login.get("password"):
+            remote = replace(target, user=str(login["user"]), password=str(login["password"]))
+            return cls(target, admin=remote, owner=owner)
         if not socket_dir:
             return cls(target, owner=owner)
         admin = replace(
