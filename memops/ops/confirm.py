@@ -13,6 +13,11 @@ class NotConfirmed(Refused):
     result = "not-confirmed"
 
 
+def can_ask() -> bool:
+    """A person is at a terminal to answer (not cron, not CI)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def confirm(question: str, *, yes: bool) -> None:
     """Return when the step may go ahead; NotConfirmed otherwise.
 
@@ -21,7 +26,7 @@ def confirm(question: str, *, yes: bool) -> None:
     """
     if yes:
         return
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if not can_ask():
         raise NotConfirmed(f"{question}: not interactive, pass --yes to confirm")
     sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()

@@ -1,10 +1,12 @@
-"""The root tasks: bring the stack up, deploy it, probe it, render its observability, test."""
+"""The root tasks: bring the stack up, deploy it, probe it, render its observability, remove
+it, test."""
 
 from __future__ import annotations
 
 from memops.ops.checks import TEST
 from memops.ops.deploy import DEPLOY
 from memops.ops.health import HEALTH
+from memops.ops.remove import REMOVE
 from memops.ops.render import RENDER
 from memops.ops.up import UP
 from memops.tasks.common import operation_task
@@ -27,6 +29,11 @@ render = operation_task(
 )
 
 
+remove = operation_task(
+    REMOVE, "Stop and remove the deployed stack; its data and backup sets only with --purge-data."
+)
+
+
 test = operation_task(
     TEST,
     "Run the whole test suite: ruff, yamllint, ansible-lint, mypy, the docs build, pytest.",
@@ -34,4 +41,4 @@ test = operation_task(
 )
 
 
-ROOT_TASKS = (up, deploy, health, render, test)
+ROOT_TASKS = (up, deploy, health, render, remove, test)
