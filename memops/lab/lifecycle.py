@@ -1,6 +1,6 @@
 """Start, describe and remove a lab: the steps of ``lab.up``, ``lab.status`` and ``lab.down``.
 
-Everything a lab makes is recorded in its home (``lab.json``, the SSH key, known_hosts,
+Everything a lab makes is recorded in its home (``record.json``, the SSH key, known_hosts,
 the inventory, the proxy's files), so ``lab.down`` removes exactly that, and ``lab.up``
 run again finishes a lab that an interrupted run left half made.
 """
@@ -29,7 +29,7 @@ from memops.paths import INVENTORY_DIR, STATE_ROOT, state_dir_for
 
 HOME_ENV = "MEMOPS_LAB_DIR"
 CACHE_ENV = "MEMOPS_LAB_CACHE"
-RECORD = "lab.json"
+RECORD = "record.json"
 
 
 def lab_home() -> Path:

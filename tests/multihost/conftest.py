@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_helpers import Lab, LabStack, lab_from, lab_invoke
+from lab_helpers import LAB_UP, Lab, LabStack, lab_from, lab_invoke
 
-LAB_NAME = "memops-test-lab"
-SUBNET = "198.18.43.0/24"
 # Short intervals and the `test` alert profile, as the single-host test stack has them,
 # so that a stopped host's alert reaches the webhook in seconds.
 TEST_SETTINGS = {
     "memops_probe_wait": 60,
+    # The workload generator writes {prefix}:memory:{tenant}:… keys, as the memory service does.
+    "redis_app_key_prefix": "memops",
     "memops_alert_profile": "test",
     "prometheus_rule_files": (
         "{{ query('ansible.builtin.fileglob', memops_state_dir ~ "
@@ -37,7 +37,7 @@ TEST_SETTINGS = {
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    up = lab_invoke("lab.up", "--name", LAB_NAME, "--subnet", SUBNET, "--hosts", "4", "--json")
+    up = lab_invoke(*LAB_UP)
     try:
         assert up.returncode == 0, f"lab.up failed: {up.stderr.strip()}"
         made = lab_from(up.json())

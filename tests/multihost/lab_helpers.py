@@ -19,11 +19,14 @@ from integration.integration_helpers import Run, invoke
 from memops.paths import STATE_ROOT
 
 LAB_HOME = STATE_ROOT / "test-lab"
-LAB_ENV = {"MEMOPS_LAB_DIR": str(LAB_HOME)}
+LAB_NAME = "memops-test-lab"
+SUBNET = "198.18.43.0/24"
+LAB_UP = ("lab.up", "--name", LAB_NAME, "--subnet", SUBNET, "--hosts", "4", "--json")
 
 
-def lab_invoke(*args: str, timeout: float = 1800) -> Run:
-    return invoke(*args, env=LAB_ENV, timeout=timeout)
+def lab_invoke(*args: str, timeout: float = 1800, home: Path = LAB_HOME) -> Run:
+    """`invoke ARGS` with the lab whose files are in ``home``."""
+    return invoke(*args, env={"MEMOPS_LAB_DIR": str(home)}, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Lab:
     gateway: str
     hosts: dict[str, dict[str, Any]]  # name -> {address, groups}
     state_dir: Path
+    home: Path  # the lab's files (MEMOPS_LAB_DIR)
 
     def host_of(self, group: str) -> str:
         return next(name for name, host in self.hosts.items() if group in host["groups"])
@@ -48,9 +52,9 @@ class Lab:
             [
                 "ssh",
                 "-i",
-                str(LAB_HOME / "id_ed25519"),
+                str(self.home / "id_ed25519"),
                 "-o",
-                f"UserKnownHostsFile={LAB_HOME / 'known_hosts'}",
+                f"UserKnownHostsFile={self.home / 'known_hosts'}",
                 "-o",
                 "IdentitiesOnly=yes",
                 "-o",
@@ -65,14 +69,19 @@ class Lab:
         )
 
 
-def lab_from(document: dict[str, Any]) -> Lab:
+def lab_from(document: dict[str, Any], home: Path = LAB_HOME) -> Lab:
     from memops.paths import state_dir_for
 
     hosts = {h["name"]: {"address": h["address"], "groups": h["groups"]} for h in document["hosts"]}
     first = next(iter(hosts.values()))["address"]
     gateway = first.rsplit(".", 1)[0] + ".1"
     return Lab(
-        document["name"], document["inventory"], gateway, hosts, state_dir_for(document["name"])
+        document["name"],
+        document["inventory"],
+        gateway,
+        hosts,
+        state_dir_for(document["name"]),
+        home,
     )
 
 

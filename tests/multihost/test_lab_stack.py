@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from integration.webhook_receiver import WebhookReceiver
-from lab_helpers import LabStack, lab_invoke
+from lab_helpers import LAB_UP, LabStack, lab_invoke
 from qdrant_client import models
 
 from memops.clients import StackClients
@@ -111,7 +111,10 @@ def test_prometheus_scrapes_every_target_of_every_host(lab_stack: LabStack) -> N
 
 
 def _load(clients: StackClients) -> wl.Workload:
+    """The workload's tenants in every tier, written afresh (a test before may have left them)."""
     data = wl.generate(seed=2424, tenants=3, items_per_tenant=8)
+    for tenant in data.tenants:
+        _damage(clients, data, tenant, collection=False)
     wl.write_redis(clients.redis(), data)
     with clients.postgresql() as conn:
         wl.write_postgres(conn, data)
@@ -138,12 +141,17 @@ def _snapshot(clients: StackClients, data: wl.Workload) -> dict[str, Any]:
     }
 
 
-def _damage(clients: StackClients, data: wl.Workload, tenant: str) -> None:
+def _damage(
+    clients: StackClients, data: wl.Workload, tenant: str, *, collection: bool = True
+) -> None:
+    """Delete ``tenant`` from every tier (from Qdrant's test collection when ``collection``)."""
     store = clients.redis()
     for key in store.scan_iter(match=wl.namespace_pattern(data.prefix, tenant)):
         store.delete(key)
     with clients.postgresql() as conn:
         conn.execute("DELETE FROM memory_items WHERE tenant_id = %s", [tenant])
+    if not collection:
+        return
     clients.qdrant().delete(
         COLLECTION,
         points_selector=models.FilterSelector(
@@ -154,6 +162,13 @@ def _damage(clients: StackClients, data: wl.Workload, tenant: str) -> None:
     )
 
 
+def _backup(inventory: str) -> str:
+    created = lab_invoke("backup.create", "--inventory", inventory, "--json")
+    assert created.returncode == 0, created.stderr
+    assert created.json()["verify"]["ok"] is True
+    return str(created.json()["set_id"])
+
+
 def test_a_backup_of_the_lab_restores_a_namespace_and_the_whole_stack_and_drills(
     lab_stack: LabStack,
 ) -> None:
@@ -161,11 +176,7 @@ def test_a_backup_of_the_lab_restores_a_namespace_and_the_whole_stack_and_drills
     clients = StackClients(load_targets(lab_stack.lab.state_dir))
     data = _load(clients)
     before = _snapshot(clients, data)
-    created = lab_invoke("backup.create", "--inventory", inventory, "--json")
-    assert created.returncode == 0, created.stderr
-    set_id = created.json()["set_id"]
-    # the whole Redis RDB came over the network: this machine runs no Redis of the lab
-    assert created.json()["verify"]["ok"] is True
+    set_id = _backup(inventory)  # the whole Redis RDB comes over the network from its host
 
     victim = data.tenants[0]
     _damage(clients, data, victim)
@@ -230,3 +241,55 @@ def test_a_stopped_host_fires_its_alert_and_fails_only_its_tier(lab_stack: LabSt
                 break
             time.sleep(3)
         assert code == 0, document  # systemd started Redis again with its host
+
+
+def test_a_host_replaced_by_a_blank_one_comes_back_with_a_deploy_and_its_data_with_a_restore(
+    lab_stack: LabStack,
+) -> None:
+    lab = lab_stack.lab
+    inventory = lab.inventory
+    clients = StackClients(load_targets(lab.state_dir))
+    data = _load(clients)
+    before = _snapshot(clients, data)
+    set_id = _backup(inventory)
+    engine = find_engine(lab_cache())
+    assert engine is not None
+    redis_host = lab.host_of("redis")
+    engine.client.containers.get(redis_host).remove(force=True)  # the host is lost
+
+    again = lab_invoke(*LAB_UP)  # a blank host in its place, with new SSH host keys
+    assert again.returncode == 0, again.stderr
+    assert again.json()["created"] == [redis_host]
+    deployed = lab_invoke("deploy", "--inventory", inventory, "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    assert deployed.json()["changed"] > 0
+    code, document = health(lab_stack)
+    assert code == 0, document
+
+    restored = lab_invoke(
+        "backup.restore", set_id, "--tier", "redis", "--inventory", inventory, "--yes", "--json"
+    )
+    assert restored.returncode == 0, restored.stderr
+    clients = StackClients(load_targets(lab.state_dir))
+    assert _snapshot(clients, data) == before
+
+
+def test_remove_takes_the_stack_off_every_host_and_keeps_its_data(lab_stack: LabStack) -> None:
+    lab = lab_stack.lab
+    removed = lab_invoke("remove", "--inventory", lab.inventory, "--yes", "--json")
+    assert removed.returncode == 0, removed.stderr
+    units = "'memops-*' 'redis-memops*' 'qdrant-memops*' 'postgresql@15-memops*'"
+    for host in lab.hosts:
+        active = lab.ssh(host, f"systemctl list-units --state=active --no-legend {units}")
+        assert active.stdout.strip() == "", (host, active.stdout)
+        listening = lab.ssh(host, "ss -ltnH | awk '{print $4}'").stdout.split()
+        assert [a for a in listening if not a.endswith(":22") and "127.0.0.11" not in a] == []
+    assert lab.ssh(lab.host_of("redis"), "test -d /var/lib/redis/memops").returncode == 0
+    assert (
+        lab.ssh(lab.host_of("postgresql"), "test -d /var/lib/postgresql/15/memops").returncode == 0
+    )
+    code, _document = health(lab_stack)
+    assert code == 2  # nothing deployed
+    again = lab_invoke("remove", "--inventory", lab.inventory, "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    assert again.json()["changed"] == 0
