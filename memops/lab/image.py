@@ -7,6 +7,7 @@ a few files that make it a host (sshd keys made at boot, key-only root login), t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from docker.errors import ImageNotFound
+from docker.errors import APIError, ImageNotFound
 
 from memops.errors import Failed
 from memops.lab.debian_tools import ensure_tools
@@ -104,7 +105,16 @@ def ensure_image(engine: Engine, cache: Path, log_file: Path) -> tuple[str, bool
     repository, _, version = tag.partition(":")
     engine.client.api.import_image(src=str(archive), repository=repository, tag=version)
     shutil.rmtree(build, ignore_errors=True)
+    _remove_older_images(engine, tag)
     return tag, True
+
+
+def _remove_older_images(engine: Engine, current: str) -> None:
+    """Images of earlier recipes no container uses: nothing will start them again."""
+    for image in engine.client.images.list(name=REPOSITORY):
+        if image.id and current not in image.tags:
+            with contextlib.suppress(APIError):  # still used by a container: it stays
+                engine.client.images.remove(image.id)
 
 
 def _make_it_a_host(rootfs: Path) -> None:

@@ -184,6 +184,10 @@ def down(*, purge_cache: bool) -> dict[str, Any]:
     record = read_record(home) or {}
     name = record.get("name", "")
     engine = engines.find_engine(cache)
+    if engine is None and record.get("engine", {}).get("private") and name:
+        # The machine restarted since: the lab's stopped containers are in the private
+        # engine's data root, which only that engine can remove.
+        engine = engines.start_private_engine(cache, home / "engine.log")
     containers: list[str] = []
     networks: list[str] = []
     if engine is not None and name:

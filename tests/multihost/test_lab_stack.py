@@ -193,7 +193,7 @@ def test_a_backup_of_the_lab_restores_a_namespace_and_the_whole_stack_and_drills
     clients = StackClients(load_targets(lab_stack.lab.state_dir))
     assert _snapshot(clients, data) == before
 
-    drill = lab_invoke("backup.drill", set_id, "--inventory", inventory, "--json")
+    drill = lab_invoke("backup.drill", "--set-id", set_id, "--inventory", inventory, "--json")
     assert drill.returncode == 0, drill.stderr
     assert drill.json()["ok"] is True
 
