@@ -51,6 +51,13 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def lab_stack(lab: Lab) -> LabStack:
+    # First a dry run on the blank hosts: it must pass and change nothing.
+    check = lab_invoke("deploy", "--inventory", lab.inventory, "--check", "--json")
+    assert check.returncode == 0, f"deploy --check failed: {check.stderr.strip()}"
+    assert check.json()["check"] is True
+    for host in lab.hosts:
+        units = lab.ssh(host, "ls /etc/systemd/system").stdout.split()
+        assert not [u for u in units if "memops" in u], (host, units)
     run = lab_invoke("deploy", "--inventory", lab.inventory, "--json")
     assert run.returncode == 0, f"deploy failed: {run.stderr.strip()}\n{run.stdout[-3000:]}"
     document = run.json()
