@@ -325,9 +325,11 @@ def test_a_host_replaced_by_a_blank_one_comes_back_with_a_deploy_and_its_data_wi
     again = lab_invoke(*LAB_UP)  # a blank host in its place, with new SSH host keys
     assert again.returncode == 0, again.stderr
     assert again.json()["created"] == [redis_host]
-    deployed = lab_invoke("deploy", "--inventory", inventory, "--json")
+    # Only the new host, as an operator would: the others are not touched.
+    deployed = lab_invoke("deploy", "--inventory", inventory, "--limit", redis_host, "--json")
     assert deployed.returncode == 0, deployed.stderr
     assert deployed.json()["changed"] > 0
+    assert set(deployed.json()["hosts"]) <= {redis_host, "localhost"}, deployed.json()["hosts"]
     code, document = health(lab_stack)
     assert code == 0, document
 
