@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/postgres_backup.py [--rows 800000]
 
 Builds a memory_items table with the real schema (indexes included; 800k rows
-of about 1 kB: ~1 GB with its indexes) in a throwaway cluster on port 37502
-(plus ``MEMOPS_SCRATCH_OFFSET``), connecting as memops does, as its ops login
-(BYPASSRLS: row security is forced on memory_items, so no other login could dump
-it whole), then times, in the same run: plain ``pg_dump -Fc`` and our backup (the tier's
-dump, schema archive and per-tenant checksums, then what verify does to each
-file: sha256, a full decompression, pg_restore --list); ``pg_restore -j2`` of
-the plain dump into a new database and our restore (load into a new database,
+of about 1 kB: ~1 GB with its indexes) in a throwaway cluster on port 31502
+(plus ``MEMOPS_SCRATCH_OFFSET``; below the ephemeral port range, from which client
+connections take their ports, so a connection cannot hold it), connecting as
+memops does, as its ops login (BYPASSRLS: row security is forced on memory_items,
+so no other login could dump it whole), then times, in the same run: plain
+``pg_dump -Fc`` and our backup (the tier's dump, schema archive and per-tenant
+checksums, then what verify does to each file: sha256, a full decompression,
+pg_restore --list); ``pg_restore -j2`` of the plain dump into a new database and
+our restore (load into a new database,
 row-count and schema check, swap). Goals (issue #9): backup_time_ratio <= 0.3
 with ours_dump_bytes <= pg_dump_fc_bytes, restore_time_ratio <= 1.0. Its files go
 to a temporary directory that is removed, with the cluster, when it ends.
@@ -63,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=800_000)
     args = parser.parse_args()
-    with scratch_cluster("memops-bkpg-bench", 37502, app_role="bkpgb", db_prefix="bench") as c:
+    with scratch_cluster("memops-bkpg-bench", 31502, app_role="bkpgb", db_prefix="bench") as c:
         db = c.new_database()
         with c.connect(db, autocommit=True) as conn:
             c.migrate(conn)

@@ -7,7 +7,7 @@ still runs, reports its ratios, and leaves nothing behind. A script in benchmark
 tiny run below fails `test_every_benchmark_has_a_tiny_run`.
 
 The Redis and PostgreSQL ones run private servers (ScratchRedis on free ports, a scratch
-cluster on 37502 plus MEMOPS_SCRATCH_OFFSET); tenant_restore.py and deploy.py deploy the
+cluster on 31502 plus MEMOPS_SCRATCH_OFFSET); tenant_restore.py and deploy.py deploy the
 benchmark inventory (instance memops-bench, ports 28xxx, benchmarks/inventories/bench). All
 of them start real services, so they are `integration` tests (`invoke test --fast` skips them).
 """

@@ -84,6 +84,8 @@ def run_tasks(
         "postgresql_probe_host": "127.0.0.1",
         "postgresql_monitor_user": "",
         "postgresql_monitor_password": "",
+        "postgresql_admin_user": "memops_admin",  # no network administration login here
+        "postgresql_admin_networks": [],
         "postgresql_schema_version": "latest",
         "postgresql_migrate_allow_data_loss": False,
         "_postgresql_socket_dir": str(cluster.socket_dir),
