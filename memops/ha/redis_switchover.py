@@ -92,12 +92,14 @@ def run_switchover(
         if planned.candidate is not None:
             _set_priority(planned.candidate, DEFAULT_PRIORITY)
     seconds = round(time.monotonic() - started, 2)
+    rejoined = _wait_for_rejoin(planned.primary, new, wait_s=wait_s)
     if planned.candidate is not None and new != (planned.candidate.host, planned.candidate.port):
         raise SentinelError(
             f"the Sentinels promoted {new[0]}:{new[1]}, not {planned.candidate.endpoint} "
             "(they judged it unfit)"
         )
     return {
+        "old_primary_rejoined": rejoined,
         "asked": asked,
         "old": f"{old[0]}:{old[1]}",
         "new": f"{new[0]}:{new[1]}",
@@ -108,3 +110,23 @@ def run_switchover(
 def _set_priority(node: RedisTarget, priority: int) -> None:
     with redis_client(node, timeout_s=2) as client:
         client.config_set("replica-priority", priority)
+
+
+def _wait_for_rejoin(old: RedisTarget, new: tuple[str, int], *, wait_s: float) -> bool:
+    """Wait until the old primary replicates from the new one with its link up (it resyncs
+    first); False when it has not within ``wait_s``: the closing probe then says degraded."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            with redis_client(old, timeout_s=2) as client:
+                info = client.info("replication")
+        except Exception:  # restarting, loading: ask again
+            info = {}
+        if (
+            info.get("role") == "slave"
+            and (info.get("master_host"), int(info.get("master_port", 0))) == new
+            and info.get("master_link_status") == "up"
+        ):
+            return True
+        time.sleep(0.5)
+    return False

@@ -32,7 +32,7 @@ def switchover(context: Context, *, tier: str, to: str, dry_run: bool, yes: bool
     except TargetsError as exc:
         return Outcome.from_error(exc)
     except SentinelError as exc:
-        return Outcome(EXIT_BAD_INPUT, {"ok": False, "tier": tier}, error=f"switchover: {exc}")
+        return Outcome(EXIT_BAD_INPUT, {"ok": False, "tier": tier}, error=str(exc))
     document = {"ok": True, "dry_run": dry_run, **planned.to_dict()}
     if dry_run:
         return Outcome(EXIT_OK, document, lines=[f"would {planned.describe()}"], result="dry-run")
@@ -48,7 +48,7 @@ def switchover(context: Context, *, tier: str, to: str, dry_run: bool, yes: bool
             EXIT_FAILED,
             {**document, "ok": False, "health": health},
             lines=[line],
-            error=f"switchover: {exc}",
+            error=str(exc),
             audit=planned.to_dict(),
         )
     health, line = probe_line(targets, inventory)
