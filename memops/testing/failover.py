@@ -107,3 +107,16 @@ class AcknowledgedWriter(threading.Thread):
         ) as client:
             values = client.mget(keys) if keys else []
         return [k for k, v in zip(keys, values, strict=True) if v != self.acknowledged[k]]
+
+
+def rejoined(node: RedisTarget, primary: tuple[str, int]) -> bool:
+    """``node`` replicates from ``primary`` with its link up."""
+    with redis.Redis(
+        host=node.host, port=node.port, password=node.password, socket_timeout=2
+    ) as client:
+        info = client.info("replication")
+    return (
+        info.get("role") == "slave"
+        and (info.get("master_host"), int(info.get("master_port", 0))) == primary
+        and info.get("master_link_status") == "up"
+    )

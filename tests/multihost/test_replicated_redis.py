@@ -9,6 +9,10 @@ replica. The kill runs last: it is the one that changes the most.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from memops.deploy.targets import RedisTarget, SentinelTarget, load_targets
 from memops.lab.engine import find_engine
 from memops.lab.lifecycle import lab_cache
 from memops.paths import PROJECT_DIR
-from memops.testing.failover import AcknowledgedWriter
+from memops.testing.failover import AcknowledgedWriter, rejoined
 
 pytestmark = pytest.mark.multihost
 
@@ -274,12 +278,8 @@ def _container(stack: LabStack, host: str) -> Any:
 
 
 def _rejoined(stack: LabStack, node: tuple[str, int], primary: tuple[str, int]) -> bool:
-    info = _node(stack, node).info("replication")
-    return (
-        info.get("role") == "slave"
-        and (info.get("master_host"), int(info.get("master_port", 0))) == primary
-        and info.get("master_link_status") == "up"
-    )
+    target = next(n for n in _targets(stack)[0] if (n.host, n.port) == node)
+    return rejoined(target, primary)
 
 
 def test_a_killed_primary_host_is_replaced_by_a_replica_without_losing_an_acknowledged_write(
@@ -323,3 +323,30 @@ def test_a_killed_primary_host_is_replaced_by_a_replica_without_losing_an_acknow
     assert not writer.lost_on(old_target)  # it resynchronised from the new primary
     lab.ssh(old_host, "true")  # its host answers again
     _wait_until(lambda: health(ha_stack)[0] == 0, 120, "a healthy stack again")
+
+
+def test_the_failover_benchmark_runs_at_a_tiny_size(ha_stack: LabStack) -> None:
+    """benchmarks/failover.py on this lab, one run (its tiny run: a lab of its own would
+    cost CI another deploy); the figures themselves go into closing notes."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_DIR / "benchmarks" / "failover.py"),
+            "--inventory",
+            ha_stack.lab.inventory,
+            "--runs",
+            "1",
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "MEMOPS_LAB_DIR": str(HA_LAB_HOME)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    print(json.dumps(result))
+    assert result["ratio_max"] > 0 and result["lost_total"] == 0, result
+    assert result["runs"][0]["acknowledged"] > 50
+    _wait_until(lambda: health(ha_stack)[0] == 0, 120, "a healthy stack after the benchmark")
