@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from memops.deploy.targets import RedisTarget, SentinelTarget, Targets
@@ -31,11 +33,25 @@ def sentinel_client(targets: Targets, *, timeout_s: float = 1.0) -> Sentinel:
     sentinels: list[SentinelTarget] = redis_topology.sentinels(targets)
     return Sentinel(
         [(s.host, s.port) for s in sentinels],
-        sentinel_kwargs={"password": sentinels[0].password, "socket_timeout": timeout_s},
+        # A connect timeout for the Sentinels too: without one, asking the Sentinel of a
+        # dead host first waits for the kernel's SYN retries (46 s here), not the failover.
+        # And no retries (redis-py 8 retries 10 times with a backoff by default): the caller
+        # asks again, and a failover's timing is the engine's, not the client's.
+        sentinel_kwargs={
+            "password": sentinels[0].password,
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": no_retry(),
+        },
         password=nodes[0].password,
         socket_timeout=timeout_s * 2,
         socket_connect_timeout=timeout_s,
+        retry=no_retry(),
     )
+
+
+def no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
 
 
 class AcknowledgedWriter(threading.Thread):
@@ -79,6 +95,7 @@ class AcknowledgedWriter(threading.Thread):
                         password=password,
                         socket_timeout=2,
                         socket_connect_timeout=1,
+                        retry=no_retry(),
                     )
                 primary = clients[address]
                 primary.set(key, value)

@@ -27,7 +27,7 @@ from memops.deploy.targets import RedisTarget, SentinelTarget, load_targets
 from memops.lab.engine import find_engine
 from memops.lab.lifecycle import lab_cache
 from memops.paths import PROJECT_DIR
-from memops.testing.failover import AcknowledgedWriter, rejoined
+from memops.testing.failover import AcknowledgedWriter, rejoined, sentinel_client
 
 pytestmark = pytest.mark.multihost
 
@@ -55,14 +55,7 @@ def _targets(stack: LabStack) -> tuple[list[RedisTarget], list[SentinelTarget]]:
 
 def _sentinel(stack: LabStack) -> Sentinel:
     """redis-py's Sentinel client, as an application finds the primary."""
-    nodes, sentinels = _targets(stack)
-    return Sentinel(
-        [(s.host, s.port) for s in sentinels],
-        sentinel_kwargs={"password": sentinels[0].password, "socket_timeout": 1},
-        password=nodes[0].password,
-        socket_timeout=2,
-        socket_connect_timeout=1,
-    )
+    return sentinel_client(load_targets(stack.lab.state_dir))
 
 
 def _primary(stack: LabStack) -> tuple[str, int]:
