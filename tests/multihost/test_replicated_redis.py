@@ -198,7 +198,7 @@ def test_a_quarantine_holds_on_every_node_and_survives_a_switchover(ha_stack: La
 def test_a_backup_reads_a_replica_and_a_restore_writes_the_primary(ha_stack: LabStack) -> None:
     inventory = ha_stack.lab.inventory
     primary = _node(ha_stack, _primary(ha_stack))
-    keys = {f"{PREFIX}:memory:tenant-b:{n}": f"b-{n}".encode() for n in range(20)}
+    keys = {f"{PREFIX}:memory:tenant-b:chat:{n}": f"b-{n}".encode() for n in range(20)}
     primary.mset(keys)
     primary.execute_command("WAIT", 2, 2000)
     made = ha_invoke(
