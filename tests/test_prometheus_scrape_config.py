@@ -119,6 +119,9 @@ def test_a_replicated_stack_scrapes_every_node(tmp_path: Path) -> None:
     assert _targets(jobs["redis-sentinel"]) == [
         ("127.0.0.1:19121", f"r{i}:26380", f"redis://10.0.1.{i}:26380") for i in (1, 2, 3)
     ]
+    assert _targets(jobs["postgresql"]) == [
+        (f"127.0.0.1:{19187 + i}", f"p{i + 1}:5432", None) for i in (0, 1)
+    ]
     assert _targets(jobs["patroni"]) == [(f"10.0.2.{i}:8008", f"p{i}:8008", None) for i in (1, 2)]
     assert _targets(jobs["etcd"]) == [(f"10.0.3.{i}:2379", f"e{i}:2379", None) for i in (1, 2, 3)]
 
