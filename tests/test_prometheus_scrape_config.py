@@ -117,7 +117,7 @@ def test_a_replicated_stack_scrapes_every_node(tmp_path: Path) -> None:
         ("127.0.0.1:19121", f"r{i}:16379", f"redis://10.0.1.{i}:16379") for i in (1, 2, 3)
     ]
     assert _targets(jobs["redis-sentinel"]) == [
-        ("127.0.0.1:19121", f"r{i}:26380", f"redis://10.0.1.{i}:26380") for i in (1, 2, 3)
+        ("127.0.0.1:19122", f"r{i}:26380", f"redis://10.0.1.{i}:26380") for i in (1, 2, 3)
     ]
     assert _targets(jobs["postgresql"]) == [
         (f"127.0.0.1:{19187 + i}", f"p{i + 1}:5432", None) for i in (0, 1)
