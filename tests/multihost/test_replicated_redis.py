@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from integration.webhook_receiver import WebhookReceiver
 from lab_helpers import HA_LAB_HOME, LabStack, lab_invoke
 from redis.sentinel import Sentinel
 from runbook_steps import check_output, parse, run_invoke
@@ -32,6 +33,7 @@ from memops.testing.failover import AcknowledgedWriter, rejoined, sentinel_clien
 pytestmark = pytest.mark.multihost
 
 RUNBOOK = PROJECT_DIR / "docs" / "runbooks" / "redis-failover.md"
+WEBHOOK_PORT = 19500  # where the lab's Alertmanager sends (memops.lab.plan.WEBHOOK_PORT)
 
 PREFIX = "memops"  # redis_app_key_prefix of the test settings
 MASTER = "memops"
@@ -225,6 +227,40 @@ def test_a_backup_reads_a_replica_and_a_restore_writes_the_primary(ha_stack: Lab
     for node in _targets(ha_stack)[0]:  # the replicas follow the restored primary
         assert _node(ha_stack, (node.host, node.port)).mget(list(keys)) == list(keys.values())
     primary.delete(*keys)
+
+
+def test_a_replica_cut_off_from_its_primary_fires_the_replication_alert(
+    ha_stack: LabStack,
+) -> None:
+    """The replica's link really breaks: a wrong masterauth, then its link killed. The alert
+    names that replica; with the right password back it re-links and the alert resolves."""
+    lab = ha_stack.lab
+    primary = _primary(ha_stack)
+    nodes, _ = _targets(ha_stack)
+    replica = next(n for n in nodes if (n.host, n.port) != primary)
+    client = _node(ha_stack, (replica.host, replica.port))
+    instance = f"{_host_named(ha_stack, replica.host)}:{replica.port}"
+    with WebhookReceiver(lab.gateway, WEBHOOK_PORT) as webhook:
+        cut_at = time.monotonic()
+        client.config_set("masterauth", "not-the-password")
+        client.client_kill_filter(_type="master")
+        try:
+            note = webhook.wait_for(
+                "RedisReplicationLinkDown", "firing", timeout_s=180, since=cut_at
+            )
+            assert note is not None, "RedisReplicationLinkDown never reached the webhook"
+            fired = [
+                a
+                for a in note.body["alerts"]
+                if a["labels"]["alertname"] == "RedisReplicationLinkDown"
+            ]
+            assert {a["labels"]["instance"] for a in fired} == {instance}, fired
+        finally:
+            client.config_set("masterauth", replica.password)
+            client.client_kill_filter(_type="master")
+        _wait_until(
+            lambda: _rejoined(ha_stack, (replica.host, replica.port), primary), 60, "re-linked"
+        )
 
 
 def test_the_failover_runbook_runs_as_typed(ha_stack: LabStack) -> None:
