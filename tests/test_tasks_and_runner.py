@@ -28,7 +28,7 @@ from memops.ops.runner import InventoryUse, Operation, Outcome, run_operation
 from memops.tasks.common import CONFIG_DEFAULTS, inventory_spec
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
-ROOT_TASKS = {"up", "deploy", "health", "render", "remove", "test"}
+ROOT_TASKS = {"up", "deploy", "health", "render", "remove", "switchover", "test"}
 NAMESPACES = {
     "backup": {"create", "list", "verify", "restore", "prune", "drill"},
     "memory": {"rejudge", "chain", "anonymize"},
