@@ -56,3 +56,36 @@ def test_the_inventory_reaches_hosts_over_ssh_and_admits_only_the_lab_addresses(
     settings = inventory_vars(plan)
     # the monitoring host (exporter) and the machine (memops), nothing wider
     assert settings["postgresql_allowed_networks"] == ["198.18.42.1/32", "198.18.42.14/32"]
+
+
+def test_the_replicated_shape_puts_each_ha_engine_on_three_hosts():
+    plan = make_plan(name="ha", hosts=4, subnet="198.18.48.0/24", shape="replicated")
+    ha_host = ("redis", "sentinel", "postgresql", "etcd")
+    assert [h.groups for h in plan.hosts] == [ha_host, ha_host, ha_host, ("qdrant", "monitoring")]
+    children = inventory_hosts(plan, key_file="/k", known_hosts="/kh")["all"]["children"]
+    assert set(children["sentinel"]["hosts"]) == {"ha-1", "ha-2", "ha-3"}
+    assert set(children["etcd"]["hosts"]) == {"ha-1", "ha-2", "ha-3"}
+    assert inventory_vars(plan)["redis_min_replicas_to_write"] == 1
+    staging = make_plan(name="lab", hosts=4, subnet="198.18.42.0/24")
+    assert (
+        "sentinel"
+        not in inventory_hosts(staging, key_file="/k", known_hosts="/kh")["all"]["children"]
+    )
+    assert "redis_min_replicas_to_write" not in inventory_vars(staging)
+
+
+def test_the_replicated_shape_runs_postgresql_under_patroni_with_synchronous_mode():
+    plan = make_plan(name="ha", hosts=4, subnet="198.18.48.0/24", shape="replicated")
+    assert inventory_vars(plan)["postgresql_ha_engine"] == "patroni"
+    assert inventory_vars(plan)["postgresql_patroni_synchronous_mode"] is True
+    staging = make_plan(name="lab", hosts=4, subnet="198.18.42.0/24")
+    assert "postgresql_ha_engine" not in inventory_vars(staging)  # the role's default: none
+
+
+@pytest.mark.parametrize(
+    ("hosts", "shape", "message"),
+    [(3, "replicated", "needs at least 4 hosts"), (4, "ring", "--shape: one of")],
+)
+def test_a_shape_that_cannot_be_made_is_refused(hosts, shape, message):
+    with pytest.raises(BadInput, match=message):
+        make_plan(name="ha", hosts=hosts, subnet="198.18.48.0/24", shape=shape)

@@ -56,9 +56,24 @@ def tier_target(targets: Targets, tier: str) -> Any:
     found = [t for t in targets.components.values() if isinstance(t, kinds[tier])]
     if not found:
         raise BackupError(f"no {tier} is deployed for inventory {targets.inventory!r}")
+    if len(found) > 1 and tier == "redis":
+        return _redis_primary(targets)
     if len(found) > 1:
         raise BackupError(f"{len(found)} {tier} components deployed: back up one at a time")
     return found[0]
+
+
+def _redis_primary(targets: Targets) -> RedisTarget:
+    """A replicated Redis tier's primary, as its Sentinels name it now."""
+    from memops.ha import redis_topology
+    from memops.ha.sentinel import SentinelError
+
+    if not redis_topology.sentinels(targets):
+        raise BackupError("several Redis nodes are deployed and no Sentinel: which is primary?")
+    try:
+        return redis_topology.primary_target(targets)
+    except SentinelError as exc:
+        raise BackupError(str(exc)) from None
 
 
 def open_engine(tier: str, targets: Targets) -> TierEngine:

@@ -55,6 +55,16 @@ class RedisTarget(_PasswordServer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SentinelTarget(_PasswordServer):
+    """A Redis Sentinel watching the primary named ``master``."""
+
+    kind: ClassVar[str] = "redis_sentinel"
+
+    master: str
+    quorum: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
 class PostgresTarget(_PasswordServer):
     kind: ClassVar[str] = "postgresql"
 
@@ -127,8 +137,8 @@ class HttpTarget:
         return (self.bearer_token, self.api_key, urlsplit(self.url).password)
 
 
-Target = RedisTarget | PostgresTarget | QdrantTarget | HttpTarget
-KINDS = ("redis", "postgresql", "qdrant", "http")
+Target = RedisTarget | SentinelTarget | PostgresTarget | QdrantTarget | HttpTarget
+KINDS = ("redis", "redis_sentinel", "postgresql", "qdrant", "http")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -185,6 +195,15 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
             maxmemory_warn_ratio=fields.number(
                 "maxmemory_warn_ratio", default=0.9, minimum=0.01, maximum=1
             ),
+        )
+    if kind == "redis_sentinel":
+        return SentinelTarget(
+            name=name,
+            host=fields.text("host"),
+            port=fields.port("port"),
+            password=fields.text("password", default=None),
+            master=fields.text("master"),
+            quorum=int(fields.number("quorum", default=2, minimum=1, integer=True)),
         )
     if kind == "postgresql":
         sslmode = fields.text("sslmode", default="prefer")

@@ -63,6 +63,7 @@ def plan_of(record: dict[str, Any]) -> LabPlan:
             for host in record["hosts"]
         ),
         systemd=bool(record["systemd"]),
+        shape=str(record.get("shape", "staging")),
     )
 
 
@@ -108,6 +109,7 @@ def up(plan: LabPlan) -> dict[str, Any]:
         "engine": "private dockerd" if engine.private else engine.socket,
         "inventory": str(inventory),
         "systemd": plan.systemd,
+        "shape": plan.shape,
     }
 
 
@@ -117,6 +119,7 @@ def _plan_record(plan: LabPlan) -> dict[str, Any]:
         "subnet": plan.subnet,
         "gateway": plan.gateway,
         "systemd": plan.systemd,
+        "shape": plan.shape,
         "hosts": [asdict(host) for host in plan.hosts],
     }
 

@@ -14,6 +14,15 @@ from memops.errors import BadInput
 
 # Tier groups of the staging inventory, in the order hosts take them.
 TIER_GROUPS = ("redis", "postgresql", "qdrant", "monitoring")
+# The replicated shape adds the HA engines' own groups: Sentinels beside the Redis nodes,
+# etcd members beside the PostgreSQL (Patroni) members.
+HA_GROUPS = ("sentinel", "etcd")
+ALL_GROUPS = (*TIER_GROUPS, *HA_GROUPS)
+# Shapes: "staging" gives each tier a host; "replicated" puts a Redis node, a Sentinel, a
+# PostgreSQL member and an etcd member on each of three hosts, Qdrant and the monitoring on a
+# fourth.
+SHAPES = ("staging", "replicated")
+REPLICAS = 3  # nodes of each replicated tier: a primary and two replicas, quorum 2 of 3
 # Documentation and benchmarking space (RFC 2544): never a network someone runs.
 ALLOWED_SPACE = ipaddress.IPv4Network("198.18.0.0/15")
 DEFAULT_SUBNET = "198.18.42.0/24"
@@ -41,6 +50,7 @@ class LabPlan:
     gateway: str  # the machine's address on the lab network: proxy, webhook, controller
     hosts: tuple[LabHost, ...]
     systemd: bool  # hosts run systemd as PID 1; False: sshd under tini (the pidfile path)
+    shape: str = "staging"
 
     @property
     def proxy_url(self) -> str:
@@ -59,8 +69,22 @@ def groups_for(count: int) -> list[tuple[str, ...]]:
     return [tuple(groups) for groups in assigned]
 
 
-def make_plan(*, name: str, hosts: int, subnet: str, systemd: bool = True) -> LabPlan:
+def replicated_groups_for(count: int) -> list[tuple[str, ...]]:
+    """The replicated shape: three hosts of Redis + Sentinel + PostgreSQL + etcd, one of
+    Qdrant and the monitoring; hosts past the fourth are spares."""
+    ha_host = ("redis", "sentinel", "postgresql", "etcd")
+    shared = [ha_host] * REPLICAS + [("qdrant", "monitoring")]
+    return shared + [()] * (count - len(shared))
+
+
+def make_plan(
+    *, name: str, hosts: int, subnet: str, systemd: bool = True, shape: str = "staging"
+) -> LabPlan:
     """Check the request and lay the hosts out on ``subnet``."""
+    if shape not in SHAPES:
+        raise LabPlanError(f"--shape: one of {', '.join(SHAPES)}, not {shape!r}")
+    if shape == "replicated" and hosts < REPLICAS + 1:
+        raise LabPlanError(f"--shape replicated: needs at least {REPLICAS + 1} hosts, not {hosts}")
     if not name or not all(char.isalnum() or char == "-" for char in name) or len(name) > 30:
         raise LabPlanError(f"lab name {name!r}: letters, digits and '-' only, at most 30")
     if not 1 <= hosts <= MAX_HOSTS:
@@ -77,16 +101,22 @@ def make_plan(*, name: str, hosts: int, subnet: str, systemd: bool = True) -> La
     if network.num_addresses < FIRST_HOST_OFFSET + hosts + 1:
         raise LabPlanError(f"--subnet: {subnet} is too small for {hosts} hosts")
     gateway = str(network.network_address + 1)
+    layout = replicated_groups_for(hosts) if shape == "replicated" else groups_for(hosts)
     lab_hosts = tuple(
         LabHost(
             name=f"{name}-{index + 1}",
             address=str(network.network_address + FIRST_HOST_OFFSET + index),
             groups=groups,
         )
-        for index, groups in enumerate(groups_for(hosts))
+        for index, groups in enumerate(layout)
     )
     return LabPlan(
-        name=name, subnet=str(network), gateway=gateway, hosts=lab_hosts, systemd=systemd
+        name=name,
+        subnet=str(network),
+        gateway=gateway,
+        hosts=lab_hosts,
+        systemd=systemd,
+        shape=shape,
     )
 
 
@@ -94,7 +124,8 @@ def inventory_hosts(plan: LabPlan, *, key_file: str, known_hosts: str) -> dict[s
     """hosts.yml of the lab: the staging inventory's groups, reached over SSH as root."""
     children: dict[str, Any] = {
         group: {"hosts": {host.name: None for host in plan.hosts_in(group)}}
-        for group in TIER_GROUPS
+        for group in ALL_GROUPS
+        if group in TIER_GROUPS or plan.hosts_in(group)
     }
     spares = [host for host in plan.hosts if not host.groups]
     if spares:
@@ -122,7 +153,7 @@ def inventory_vars(plan: LabPlan) -> dict[str, Any]:
     # PostgreSQL admits the monitoring host (its exporter) and the machine (memops itself).
     admitted = sorted({f"{address}/32" for address in [*monitoring, plan.gateway]})
     host_address = "{{ ansible_default_ipv4.address }}"
-    return {
+    settings = {
         "memops_environment": "lab",
         "redis_bind": host_address,
         "redis_app_user": "memory-service",
@@ -151,4 +182,21 @@ def inventory_vars(plan: LabPlan) -> dict[str, Any]:
         "grafana_provision": True,
         # The schedule runs on the controller, this machine: a lab's backups are taken by hand.
         "memops_backup_schedule_enabled": False,
+    }
+    if plan.shape == "replicated":
+        settings.update(replicated_vars(plan))
+    return settings
+
+
+def replicated_vars(plan: LabPlan) -> dict[str, Any]:
+    """The HA engines' settings of the replicated lab: short detection windows, so a
+    failover test takes seconds, and a write acknowledged by a replica before it counts."""
+    return {
+        "redis_sentinel_down_after_milliseconds": 3000,
+        "redis_sentinel_failover_timeout": 20000,
+        "redis_min_replicas_to_write": 1,
+        # PostgreSQL under Patroni on the etcd of the same three hosts; a commit waits for the
+        # synchronous standby, which is the one Patroni promotes.
+        "postgresql_ha_engine": "patroni",
+        "postgresql_patroni_synchronous_mode": True,
     }

@@ -215,6 +215,21 @@ def written_line(tenant: str, found: dict[str, int]) -> str:
     )
 
 
+def node_part(details: dict[str, Any]) -> str:
+    """A replicated node's part, as its probe found it: primary, replica of …, sentinel."""
+    role = details.get("role")
+    if role == "sentinel":
+        return f"  sentinel: primary {details.get('primary')}, ckquorum {details.get('ckquorum')}"
+    if role == "slave":
+        return (
+            f"  replica of {details.get('master_host')}:{details.get('master_port')} "
+            f"(link {details.get('master_link_status')})"
+        )
+    if role == "master" and details.get("connected_replicas"):
+        return f"  primary ({details['connected_replicas']} replicas)"
+    return ""
+
+
 def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:
     width = max(len(name) for name in snapshot.components)
     lines = []
@@ -223,9 +238,10 @@ def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:
         endpoint = target.endpoint if target else "?"
         reasons = ", ".join(component.reason_codes)
         shown = f"  {reasons}" if reasons and str(component.state) != "healthy" else ""
+        part = node_part(component.details)
         lines.append(
             f"{name:<{width}}  {component.state!s:<8}  {component.latency_ms:7.1f} ms  "
-            f"{endpoint}{shown}"
+            f"{endpoint}{part}{shown}"
         )
     lines.append(
         f"stack: {snapshot.state} (failure_streak {snapshot.failure_streak}, "

@@ -7,7 +7,7 @@ from typing import Any
 from memops.errors import MemopsError
 from memops.exitcodes import EXIT_FAILED, EXIT_OK
 from memops.lab import lifecycle
-from memops.lab.plan import DEFAULT_SUBNET, MAX_HOSTS, make_plan
+from memops.lab.plan import DEFAULT_SUBNET, MAX_HOSTS, SHAPES, make_plan
 from memops.ops import options
 from memops.ops.runner import Context, InventoryUse, Operation, Outcome
 
@@ -15,7 +15,7 @@ DEFAULT_NAME = "memops-lab"
 
 
 def lab_up(
-    context: Context, *, hosts: int, subnet: str, name: str, without_systemd: bool
+    context: Context, *, hosts: int, subnet: str, name: str, without_systemd: bool, shape: str
 ) -> Outcome:
     try:
         plan = make_plan(
@@ -23,13 +23,14 @@ def lab_up(
             hosts=hosts,
             subnet=subnet or DEFAULT_SUBNET,
             systemd=not without_systemd,
+            shape=shape or "staging",
         )
         made = lifecycle.up(plan)
     except MemopsError as exc:
         return Outcome.from_error(exc)
     lines = [
         f"lab {made['name']}: {len(made['hosts'])} host(s) up on {made['engine']} "
-        f"({'systemd' if made['systemd'] else 'no systemd'}; image "
+        f"({made['shape']}, {'systemd' if made['systemd'] else 'no systemd'}; image "
         f"{'built' if made['image_built'] else 'cached'}, {made['seconds']} s)",
         *(
             f"  {host['name']:<16} {host['address']:<15} {', '.join(host['groups']) or 'spare'}"
@@ -101,6 +102,11 @@ LAB_UP = Operation(
         ),
         "without_systemd": options.described(
             options.flag(), "hosts run sshd alone, without systemd (the roles' pidfile path)"
+        ),
+        "shape": options.described(
+            options.choices(lambda: SHAPES),
+            "staging (a host per tier, default) or replicated (Redis + Sentinel and "
+            "PostgreSQL + etcd on three hosts, Qdrant and the monitoring on a fourth)",
         ),
     },
     inventory=InventoryUse.OPTIONAL,

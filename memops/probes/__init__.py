@@ -29,6 +29,7 @@ class _LazyProbes(Mapping[str, ProbeFunc]):
 
     _WHERE: ClassVar[dict[str, tuple[str, str]]] = {
         "redis": ("memops.probes.redis", "probe_redis"),
+        "redis_sentinel": ("memops.probes.sentinel", "probe_sentinel"),
         "postgresql": ("memops.probes.postgresql", "probe_postgresql"),
         "qdrant": ("memops.probes.qdrant", "probe_qdrant"),
         "http": ("memops.probes.http", "probe_http"),

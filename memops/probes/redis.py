@@ -88,13 +88,34 @@ def _assess(info: dict[str, Any], target: RedisTarget, started: float) -> ProbeR
             master_link_status=link,
             master_host=info.get("master_host"),
             master_port=info.get("master_port"),
+            master_last_io_seconds_ago=info.get("master_last_io_seconds_ago"),
         )
         if link != "up":
             findings[REPLICA_LINK_DOWN] = State.DEGRADED
     else:
         details["connected_replicas"] = info.get("connected_slaves", 0)
+        details["replicas"] = _replicas(info)
 
     return from_findings(findings, started, details)
+
+
+def _replicas(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The primary's replicas (INFO's slaveN fields): address, state, lag in bytes and seconds."""
+    offset = int(info.get("master_repl_offset", 0))
+    found = []
+    for index in range(int(info.get("connected_slaves", 0))):
+        replica = info.get(f"slave{index}")
+        if not isinstance(replica, dict):
+            continue
+        found.append(
+            {
+                "address": f"{replica.get('ip')}:{replica.get('port')}",
+                "state": replica.get("state"),
+                "lag_bytes": max(0, offset - int(replica.get("offset", 0))),
+                "lag_s": replica.get("lag"),
+            }
+        )
+    return found
 
 
 def _classify(exc: Exception) -> tuple[str, str]:

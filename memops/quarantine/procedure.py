@@ -142,11 +142,16 @@ def _plan_redis(
     with_it = sorted({*others, tenant})
     before, after = (others, with_it) if quarantine else (with_it, others)
     redis_quarantine.check_names([tenant])
-    client = redis_client(target)
-    try:
-        return redis_quarantine.plan(client, user, prefix, before, after)
-    finally:
-        client.close()
+    planned: dict[str, Any] = {}
+    # ACLs are not replicated: every node must hold the same, so a promoted replica serves
+    # the application with the quarantine in force. Each node's ACL is checked here.
+    for node in _redis_nodes(targets, target):
+        client = redis_client(node)
+        try:
+            planned = redis_quarantine.plan(client, user, prefix, before, after)
+        finally:
+            client.close()
+    return planned
 
 
 def _plan_qdrant(
@@ -240,12 +245,32 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> Progress:
 
 
 def _apply_redis(targets: Targets, planned: Plan) -> None:
+    """The new ACL on every node; a node that does not answer leaves the tier open (the
+    same command run again finishes it), never a replica that would expose the namespace
+    once promoted."""
     target, user, _prefix = _redis(targets)
-    client = redis_client(target)
-    try:
-        redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
-    finally:
-        client.close()
+    for node in _redis_nodes(targets, target):
+        client = redis_client(node)
+        try:
+            redis_quarantine.apply(client, user, planned.changes["redis"]["_target"])
+        except redis_quarantine.RedisQuarantineError:
+            raise
+        except Exception as exc:
+            raise redis_quarantine.RedisQuarantineError(
+                f"redis: node {node.endpoint}: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            client.close()
+
+
+def _redis_nodes(targets: Targets, primary: RedisTarget) -> list[RedisTarget]:
+    """The nodes whose ACL a quarantine changes: the primary first, then its replicas."""
+    from memops.ha import redis_topology
+
+    if not redis_topology.is_replicated(targets):
+        return [primary]
+    others = [n for n in redis_topology.redis_nodes(targets) if n.endpoint != primary.endpoint]
+    return [primary, *others]
 
 
 def _apply_postgresql(targets: Targets, planned: Plan) -> None:

@@ -8,6 +8,7 @@ from memops.ops.deploy import DEPLOY
 from memops.ops.health import HEALTH
 from memops.ops.remove import REMOVE
 from memops.ops.render import RENDER
+from memops.ops.switchover import SWITCHOVER
 from memops.ops.up import UP
 from memops.tasks.common import operation_task
 
@@ -34,6 +35,12 @@ remove = operation_task(
 )
 
 
+switchover = operation_task(
+    SWITCHOVER,
+    "Switch a replicated tier's primary through its engine (Sentinel, Patroni); probe after.",
+)
+
+
 test = operation_task(
     TEST,
     "Run the whole test suite: ruff, yamllint, ansible-lint, mypy, the docs build, pytest.",
@@ -41,4 +48,4 @@ test = operation_task(
 )
 
 
-ROOT_TASKS = (up, deploy, health, render, remove, test)
+ROOT_TASKS = (up, deploy, health, render, remove, switchover, test)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lab_helpers import LAB_UP, Lab, LabStack, lab_from, lab_invoke
+from lab_helpers import (
+    HA_LAB_HOME,
+    HA_LAB_UP,
+    LAB_UP,
+    Lab,
+    LabStack,
+    lab_from,
+    lab_invoke,
+)
 
 # Short intervals and the `test` alert profile, as the single-host test stack has them,
 # so that a stopped host's alert reaches the webhook in seconds.
@@ -62,3 +70,26 @@ def lab_stack(lab: Lab) -> LabStack:
     assert run.returncode == 0, f"deploy failed: {run.stderr.strip()}\n{run.stdout[-3000:]}"
     document = run.json()
     return LabStack(lab, document, float(document.get("duration_s", 0)))
+
+
+@pytest.fixture(scope="session")
+def ha_lab() -> Iterator[Lab]:
+    """The replicated shape: Redis + Sentinel and PostgreSQL + etcd on three hosts."""
+    up = lab_invoke(*HA_LAB_UP, home=HA_LAB_HOME)
+    try:
+        assert up.returncode == 0, f"lab.up failed: {up.stderr.strip()}"
+        made = lab_from(up.json(), home=HA_LAB_HOME)
+        overrides = Path(made.inventory) / "group_vars" / "all" / "test.yml"
+        overrides.write_text("---\n" + yaml.safe_dump(TEST_SETTINGS), encoding="utf-8")
+        yield made
+    finally:
+        down = lab_invoke("lab.down", "--json", home=HA_LAB_HOME)
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="session")
+def ha_stack(ha_lab: Lab) -> LabStack:
+    run = lab_invoke("deploy", "--inventory", ha_lab.inventory, "--json", home=HA_LAB_HOME)
+    assert run.returncode == 0, f"deploy failed: {run.stderr.strip()}\n{run.stdout[-3000:]}"
+    document = run.json()
+    return LabStack(ha_lab, document, float(document.get("duration_s", 0)))

@@ -92,3 +92,22 @@ class LabStack:
     lab: Lab
     first_deploy: dict[str, Any]
     first_deploy_s: float
+
+
+# The replicated lab (`lab.up --shape replicated`): its own name, subnet and files, so it
+# can run beside the staging lab of the same session.
+HA_LAB_HOME = STATE_ROOT / "test-ha-lab"
+HA_LAB_NAME = "memops-test-ha"
+HA_SUBNET = "198.18.48.0/24"
+HA_LAB_UP = (
+    "lab.up",
+    "--name",
+    HA_LAB_NAME,
+    "--subnet",
+    HA_SUBNET,
+    "--hosts",
+    "4",
+    "--shape",
+    "replicated",
+    "--json",
+)
