@@ -90,6 +90,19 @@ def _postgres_leader(targets: Targets) -> PostgresTarget:
         raise BackupError(str(exc)) from None
 
 
+def _postgres_reader(targets: Targets) -> PostgresTarget | None:
+    """Where a replicated PostgreSQL tier's backups read: a running standby that Patroni
+    reports caught up (the synchronous one first); None (the leader) when there is none."""
+    from memops.ha.patroni import PatroniError, healthy_standby, is_patroni
+
+    if not is_patroni(targets):
+        return None
+    try:
+        return healthy_standby(targets)
+    except PatroniError:
+        return None
+
+
 def open_engine(tier: str, targets: Targets) -> TierEngine:
     target = tier_target(targets, tier)
     # A replicated tier records each member's deployment under its component name.
@@ -105,7 +118,7 @@ def open_engine(tier: str, targets: Targets) -> TierEngine:
     if tier == "postgresql":
         from memops.backup.postgresql.tier import PostgresTier
 
-        return PostgresTier.from_deployment(target, settings)
+        return PostgresTier.from_deployment(target, settings, reader=_postgres_reader(targets))
     raise BackupError(f"unknown tier {tier!r}: expected one of {', '.join(TIERS)}")
 
 

@@ -247,3 +247,20 @@ def run_switchover(
         "seconds": seconds,
         "old_primary_rejoined": rejoined,
     }
+
+
+def healthy_standby(targets: Targets, *, max_lag_bytes: int = 1024 * 1024) -> PostgresTarget | None:
+    """A running standby at most ``max_lag_bytes`` behind (the synchronous one first), for
+    reads that must not load the leader (backups); None when there is none."""
+    members = patroni_targets(targets)
+    found = cluster_members(_urls(members))
+    standbys = [
+        m
+        for m in found
+        if m.role in (SYNC_STANDBY, REPLICA)
+        and m.running
+        and m.lag_bytes is not None
+        and m.lag_bytes <= max_lag_bytes
+    ]
+    standbys.sort(key=lambda m: (m.role != SYNC_STANDBY, m.lag_bytes or 0))
+    return target_for(members, standbys[0].host, standbys[0].port) if standbys else None
