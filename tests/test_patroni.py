@@ -1,4 +1,4 @@
-"""A Patroni member's target: its REST API and auth, parsed and kept out of repr (no server)."""
+"""A Patroni member's target (its REST API and auth, kept out of repr) and how health shows it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from memops.deploy.targets import PostgresTarget, TargetsError, parse_target
 from memops.ha.patroni import PatroniError, cluster_members
+from memops.ops.health import node_part
 
 MEMBER = {
     "kind": "postgresql",
@@ -43,3 +44,11 @@ def test_no_member_answering_is_refused_naming_each_url() -> None:
     # 192.0.2.1 (TEST-NET-1) never answers; the timeout bounds the wait.
     with pytest.raises(PatroniError, match=r"no Patroni REST API answered.*192\.0\.2\.1"):
         cluster_members(["http://192.0.2.1:8008"], timeout_s=0.2)
+
+
+def test_health_shows_a_members_role_timeline_and_lag() -> None:
+    standby = {"patroni": {"role": "sync_standby", "timeline": 2, "lag_bytes": 0}}
+    assert node_part({**standby, "replication_lag_s": 0.0}) == (
+        "  sync_standby (timeline 2, lag 0 B / 0.0 s)"
+    )
+    assert node_part({"patroni": {"role": "leader", "timeline": 2}}) == "  leader (timeline 2)"
