@@ -179,7 +179,11 @@ def test_a_leader_cut_off_the_network_stops_taking_writes_and_rejoins(
                 ["psql", "-h", "/var/run/postgresql", "-p", str(old.port), "-U", "postgres",
                  "-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"],
             )  # fmt: skip
-            return out.exit_code == 0 and out.output.decode().strip() == "t"
+            said = out.output.decode()
+            # In recovery, or restarting as a standby (not accepting connections): read-only.
+            return (out.exit_code == 0 and said.strip() == "t") or (
+                "starting up" in said or "shutting down" in said
+            )
 
         _wait_until(demoted, 90, f"{old.name} refusing writes")
         others = [t.patroni_url or "" for t in _members_targets(ha_stack) if t.host != address]
@@ -190,17 +194,33 @@ def test_a_leader_cut_off_the_network_stops_taking_writes_and_rejoins(
 
         new = _wait_until(elected, 90, "a new leader among the others")
         assert new is not None
-        with psycopg.connect(_admin_conninfo(ha_stack), autocommit=True) as conn:
-            conn.execute("SELECT 1")  # writes go to the new leader
+
+        def writable() -> bool:  # the new leader takes writes once it has promoted itself
+            with psycopg.connect(_admin_conninfo(ha_stack), autocommit=True) as conn:
+                return conn.info.host != address
+
+        _wait_until(writable, 60, "a read-write connection to the new leader")
     finally:
         network.connect(container, ipv4_address=address)
 
     def follows() -> bool:
-        found = next(m for m in _members(ha_stack) if m.name == old.name)
-        return found.role != LEADER and found.running and found.timeline == new.timeline
+        return _follows(_members(ha_stack), old.name, new.name)
 
     _wait_until(follows, 180, f"{old.name} following {new.name}")
     _wait_healthy(ha_stack, "a healthy cluster again")
+
+
+def _follows(members: list[PatroniMember], old: str, new: str) -> bool:
+    """``old`` runs as a standby of ``new`` on its timeline (the one it took when promoted)."""
+    lead = leader_of(members)
+    found = next(m for m in members if m.name == old)
+    return (
+        lead is not None
+        and lead.name == new
+        and found.role != LEADER
+        and found.running
+        and found.timeline == lead.timeline
+    )
 
 
 class _Writer(threading.Thread):
@@ -283,8 +303,7 @@ def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
     container.start()  # systemd starts etcd and Patroni; Patroni rewinds and follows
 
     def rejoined() -> bool:
-        found = next(m for m in _members(ha_stack) if m.name == old.name)
-        return found.role != LEADER and found.running and found.timeline == new.timeline
+        return _follows(_members(ha_stack), old.name, new.name)
 
     _wait_until(rejoined, 240, f"{old.name} back as a standby of {new.name}")
     rows = _on_member(ha_stack, old.name, f"SELECT count(*) FROM {TABLE}")
