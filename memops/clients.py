@@ -159,6 +159,11 @@ class StackClients:
         return matches[0]
 
     def redis(self, name: str | None = None, **options: Any) -> redis.Redis:
+        """The node ``name``; by default the only one, or a replicated tier's primary now."""
+        from memops.ha import redis_topology
+
+        if name is None and redis_topology.is_replicated(self.targets):
+            return redis_client(redis_topology.primary_target(self.targets), **options)
         return redis_client(self.target(RedisTarget, name), **options)
 
     def postgresql(self, name: str | None = None, **options: Any) -> psycopg.Connection[Any]:

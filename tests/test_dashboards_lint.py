@@ -38,6 +38,7 @@ EXPECTED_UIDS = {
     "qdrant.json": "memops-qdrant",
     "supersede-lifecycle.json": "memops-supersede-lifecycle",
     "backups-drills.json": "memops-backups-drills",
+    "replication.json": "memops-replication",
 }
 PROVISIONING = ("provisioning/dashboards/memops.yml", "provisioning/datasources/memops.yml")
 DEFAULT_JOBS = {name: name for name in REQUIRED_JOBS}
@@ -238,6 +239,29 @@ EXPORTER_METRICS = {
         "memops_restore_drill_last_success",
     },
     "prometheus": {"up"},
+    # The replicated tiers (issue #25): redis_exporter 1.45 scraping Redis 7.0 replicas and a
+    # Sentinel here, postgres_exporter 0.11 with memops' queries on a PostgreSQL 15 standby,
+    # and the sources of Patroni 3.0.2 (patroni/api.py) and etcd 3.4 (etcdserver/metrics.go).
+    "replication": {
+        "redis_instance_info",
+        "redis_master_link_up",
+        "redis_master_repl_offset",
+        "redis_connected_slave_offset_bytes",
+        "redis_connected_slave_lag_seconds",
+        "redis_sentinel_master_ckquorum_status",
+        "redis_sentinel_master_status",
+        "redis_sentinel_master_ok_sentinels",
+        "redis_sentinel_master_ok_slaves",
+        "pg_replication_lag",
+        "pg_replication_is_standby",
+        "pg_replication_wal_receiver_streaming",
+        "pg_stat_replication_pg_wal_lsn_diff",
+        "patroni_primary",
+        "patroni_postgres_timeline",
+        "patroni_cluster_unlocked",
+        "etcd_server_has_leader",
+        "etcd_server_leader_changes_seen_total",
+    },
 }
 EXTERNAL_METRICS_FILE = REPO / "alerts" / "external-metrics.yml"
 

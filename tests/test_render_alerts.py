@@ -233,6 +233,21 @@ def test_issue_coverage() -> None:
         "MemopsBackupStale": "memops_backup_last_success_timestamp_seconds",
         "MemopsBackupSkipped": "memops_backup_last_run_skipped",  # issue #22
         "MemopsRestoreDrillFailed": "memops_restore_drill_last_success",
+        # issue #25: the replicated tiers (names checked against redis_exporter 1.45 on Redis
+        # 7.0 replicas and a Sentinel, postgres_exporter 0.11 on a PostgreSQL 15 standby, and
+        # the sources of Patroni 3.0.2 and etcd 3.4)
+        "RedisReplicationLagBytes": "redis_connected_slave_offset_bytes",
+        "RedisReplicationLagSeconds": "redis_connected_slave_lag_seconds",
+        "RedisFailover": 'redis_instance_info{job="redis",role="master"}',
+        "RedisSentinelDown": 'redis_up{job="redis-sentinel"}',
+        "RedisSentinelQuorumLost": "redis_sentinel_master_ckquorum_status",
+        "PostgresqlStandbyNotStreaming": "pg_replication_wal_receiver_streaming",
+        "PostgresqlReplicationLagBytes": "pg_stat_replication_pg_wal_lsn_diff",
+        "PatroniDown": 'up{job="patroni"}',
+        "PatroniNoLeader": "patroni_cluster_unlocked",
+        "PatroniFailover": "patroni_postgres_timeline",
+        "EtcdMemberDown": 'up{job="etcd"}',
+        "EtcdNoLeader": "etcd_server_has_leader",
     }
     for name, needle in wanted.items():
         assert name in exprs, f"missing alert {name}"

@@ -65,6 +65,15 @@ def tier_target(targets: Targets, tier: str) -> Any:
     return found[0]
 
 
+def _redis_read_node(targets: Targets) -> RedisTarget | None:
+    """Where a backup of a replicated Redis tier reads: a replica in sync (None: the primary)."""
+    from memops.ha import redis_topology
+
+    if not redis_topology.is_replicated(targets):
+        return None
+    return redis_topology.replica_in_sync(targets)
+
+
 def _redis_primary(targets: Targets) -> RedisTarget:
     """A replicated Redis tier's primary, as its Sentinels name it now."""
     from memops.ha import redis_topology
@@ -114,7 +123,7 @@ def open_engine(tier: str, targets: Targets) -> TierEngine:
     if tier == "redis":
         from memops.backup.redis.tier import RedisTier
 
-        return RedisTier.from_deployment(target, settings)
+        return RedisTier.from_deployment(target, settings, read_from=_redis_read_node(targets))
     if tier == "postgresql":
         from memops.backup.postgresql.tier import PostgresTier
 

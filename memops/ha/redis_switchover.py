@@ -29,7 +29,7 @@ class RedisSwitchoverPlan:
 
     def describe(self) -> str:
         to = self.candidate.endpoint if self.candidate else "the replica the Sentinels choose"
-        return f"redis: switch the primary of {self.master!r} from {self.primary.endpoint} to {to}"
+        return f"switch the Redis primary of {self.master!r} from {self.primary.endpoint} to {to}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -59,3 +59,30 @@ def node_by_host(targets: Targets, host: str) -> RedisTarget:
             return target
     known = ", ".join(sorted(t.name.partition("@")[2] or t.host for t in redis_nodes(targets)))
     raise SentinelError(f"no Redis node {host!r} is deployed (known: {known})")
+
+
+def replica_in_sync(
+    targets: Targets, *, max_idle_s: int = 10, timeout_s: float = 2.0
+) -> RedisTarget | None:
+    """A replica that follows the current primary with its link up and heard from it within
+    ``max_idle_s``; None when there is none (a backup then reads the primary)."""
+    from memops.clients import redis_client
+
+    primary = primary_address(targets, timeout_s=timeout_s)
+    for node in redis_nodes(targets):
+        if (node.host, node.port) == primary:
+            continue
+        try:
+            with redis_client(node, timeout_s=timeout_s) as client:
+                info = client.info("replication")
+        except Exception:  # a replica down or refusing: try the next one
+            continue
+        following = (info.get("master_host"), int(info.get("master_port", 0)))
+        if (
+            info.get("role") == "slave"
+            and following == primary
+            and info.get("master_link_status") == "up"
+            and int(info.get("master_last_io_seconds_ago", max_idle_s + 1)) <= max_idle_s
+        ):
+            return node
+    return None

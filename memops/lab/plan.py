@@ -192,7 +192,7 @@ def replicated_vars(plan: LabPlan) -> dict[str, Any]:
     """The HA engines' settings of the replicated lab: short detection windows, so a
     failover test takes seconds, and a write acknowledged by a replica before it counts."""
     return {
-        "redis_sentinel_down_after_milliseconds": 3000,
+        "redis_sentinel_down_after_milliseconds": 5000,
         "redis_sentinel_failover_timeout": 20000,
         "redis_min_replicas_to_write": 1,
         # PostgreSQL under Patroni on the etcd of the same three hosts; a commit waits for the

@@ -78,6 +78,14 @@ def probe_line(targets: Targets, inventory: Inventory) -> tuple[dict[str, Any], 
     return snapshot.to_dict(), f"health: {snapshot.state}"
 
 
+def _read_from(manifest: Any, tier: str) -> str:
+    """`` (read from replica HOST:PORT)`` when a replicated tier's backup spared its primary."""
+    extra = manifest.artifacts[tier].extra
+    if extra.get("read_role") == "replica":
+        return f" (read from replica {extra.get('read_from')})"
+    return ""
+
+
 # -- backup.create ---------------------------------------------------------------------
 
 
@@ -129,7 +137,8 @@ def create(
     }
     lines = [f"backup set {manifest.set_id} in {store.description}"]
     lines += [
-        f"  {t:<10} {counts[t]:>9} item(s) {made.tier_sizes[t]:>12} bytes" for t in manifest.tiers
+        f"  {t:<10} {counts[t]:>9} item(s) {made.tier_sizes[t]:>12} bytes{_read_from(manifest, t)}"
+        for t in manifest.tiers
     ]
     lines += [f"  verified: {'yes' if verified else made.verify.problem}", health_line]
     for tier, done in made.housekeeping.items():

@@ -225,8 +225,8 @@ def node_part(details: dict[str, Any]) -> str:
             f"  replica of {details.get('master_host')}:{details.get('master_port')} "
             f"(link {details.get('master_link_status')})"
         )
-    if role == "master" and details.get("connected_replicas"):
-        return f"  primary ({details['connected_replicas']} replicas)"
+    if role == "master" and (count := details.get("connected_replicas")):
+        return f"  primary ({count} replica{'' if count == 1 else 's'})"
     if isinstance(patroni := details.get("patroni"), dict):
         return patroni_part(patroni, details.get("replication_lag_s"))
     return ""

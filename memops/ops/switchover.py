@@ -36,7 +36,9 @@ def switchover(context: Context, *, tier: str, to: str, dry_run: bool, yes: bool
         return Outcome(EXIT_BAD_INPUT, {"ok": False, "tier": tier}, error=str(exc))
     document = {"ok": True, "dry_run": dry_run, **planned.to_dict()}
     if dry_run:
-        return Outcome(EXIT_OK, document, lines=[f"would {planned.describe()}"], result="dry-run")
+        return Outcome(
+            EXIT_OK, document, lines=[f"dry run: would {planned.describe()}"], result="dry-run"
+        )
     try:
         confirm(planned.describe(), yes=yes)
     except NotConfirmed as exc:

@@ -34,6 +34,10 @@ REQUIRED_JOBS = (
     "prometheus",
     "alertmanager",
     "memory-service",
+    # the replicated tiers: their jobs exist only where the inventory has such hosts
+    "redis-sentinel",
+    "patroni",
+    "etcd",
 )
 
 _DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")

@@ -48,6 +48,7 @@ DASHBOARDS: dict[str, tuple[str, str]] = {
     "qdrant.json": ("qdrant.yml.j2", "memops-qdrant"),
     "supersede-lifecycle.json": ("supersede-lifecycle.yml.j2", "memops-supersede-lifecycle"),
     "backups-drills.json": ("backups-drills.yml.j2", "memops-backups-drills"),
+    "replication.json": ("replication.yml.j2", "memops-replication"),
 }
 DATASOURCES_FILE = "provisioning/datasources/memops.yml"
 PROVIDERS_FILE = "provisioning/dashboards/memops.yml"

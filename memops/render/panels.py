@@ -45,6 +45,11 @@ STYLES: dict[str, dict[str, Any]] = {
     },
     # plain numbers, no colour judgement
     "info": {"map": {}, "steps": [(_BLUE, None)]},
+    # 1 = the primary (leader) of a replicated tier, 0 = a replica
+    "role": {
+        "map": {0: ("REPLICA", _BLUE), 1: ("PRIMARY", _GREEN)},
+        "steps": [(_BLUE, None), (_GREEN, 1)],
+    },
 }
 
 _PANEL_KEYS = {"title", "description", "type", "unit", "targets", "w", "h"} | {

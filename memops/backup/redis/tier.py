@@ -60,36 +60,54 @@ def namespace_file(tenant: str) -> str:
 
 
 class RedisTier:
-    def __init__(self, target: RedisTarget, *, prefix: str = DEFAULT_PREFIX) -> None:
+    """Backs up from ``read_from`` (a replica in sync, in a replicated tier; else the
+    primary) and restores into ``target``, the primary."""
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        read_from: RedisTarget | None = None,
+    ) -> None:
         self.target = target
         self.prefix = prefix
         self.client = redis_client(target, timeout_s=60)
+        self.source = read_from or target
+        self.read_client = (
+            self.client if read_from is None else redis_client(read_from, timeout_s=60)
+        )
 
     @classmethod
-    def from_deployment(cls, target: RedisTarget, deployment: dict[str, Any]) -> RedisTier:
-        return cls(target, prefix=str(deployment.get("key_prefix") or DEFAULT_PREFIX))
+    def from_deployment(
+        cls, target: RedisTarget, deployment: dict[str, Any], read_from: RedisTarget | None = None
+    ) -> RedisTier:
+        prefix = str(deployment.get("key_prefix") or DEFAULT_PREFIX)
+        return cls(target, prefix=prefix, read_from=read_from)
 
     def close(self) -> None:
         self.client.close()
+        if self.read_client is not self.client:
+            self.read_client.close()
 
     # ------------------------------------------------------------------ backup
 
     def backup(self, staging: Path, *, tenants: Sequence[str] | None = None) -> TierArtifact:
         if tenants is None:
-            artifact = backup_full(self.client, staging, server=self.target)
+            artifact = backup_full(self.read_client, staging, server=self.source)
             # The RDB is opaque here: the key ids are counted on the live server right after
             # the BGSAVE (no rotation runs meanwhile: both hold the stack lock).
-            counted = key_id_counts(self.client, self.prefix)
+            counted = key_id_counts(self.read_client, self.prefix)
             counted.pop(NOT_SEALED, None)
             extra = {**self._extra(), **key_ids_extra(counted, KEY_IDS_LIVE)}
             return replace(artifact, kinds={RDB_FILE: "rdb"}, extra=extra)
-        version = server_version(self.client)
+        version = server_version(self.read_client)
         files, summaries = [], {}
         key_ids: Counter[str] = Counter()
         for tenant in tenants:
             name = namespace_file(tenant)
             digest, _size = export_namespace(
-                self.client, self.prefix, tenant, staging / name, meta={"redis": version}
+                self.read_client, self.prefix, tenant, staging / name, meta={"redis": version}
             )
             files.append(name)
             summaries[tenant] = digest.summary()
@@ -110,7 +128,9 @@ class RedisTier:
         )
 
     def _extra(self) -> dict[str, Any]:
-        return {"prefix": self.prefix}
+        """The prefix, and which node the backup read (a replica spares the primary)."""
+        role = "primary" if self.source is self.target else "replica"
+        return {"prefix": self.prefix, "read_from": self.source.endpoint, "read_role": role}
 
     # ----------------------------------------------------------------- restore
 

@@ -1,0 +1,139 @@
+"""Writes that count once a replica acknowledged them, kept up across a failover.
+
+Used by the failover tests and ``benchmarks/failover.py``: the writer finds the primary
+through the Sentinels (as an application does), writes key n = value n, and counts a
+write only when ``WAIT`` says a replica has it. After a failover every counted write must
+be on the new primary.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from memops.deploy.targets import RedisTarget, SentinelTarget, Targets
+from memops.ha import redis_topology
+
+
+@dataclass(frozen=True)
+class Ack:
+    at: float  # time.monotonic() when WAIT answered
+    primary: tuple[str, int]
+
+
+def sentinel_client(targets: Targets, *, timeout_s: float = 1.0) -> Sentinel:
+    """redis-py's Sentinel client for a deployed replicated tier."""
+    nodes = redis_topology.redis_nodes(targets)
+    sentinels: list[SentinelTarget] = redis_topology.sentinels(targets)
+    return Sentinel(
+        [(s.host, s.port) for s in sentinels],
+        # A connect timeout for the Sentinels too: without one, asking the Sentinel of a
+        # dead host first waits for the kernel's SYN retries (46 s here), not the failover.
+        # And no retries (redis-py 8 retries 10 times with a backoff by default): the caller
+        # asks again, and a failover's timing is the engine's, not the client's.
+        sentinel_kwargs={
+            "password": sentinels[0].password,
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": no_retry(),
+        },
+        password=nodes[0].password,
+        socket_timeout=timeout_s * 2,
+        socket_connect_timeout=timeout_s,
+        retry=no_retry(),
+    )
+
+
+def no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+class AcknowledgedWriter(threading.Thread):
+    """Writes ``{key_prefix}:{n}`` = ``value-{n}`` until stopped; a write counts (in
+    ``acknowledged``, with its time and primary in ``acks``) once WAIT says ``replicas``
+    replicas have it."""
+
+    def __init__(
+        self, targets: Targets, key_prefix: str, *, replicas: int = 1, wait_ms: int = 1000
+    ) -> None:
+        super().__init__(daemon=True, name="acknowledged-writer")
+        self.targets = targets
+        self.key_prefix = key_prefix
+        self.replicas = replicas
+        self.wait_ms = wait_ms
+        self.acknowledged: dict[str, bytes] = {}
+        self.acks: list[Ack] = []
+        self.errors = 0
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        sentinel = sentinel_client(self.targets)
+        master = redis_topology.sentinels(self.targets)[0].master
+        password = redis_topology.redis_nodes(self.targets)[0].password
+        clients: dict[tuple[str, int], redis.Redis] = {}
+        n = 0
+        while not self._stop_event.is_set():
+            key, value = f"{self.key_prefix}:{n}", f"value-{n}".encode()
+            n += 1
+            try:
+                host, port = sentinel.discover_master(master)  # asked before every write
+                address = (str(host), int(port))
+                if address not in clients:
+                    clients[address] = redis.Redis(
+                        host=address[0],
+                        port=address[1],
+                        password=password,
+                        socket_timeout=2,
+                        socket_connect_timeout=1,
+                        retry=no_retry(),
+                    )
+                primary = clients[address]
+                primary.set(key, value)
+                replicated = int(primary.execute_command("WAIT", self.replicas, self.wait_ms))
+                if replicated >= self.replicas:
+                    self.acknowledged[key] = value
+                    self.acks.append(Ack(time.monotonic(), address))
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                time.sleep(0.05)
+        for client in clients.values():
+            client.close()
+
+    def first_ack_after(self, moment: float, not_on: tuple[str, int]) -> float | None:
+        """Seconds from ``moment`` to the first acknowledged write on another primary."""
+        for ack in list(self.acks):
+            if ack.at > moment and ack.primary != not_on:
+                return ack.at - moment
+        return None
+
+    def lost_on(self, node: RedisTarget) -> list[str]:
+        """The acknowledged keys ``node`` does not hold with their value."""
+        keys = list(self.acknowledged)
+        with redis.Redis(
+            host=node.host, port=node.port, password=node.password, socket_timeout=5
+        ) as client:
+            values = client.mget(keys) if keys else []
+        return [k for k, v in zip(keys, values, strict=True) if v != self.acknowledged[k]]
+
+
+def rejoined(node: RedisTarget, primary: tuple[str, int]) -> bool:
+    """``node`` replicates from ``primary`` with its link up."""
+    with redis.Redis(
+        host=node.host, port=node.port, password=node.password, socket_timeout=2
+    ) as client:
+        info = client.info("replication")
+    return (
+        info.get("role") == "slave"
+        and (info.get("master_host"), int(info.get("master_port", 0))) == primary
+        and info.get("master_link_status") == "up"
+    )
