@@ -74,6 +74,14 @@ def test_the_replicated_shape_puts_each_ha_engine_on_three_hosts():
     assert "redis_min_replicas_to_write" not in inventory_vars(staging)
 
 
+def test_the_replicated_shape_runs_postgresql_under_patroni_with_synchronous_mode():
+    plan = make_plan(name="ha", hosts=4, subnet="198.18.48.0/24", shape="replicated")
+    assert inventory_vars(plan)["postgresql_ha_engine"] == "patroni"
+    assert inventory_vars(plan)["postgresql_patroni_synchronous_mode"] is True
+    staging = make_plan(name="lab", hosts=4, subnet="198.18.42.0/24")
+    assert "postgresql_ha_engine" not in inventory_vars(staging)  # the role's default: none
+
+
 @pytest.mark.parametrize(
     ("hosts", "shape", "message"),
     [(3, "replicated", "needs at least 4 hosts"), (4, "ring", "--shape: one of")],

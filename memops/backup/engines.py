@@ -58,6 +58,8 @@ def tier_target(targets: Targets, tier: str) -> Any:
         raise BackupError(f"no {tier} is deployed for inventory {targets.inventory!r}")
     if len(found) > 1 and tier == "redis":
         return _redis_primary(targets)
+    if len(found) > 1 and tier == "postgresql":
+        return _postgres_leader(targets)
     if len(found) > 1:
         raise BackupError(f"{len(found)} {tier} components deployed: back up one at a time")
     return found[0]
@@ -85,9 +87,35 @@ def _redis_primary(targets: Targets) -> RedisTarget:
         raise BackupError(str(exc)) from None
 
 
+def _postgres_leader(targets: Targets) -> PostgresTarget:
+    """A PostgreSQL tier run by Patroni: the member that leads now, as Patroni says."""
+    from memops.ha.patroni import PatroniError, find_leader, is_patroni
+
+    if not is_patroni(targets):
+        raise BackupError("several PostgreSQL servers are deployed and no Patroni: which leads?")
+    try:
+        return find_leader(targets)
+    except PatroniError as exc:
+        raise BackupError(str(exc)) from None
+
+
+def _postgres_reader(targets: Targets) -> PostgresTarget | None:
+    """Where a replicated PostgreSQL tier's backups read: a running standby that Patroni
+    reports caught up (the synchronous one first); None (the leader) when there is none."""
+    from memops.ha.patroni import PatroniError, healthy_standby, is_patroni
+
+    if not is_patroni(targets):
+        return None
+    try:
+        return healthy_standby(targets)
+    except PatroniError:
+        return None
+
+
 def open_engine(tier: str, targets: Targets) -> TierEngine:
     target = tier_target(targets, tier)
-    settings = dict(targets.deployment.get(tier) or {})
+    # A replicated tier records each member's deployment under its component name.
+    settings = dict(targets.deployment.get(tier) or targets.deployment.get(target.name) or {})
     if tier == "qdrant":
         from memops.backup.qdrant.tier import QdrantTier
 
@@ -99,7 +127,7 @@ def open_engine(tier: str, targets: Targets) -> TierEngine:
     if tier == "postgresql":
         from memops.backup.postgresql.tier import PostgresTier
 
-        return PostgresTier.from_deployment(target, settings)
+        return PostgresTier.from_deployment(target, settings, reader=_postgres_reader(targets))
     raise BackupError(f"unknown tier {tier!r}: expected one of {', '.join(TIERS)}")
 
 

@@ -73,6 +73,15 @@ class PostgresTarget(_PasswordServer):
     sslmode: str = "prefer"
     expected_schema_version: int = 0
     max_replication_lag_seconds: float = 30
+    # A member run by Patroni: its REST API (no credentials in the URL) and the basic auth
+    # of the API's unsafe endpoints (switchover). None: a cluster of its own.
+    patroni_url: str | None = None
+    patroni_user: str | None = None
+    patroni_password: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.password, self.patroni_password)
 
     def libpq_params(self, dbname: str | None = None) -> dict[str, Any]:
         """Where and as whom to connect, in libpq's parameter names (``dbname`` overrides).
@@ -223,6 +232,11 @@ def parse_target(name: str, data: object, source: str, default_kind: str | None 
             max_replication_lag_seconds=fields.number(
                 "max_replication_lag_seconds", default=30, minimum=0
             ),
+            patroni_url=(
+                fields.http_url("patroni_url").rstrip("/") if "patroni_url" in data else None
+            ),
+            patroni_user=fields.text("patroni_user", default=None),
+            patroni_password=fields.text("patroni_password", default=None),
         )
     if kind == "qdrant":
         url = fields.http_url("url")

@@ -195,4 +195,8 @@ def replicated_vars(plan: LabPlan) -> dict[str, Any]:
         "redis_sentinel_down_after_milliseconds": 5000,
         "redis_sentinel_failover_timeout": 20000,
         "redis_min_replicas_to_write": 1,
+        # PostgreSQL under Patroni on the etcd of the same three hosts; a commit waits for the
+        # synchronous standby, which is the one Patroni promotes.
+        "postgresql_ha_engine": "patroni",
+        "postgresql_patroni_synchronous_mode": True,
     }

@@ -227,7 +227,17 @@ def node_part(details: dict[str, Any]) -> str:
         )
     if role == "master" and (count := details.get("connected_replicas")):
         return f"  primary ({count} replica{'' if count == 1 else 's'})"
+    if isinstance(patroni := details.get("patroni"), dict):
+        return patroni_part(patroni, details.get("replication_lag_s"))
     return ""
+
+
+def patroni_part(patroni: dict[str, Any], lag_s: Any) -> str:
+    """A Patroni member's part: leader, sync_standby or replica, its timeline and lag."""
+    part = f"  {patroni.get('role')} (timeline {patroni.get('timeline')}"
+    if patroni.get("role") != "leader":
+        part += f", lag {patroni.get('lag_bytes')} B / {lag_s} s"
+    return part + ")"
 
 
 def snapshot_lines(snapshot: HealthSnapshot, targets: Targets) -> list[str]:

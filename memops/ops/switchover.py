@@ -11,6 +11,7 @@ from typing import Any
 from memops.deploy.targets import Targets, TargetsError
 from memops.errors import MemopsError
 from memops.exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from memops.ha.patroni import PatroniError
 from memops.ha.sentinel import SentinelError
 from memops.ops import options
 from memops.ops.backup import probe_line
@@ -31,7 +32,7 @@ def switchover(context: Context, *, tier: str, to: str, dry_run: bool, yes: bool
         planned = _plan(tier, targets, to)
     except TargetsError as exc:
         return Outcome.from_error(exc)
-    except SentinelError as exc:
+    except (SentinelError, PatroniError) as exc:
         return Outcome(EXIT_BAD_INPUT, {"ok": False, "tier": tier}, error=str(exc))
     document = {"ok": True, "dry_run": dry_run, **planned.to_dict()}
     if dry_run:
@@ -69,6 +70,10 @@ def _plan(tier: str, targets: Targets, to: str) -> Any:
         from memops.ha.redis_switchover import plan_switchover
 
         return plan_switchover(targets, to)
+    if tier == "postgresql":
+        from memops.ha import patroni
+
+        return patroni.plan_switchover(targets, to)
     raise SentinelError(f"--tier {tier}: no replicated {tier} engine is wired to switchover yet")
 
 
@@ -77,6 +82,10 @@ def _run(tier: str, targets: Targets, planned: Any) -> dict[str, Any]:
         from memops.ha.redis_switchover import run_switchover
 
         return run_switchover(targets, planned, wait_s=WAIT_S)
+    if tier == "postgresql":
+        from memops.ha import patroni
+
+        return patroni.run_switchover(targets, planned, wait_s=WAIT_S)
     raise SentinelError(f"--tier {tier}: not wired")
 
 

@@ -10,6 +10,7 @@ from psycopg import errors as pg_errors
 
 from memops.clients import postgres_connect
 from memops.deploy.targets import PostgresTarget
+from memops.ha.patroni import PatroniError, cluster_members, leader_of
 from memops.probes.errors import safe_message
 from memops.probes.result import (
     AUTH_FAILED,
@@ -17,6 +18,9 @@ from memops.probes.result import (
     DNS_ERROR,
     HOST_UNREACHABLE,
     NOT_READY,
+    PATRONI_MEMBER_NOT_RUNNING,
+    PATRONI_NO_LEADER,
+    PATRONI_UNREACHABLE,
     REPLICATION_LAG_HIGH,
     SCHEMA_BEHIND,
     TIMEOUT,
@@ -94,7 +98,37 @@ def probe_postgresql(target: PostgresTarget, timeout_s: float) -> ProbeResult:
         findings[REPLICATION_LAG_HIGH] = State.DEGRADED
     if schema_version < target.expected_schema_version:
         findings[SCHEMA_BEHIND] = State.DEGRADED
+    if target.patroni_url:
+        findings.update(_patroni_findings(target, timeout_s, details))
     return from_findings(findings, started, details)
+
+
+def _patroni_findings(
+    target: PostgresTarget, timeout_s: float, details: dict[str, Any]
+) -> dict[str, State]:
+    """This member's part as Patroni reports it (role, state, timeline, lag in bytes) into
+    ``details``; soft findings when Patroni does not answer or the cluster has no leader."""
+    try:
+        members = cluster_members([target.patroni_url or ""], timeout_s=timeout_s)
+    except PatroniError:
+        details["patroni"] = None
+        return {PATRONI_UNREACHABLE: State.DEGRADED}
+    me = next((m for m in members if (m.host, m.port) == (target.host, target.port)), None)
+    leader = leader_of(members)
+    details["patroni"] = {
+        "role": me.role if me else None,
+        "state": me.state if me else None,
+        "timeline": me.timeline if me else None,
+        "lag_bytes": me.lag_bytes if me else None,
+        "leader": leader.name if leader else None,
+        "members": len(members),
+    }
+    findings: dict[str, State] = {}
+    if leader is None:
+        findings[PATRONI_NO_LEADER] = State.DEGRADED
+    if me is None or not me.running:
+        findings[PATRONI_MEMBER_NOT_RUNNING] = State.DEGRADED
+    return findings
 
 
 def _one_row(conn: psycopg.Connection[Any], sql: str) -> tuple[Any, ...]:

@@ -50,6 +50,11 @@ REPLICA_LINK_DOWN = "replica_link_down"
 SENTINEL_QUORUM_LOST = "sentinel_quorum_lost"
 SENTINEL_PRIMARY_DOWN = "sentinel_primary_down"
 REPLICATION_LAG_HIGH = "replication_lag_high"
+# A member run by Patroni: its REST API does not answer, the cluster has no running leader,
+# or this member is not running under Patroni (stopped, starting, rewinding).
+PATRONI_UNREACHABLE = "patroni_unreachable"
+PATRONI_NO_LEADER = "patroni_no_leader"
+PATRONI_MEMBER_NOT_RUNNING = "patroni_member_not_running"
 SCHEMA_BEHIND = "schema_behind"
 COLLECTION_NOT_GREEN = "collection_not_green"
 # Not from a probe: quarantine.json says a quarantine (or a release) of a namespace

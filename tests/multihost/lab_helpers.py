@@ -9,6 +9,7 @@ the unpacked tools are shared through the default cache, .state/lab-cache.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +97,11 @@ class LabStack:
 
 # The replicated lab (`lab.up --shape replicated`): its own name, subnet and files, so it
 # can run beside the staging lab of the same session.
+# MEMOPS_TEST_HA_LAB (name) and MEMOPS_TEST_HA_SUBNET move it where a machine shared with
+# other checkouts has room (each checkout runs its own engine, but subnets must not overlap).
 HA_LAB_HOME = STATE_ROOT / "test-ha-lab"
-HA_LAB_NAME = "memops-test-ha"
-HA_SUBNET = "198.18.48.0/24"
+HA_LAB_NAME = os.environ.get("MEMOPS_TEST_HA_LAB", "memops-test-ha")
+HA_SUBNET = os.environ.get("MEMOPS_TEST_HA_SUBNET", "198.18.48.0/24")
 HA_LAB_UP = (
     "lab.up",
     "--name",

@@ -111,6 +111,13 @@ def _summary(count: int, hash_sum: Any) -> TenantSummary:
     )
 
 
+# A standby has no WAL insert position of its own: the position it has replayed up to.
+_POSITION_SQL = """
+SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+            ELSE pg_current_wal_lsn() END::text
+"""
+
+
 class PostgresTier:
     """Backup and restore of one PostgreSQL database of the memory stack.
 
@@ -122,17 +129,31 @@ class PostgresTier:
     objects the owners and grants the postgresql role gives them at the restored
     schema version (``audit_owner.secure`` and ``hand_over``): from 0008 on the
     NOLOGIN owner role owns the database and ``owner`` may connect to it.
+    ``reader`` is where backups read (a healthy standby of a replicated tier); it defaults
+    to ``target``, where everything else reads and writes.
     """
 
     def __init__(
-        self, target: PostgresTarget, *, admin: PostgresTarget | None = None, owner: str = ""
+        self,
+        target: PostgresTarget,
+        *,
+        admin: PostgresTarget | None = None,
+        owner: str = "",
+        reader: PostgresTarget | None = None,
     ) -> None:
         self.target = target
         self.admin = admin or target
         self.owner = owner or target.user
+        self.reader = reader or target
 
     @classmethod
-    def from_deployment(cls, target: PostgresTarget, deployment: dict[str, Any]) -> PostgresTier:
+    def from_deployment(
+        cls,
+        target: PostgresTarget,
+        deployment: dict[str, Any],
+        *,
+        reader: PostgresTarget | None = None,
+    ) -> PostgresTier:
         """The tier of a deployed cluster, administered as its superuser: over the network
         as the administration login where the role made one for memops on another machine
         (``admin_login``), else as postgres over the local socket (peer auth)."""
@@ -141,9 +162,9 @@ class PostgresTier:
         login = deployment.get("admin_login") or {}
         if isinstance(login, dict) and login.get("user") and login.get("password"):
             remote = replace(target, user=str(login["user"]), password=str(login["password"]))
-            return cls(target, admin=remote, owner=owner)
+            return cls(target, admin=remote, owner=owner, reader=reader)
         if not socket_dir:
-            return cls(target, owner=owner)
+            return cls(target, owner=owner, reader=reader)
         admin = replace(
             target,
             host=str(socket_dir),
@@ -152,7 +173,7 @@ class PostgresTier:
             password=None,
             sslmode="disable",
         )
-        return cls(target, admin=admin, owner=owner)
+        return cls(target, admin=admin, owner=owner, reader=reader)
 
     def close(self) -> None:
         """Nothing stays open between calls."""
@@ -200,8 +221,10 @@ class PostgresTier:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
 
-    def _connect(self, dbname: str | None = None, *, admin: bool = False, **kw: Any) -> Any:
-        base = self.admin if admin else self.target
+    def _connect(
+        self, dbname: str | None = None, *, admin: bool = False, read: bool = False, **kw: Any
+    ) -> Any:
+        base = self.admin if admin else self.reader if read else self.target
         return postgres_connect(replace(base, dbname=dbname or base.dbname), **kw)
 
     # ----------------------------------------------------------------- reading
@@ -229,10 +252,10 @@ class PostgresTier:
         db = self.target.dbname
         files: list[str] = []
         kinds: dict[str, str] = {}
-        with self._connect() as conn:
+        with self._connect(read=True) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            lsn = conn.execute(_POSITION_SQL).fetchone()[0]
             server = conn.execute("SHOW server_version").fetchone()[0]
             schema = migrate.current_version(conn)
             counts = {
@@ -243,7 +266,7 @@ class PostgresTier:
             }
             if tenants is None:
                 # The dump runs beside this session's checksums, in the same snapshot.
-                env = pg_tools.libpq_env(self.target)
+                env = pg_tools.libpq_env(self.reader)
                 with ThreadPoolExecutor(max_workers=1) as pool:
                     dumping = pool.submit(  # in this context: its progress shows
                         contextvars.copy_context().run,
@@ -276,6 +299,7 @@ class PostgresTier:
             scope="full" if tenants is None else "namespaces",
             extra={
                 "dbname": db,
+                "source": self.reader.endpoint,  # the standby (or primary) the set was read on
                 "row_counts": counts,
                 "tokens": {tenant_token(t): t for t in summaries},
             },

@@ -1,0 +1,323 @@
+"""A replicated PostgreSQL tier on the lab: three members under Patroni on a three-member etcd.
+
+The proofs of issue #25's PostgreSQL half, on the shared replicated lab (``ha_stack``):
+Patroni reports a leader, a synchronous standby and a replica, and health names each one's
+part; a second deploy changes nothing; `invoke switchover --tier postgresql` moves the
+leader; a leader cut off the network stops taking writes while another is elected, and
+follows it once back; a killed leader's host is replaced by the synchronous standby with no
+committed row lost, and the old leader rejoins on the new timeline after `docker start`.
+Every fact comes from Patroni and from rows, not from memops' own view.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from lab_helpers import HA_LAB_HOME, LabStack, lab_invoke
+
+from memops.deploy.targets import PostgresTarget, load_targets
+from memops.ha.patroni import (
+    LEADER,
+    SYNC_STANDBY,
+    PatroniMember,
+    cluster_members,
+    leader_of,
+    patroni_targets,
+)
+from memops.lab.engine import find_engine
+from memops.lab.lifecycle import lab_cache
+
+pytestmark = pytest.mark.multihost
+
+T = TypeVar("T")
+TABLE = "memops_failover_rows"
+
+
+def ha_invoke(*args: str, timeout: float = 600) -> Any:
+    return lab_invoke(*args, timeout=timeout, home=HA_LAB_HOME)
+
+
+def _wait_until(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception:  # a member restarting, a REST API not up yet: ask again
+            value = None
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _members_targets(stack: LabStack) -> list[PostgresTarget]:
+    return patroni_targets(load_targets(stack.lab.state_dir))
+
+
+def _members(stack: LabStack) -> list[PatroniMember]:
+    return cluster_members([t.patroni_url or "" for t in _members_targets(stack)], timeout_s=1)
+
+
+def _admin_conninfo(stack: LabStack, dbname: str = "postgres") -> str:
+    """memops' administration login (admitted from the machine), to every member at once:
+    libpq tries them in turn and keeps the one that takes writes."""
+    targets = load_targets(stack.lab.state_dir)
+    members = patroni_targets(targets)
+    login = targets.deployment[members[0].name]["admin_login"]
+    hosts = ",".join(t.host for t in members)
+    ports = ",".join(str(t.port) for t in members)
+    return psycopg.conninfo.make_conninfo(
+        host=hosts,
+        port=ports,
+        dbname=dbname,
+        user=login["user"],
+        password=login["password"],
+        target_session_attrs="read-write",
+        connect_timeout=2,
+    )
+
+
+def _on_member(stack: LabStack, host: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on one member (any role) and return its rows."""
+    targets = load_targets(stack.lab.state_dir)
+    member = next(t for t in patroni_targets(targets) if t.name == f"postgresql@{host}")
+    login = targets.deployment[member.name]["admin_login"]
+    with psycopg.connect(
+        host=member.host,
+        port=member.port,
+        dbname="postgres",
+        user=login["user"],
+        password=login["password"],
+        connect_timeout=3,
+    ) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _container(stack: LabStack, host: str) -> Any:
+    engine = find_engine(lab_cache())
+    assert engine is not None
+    return engine.client.containers.get(host)
+
+
+def _healthy_cluster(stack: LabStack) -> list[PatroniMember] | None:
+    members = _members(stack)
+    roles = sorted(m.role for m in members)
+    ok = len(members) == 3 and all(m.running for m in members)
+    return members if ok and roles == [LEADER, "replica", SYNC_STANDBY] else None
+
+
+def _wait_healthy(stack: LabStack, what: str) -> list[PatroniMember]:
+    members = _wait_until(lambda: _healthy_cluster(stack), 120, what)
+    assert members is not None
+    return members
+
+
+def test_patroni_runs_a_leader_a_sync_standby_and_a_replica(ha_stack: LabStack) -> None:
+    members = _wait_healthy(ha_stack, "three running members")
+    leader = leader_of(members)
+    assert leader is not None
+    code, document = _health(ha_stack)
+    assert code == 0, document
+    for member in members:
+        details = document["components"][f"postgresql@{member.name}"]["details"]
+        assert details["patroni"]["role"] == member.role
+        assert details["patroni"]["timeline"] == member.timeline
+        assert details["patroni"]["leader"] == leader.name
+    # The replication logins are admitted from the members only (pg_hba), never the machine.
+    rules = _on_member(
+        ha_stack,
+        leader.name,
+        "SELECT address FROM pg_hba_file_rules WHERE 'replication' = ANY(database)",
+    )
+    addresses = {t.host for t in _members_targets(ha_stack)}
+    assert {row[0] for row in rules} == addresses
+
+
+def test_a_second_deploy_changes_nothing(ha_stack: LabStack) -> None:
+    again = ha_invoke("deploy", "--inventory", ha_stack.lab.inventory, "--json", timeout=1800)
+    assert again.returncode == 0, again.stderr
+    document = again.json()
+    assert document["changed"] == 0, document.get("changed_tasks")
+
+
+def test_switchover_moves_the_leader_to_the_sync_standby(ha_stack: LabStack) -> None:
+    members = _wait_healthy(ha_stack, "a healthy cluster")
+    old = leader_of(members)
+    sync = next(m for m in members if m.role == SYNC_STANDBY)
+    assert old is not None
+    run = ha_invoke(
+        "switchover", "--inventory", ha_stack.lab.inventory, "--tier", "postgresql",
+        "--to", sync.name, "--yes", "--json",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.json()["new"] == sync.name
+    after = _wait_healthy(ha_stack, "the old leader following")
+    now = leader_of(after)
+    assert now is not None and now.name == sync.name
+    assert now.timeline is not None and old.timeline is not None and now.timeline > old.timeline
+
+
+def test_a_leader_cut_off_the_network_stops_taking_writes_and_rejoins(
+    ha_stack: LabStack,
+) -> None:
+    members = _wait_healthy(ha_stack, "a healthy cluster")
+    old = leader_of(members)
+    assert old is not None
+    network = find_engine(lab_cache()).client.networks.get(ha_stack.lab.name)  # type: ignore[union-attr]
+    container = _container(ha_stack, old.name)
+    address = ha_stack.lab.hosts[old.name]["address"]
+    network.disconnect(container)
+    try:
+        # No split brain: cut off from etcd, the old leader demotes itself to read-only.
+        def demoted() -> bool:
+            out = container.exec_run(
+                ["psql", "-h", "/var/run/postgresql", "-p", str(old.port), "-U", "postgres",
+                 "-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"],
+            )  # fmt: skip
+            said = out.output.decode()
+            # In recovery, or restarting as a standby (not accepting connections): read-only.
+            return (out.exit_code == 0 and said.strip() == "t") or (
+                "starting up" in said or "shutting down" in said
+            )
+
+        _wait_until(demoted, 90, f"{old.name} refusing writes")
+        others = [t.patroni_url or "" for t in _members_targets(ha_stack) if t.host != address]
+
+        def elected() -> PatroniMember | None:
+            lead = leader_of(cluster_members(others))
+            return lead if lead is not None and lead.name != old.name else None
+
+        new = _wait_until(elected, 90, "a new leader among the others")
+        assert new is not None
+
+        def writable() -> bool:  # the new leader takes writes once it has promoted itself
+            with psycopg.connect(_admin_conninfo(ha_stack), autocommit=True) as conn:
+                return conn.info.host != address
+
+        _wait_until(writable, 60, "a read-write connection to the new leader")
+    finally:
+        network.connect(container, ipv4_address=address)
+
+    def follows() -> bool:
+        return _follows(_members(ha_stack), old.name, new.name)
+
+    _wait_until(follows, 180, f"{old.name} following {new.name}")
+    _wait_healthy(ha_stack, "a healthy cluster again")
+
+
+def _follows(members: list[PatroniMember], old: str, new: str) -> bool:
+    """``old`` runs as a standby of ``new`` on its timeline (the one it took when promoted)."""
+    lead = leader_of(members)
+    found = next(m for m in members if m.name == old)
+    return (
+        lead is not None
+        and lead.name == new
+        and found.role != LEADER
+        and found.running
+        and found.timeline == lead.timeline
+    )
+
+
+class _Writer(threading.Thread):
+    """Inserts numbered rows through the multi-host string; keeps those whose commit
+    was acknowledged (with synchronous_mode: on the synchronous standby too)."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(daemon=True)
+        self.conninfo = conninfo
+        self.acknowledged: list[int] = []
+        self.ack_times: list[float] = []
+        self.ack_hosts: list[str] = []  # the server that acknowledged each row
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        n = 0
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                conn.execute(f"INSERT INTO {TABLE} (n) VALUES (%s)", (n,))
+                self.acknowledged.append(n)
+                self.ack_times.append(time.monotonic())
+                self.ack_hosts.append(conn.info.host)
+            except psycopg.Error:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.1)
+            n += 1
+        if conn is not None:
+            conn.close()
+
+
+def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
+    ha_stack: LabStack,
+) -> None:
+    members = _wait_healthy(ha_stack, "a healthy cluster")
+    old = leader_of(members)
+    sync = next(m for m in members if m.role == SYNC_STANDBY)
+    assert old is not None
+    conninfo = _admin_conninfo(ha_stack)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (n bigint PRIMARY KEY)")
+        conn.execute(f"TRUNCATE {TABLE}")
+    container = _container(ha_stack, old.name)
+    old_address = ha_stack.lab.hosts[old.name]["address"]
+    writer = _Writer(conninfo)
+    writer.start()
+    try:
+        _wait_until(lambda: len(writer.acknowledged) >= 50, 30, "writes before the kill")
+        killed_at = time.monotonic()
+        container.kill()
+        _wait_until(
+            lambda: writer.ack_hosts and writer.ack_hosts[-1] != old_address,
+            120,
+            "acknowledged writes on the new leader",
+        )
+        first_ack = next(
+            t
+            for t, host in zip(writer.ack_times, writer.ack_hosts, strict=True)
+            if t > killed_at and host != old_address
+        )
+    finally:
+        writer.stop.set()
+        writer.join(timeout=10)
+    others = [
+        t.patroni_url or ""
+        for t in _members_targets(ha_stack)
+        if t.name != f"postgresql@{old.name}"
+    ]
+    new = leader_of(cluster_members(others))
+    assert new is not None and new.name == sync.name, "Patroni promotes the synchronous standby"
+    with psycopg.connect(conninfo) as conn:
+        stored = {row[0] for row in conn.execute(f"SELECT n FROM {TABLE}")}
+    lost = sorted(set(writer.acknowledged) - stored)
+    seconds = round(first_ack - killed_at, 1)
+    print(
+        f"failover: writes back {seconds} s after the kill; "
+        f"{len(writer.acknowledged)} acknowledged, {len(lost)} lost"
+    )
+    assert not lost, f"{len(lost)} committed rows lost of {len(writer.acknowledged)}"
+
+    container.start()  # systemd starts etcd and Patroni; Patroni rewinds and follows
+
+    def rejoined() -> bool:
+        return _follows(_members(ha_stack), old.name, new.name)
+
+    _wait_until(rejoined, 240, f"{old.name} back as a standby of {new.name}")
+    rows = _on_member(ha_stack, old.name, f"SELECT count(*) FROM {TABLE}")
+    assert rows[0][0] >= len(writer.acknowledged)
+    _wait_until(lambda: _health(ha_stack)[0] == 0, 180, "a healthy stack again")
+
+
+def _health(stack: LabStack) -> tuple[int, dict[str, Any]]:
+    run = ha_invoke("health", "--inventory", stack.lab.inventory, "--json", timeout=300)
+    return run.returncode, run.json()
