@@ -9,13 +9,17 @@ replicated`, then `invoke deploy`; MEMOPS_LAB_DIR names the lab). Without, it st
 own lab (memops-bench-ha on 198.18.50.0/24, files in .state/bench-ha-lab), deploys, runs,
 and takes the lab down (unless --keep).
 
-Each run: a client writes through the Sentinels' primary and counts a write once WAIT says a
-replica has it; the primary's container is killed (`docker kill`); the figure is the time
-from the kill to the first acknowledged write on the new primary, divided by the engine's
-own detection window (Sentinel's down-after-milliseconds, read from the Sentinels): goal
-<= 1.5. Lost writes (acknowledged, missing on the new primary): goal 0. The killed host is
-started again and must rejoin as a replica before the next run.
-The tiny run (tests/multihost/test_replicated_redis.py): --inventory of the test lab, --runs 1.
+Each run, per tier (--tier redis, postgresql or all): a client writes through the engine
+(Redis: the Sentinels' primary, a write counted once WAIT says a replica has it;
+PostgreSQL: the libpq multi-host string with target_session_attrs=read-write, a row counted
+once its commit returned, synchronous_mode on); the primary's (leader's) container is
+killed (`docker kill`); the figure is the time from the kill to the first acknowledged write
+on the new primary, divided by the engine's own detection window (Sentinel's
+down-after-milliseconds, Patroni's ttl, both read from the engine): goal <= 1.5. Lost
+writes (acknowledged, missing on the new primary): goal 0. The killed host is started again
+and must rejoin as a replica before the next run.
+The tiny run (tests/multihost/test_replicated_redis.py): --inventory of the test lab,
+--runs 1, both tiers.
 """
 
 from __future__ import annotations
@@ -34,12 +38,17 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from memops.deploy.targets import load_targets  # noqa: E402
-from memops.ha import redis_topology  # noqa: E402
+from memops.ha import patroni, redis_topology  # noqa: E402
 from memops.ha.sentinel import master_state  # noqa: E402
 from memops.lab.engine import find_engine  # noqa: E402
 from memops.lab.lifecycle import lab_cache, lab_home, read_record  # noqa: E402
 from memops.paths import state_dir_for  # noqa: E402
-from memops.testing.failover import AcknowledgedWriter, rejoined  # noqa: E402
+from memops.testing.failover import (  # noqa: E402
+    AcknowledgedWriter,
+    CommittedWriter,
+    postgres_conninfo,
+    rejoined,
+)
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 NAME = "memops-bench-ha"
@@ -110,11 +119,74 @@ def redis_run(state_dir: Path, hosts: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def postgresql_run(state_dir: Path, hosts: dict[str, str]) -> dict[str, Any]:
+    """One kill of the Patroni leader's host; its figures (the window: Patroni's ttl, read
+    from its REST API's GET /config)."""
+    import httpx
+
+    targets = load_targets(state_dir)
+    urls = [t.patroni_url or "" for t in patroni.patroni_targets(targets)]
+    ttl_s = float(httpx.get(f"{urls[0].rstrip('/')}/config", timeout=5).json()["ttl"])
+    old = patroni.leader_of(patroni.cluster_members(urls))
+    if old is None:
+        raise RuntimeError("no Patroni leader before the kill")
+    container = find_engine(lab_cache()).client.containers.get(hosts[old.host])  # type: ignore[union-attr]
+    writer = CommittedWriter(postgres_conninfo(targets))
+    writer.prepare()
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acknowledged) >= 50, 60, "commits before the kill")
+        killed_at = time.monotonic()
+        container.kill()
+        back_s = wait_until(
+            lambda: writer.first_ack_after(killed_at, not_on=old.host),
+            180,
+            "a commit on a new leader",
+        )
+        time.sleep(1)
+    finally:
+        writer.stop()
+    lost = writer.lost()
+    container.start()
+
+    def old_follows() -> bool:
+        members = patroni.cluster_members(urls)
+        lead = patroni.leader_of(members)
+        again = next(m for m in members if m.name == old.name)
+        return (
+            lead is not None
+            and lead.name != old.name
+            and again.running
+            and again.timeline == lead.timeline
+        )
+
+    wait_until(old_follows, 300, "the killed leader back as a standby")
+    return {
+        "seconds_to_write": round(back_s, 2),
+        "detection_window_s": ttl_s,
+        "ratio": round(back_s / ttl_s, 3),
+        "acknowledged": len(writer.acknowledged),
+        "lost": len(lost),
+    }
+
+
+def summary(tier: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ratios = [run["ratio"] for run in runs]
+    return {
+        "tier": tier,
+        "runs": runs,
+        "ratio_max": max(ratios),
+        "ratio_median": statistics.median(ratios),
+        "seconds_max": max(run["seconds_to_write"] for run in runs),
+        "lost_total": sum(run["lost"] for run in runs),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", help="a deployed replicated lab stack (default: its own)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tier", choices=["redis"], default="redis")
+    parser.add_argument("--tier", choices=["redis", "postgresql", "all"], default="all")
     parser.add_argument("--keep", action="store_true", help="leave its own lab up at the end")
     args = parser.parse_args()
     own = not args.inventory
@@ -132,20 +204,25 @@ def main() -> int:
             raise RuntimeError("no lab record: set MEMOPS_LAB_DIR to the lab of --inventory")
         hosts = {host["address"]: host["name"] for host in record["hosts"]}
         state_dir = state_dir_for(Path(inventory).name)
-        runs = [redis_run(state_dir, hosts) for _ in range(args.runs)]
+        tiers = {}
+        if args.tier in ("redis", "all"):
+            tiers["redis"] = summary(
+                "redis", [redis_run(state_dir, hosts) for _ in range(args.runs)]
+            )
+        if args.tier in ("postgresql", "all"):
+            tiers["postgresql"] = summary(
+                "postgresql",
+                [postgresql_run(state_dir, hosts) for _ in range(args.runs)],
+            )
     finally:
         if own and not args.keep:
             invoke("lab.down")
-    ratios = [run["ratio"] for run in runs]
     print(
         json.dumps(
             {
-                "tier": args.tier,
-                "runs": runs,
-                "ratio_max": max(ratios),
-                "ratio_median": statistics.median(ratios),
-                "seconds_max": max(run["seconds_to_write"] for run in runs),
-                "lost_total": sum(run["lost"] for run in runs),
+                "tiers": tiers,
+                "ratio_max": max(t["ratio_max"] for t in tiers.values()),
+                "lost_total": sum(t["lost_total"] for t in tiers.values()),
                 "goal": {"ratio_max": 1.5, "lost_total": 0},
             }
         )

@@ -93,7 +93,7 @@ TINY = {
         stack=True,
         timeout=900,
     ),
-    # Needs a replicated lab stack: run on the multihost tests' own, with --runs 1.
+    # Needs a replicated lab stack: run on the multihost tests' own, --runs 1, both tiers.
     "failover.py": Tiny(
         [],
         ["ratio_max"],

@@ -168,7 +168,7 @@ class PatroniSwitchoverPlan:
 
     def describe(self) -> str:
         to = self.candidate.name if self.candidate else "the standby Patroni chooses"
-        return f"postgresql: switch the leader from {self.leader.name} to {to}"
+        return f"switch the PostgreSQL leader from {self.leader.name} to {to}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

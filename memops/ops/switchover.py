@@ -26,7 +26,7 @@ WAIT_S = 60.0
 def switchover(context: Context, *, tier: str, to: str, dry_run: bool, yes: bool) -> Outcome:
     inventory = context.require_inventory()
     if not tier:
-        return Outcome(EXIT_BAD_INPUT, {"ok": False}, error="switchover: --tier redis|postgresql")
+        return Outcome(EXIT_BAD_INPUT, {"ok": False}, error="--tier: redis or postgresql")
     try:
         targets = deployed_targets(inventory)
         planned = _plan(tier, targets, to)

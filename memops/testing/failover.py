@@ -137,3 +137,90 @@ def rejoined(node: RedisTarget, primary: tuple[str, int]) -> bool:
         and (info.get("master_host"), int(info.get("master_port", 0))) == primary
         and info.get("master_link_status") == "up"
     )
+
+
+# ------------------------------------------------------------------ PostgreSQL (Patroni)
+
+POSTGRES_TABLE = "memops_failover_rows"
+
+
+def postgres_conninfo(targets: Targets, dbname: str = "postgres") -> str:
+    """memops' administration login to every Patroni member at once: libpq tries them in
+    turn and keeps the one that takes writes (``target_session_attrs=read-write``)."""
+    import psycopg
+
+    from memops.ha.patroni import patroni_targets
+
+    members = patroni_targets(targets)
+    login = targets.deployment[members[0].name]["admin_login"]
+    return psycopg.conninfo.make_conninfo(
+        host=",".join(t.host for t in members),
+        port=",".join(str(t.port) for t in members),
+        dbname=dbname,
+        user=login["user"],
+        password=login["password"],
+        target_session_attrs="read-write",
+        connect_timeout=2,
+    )
+
+
+class CommittedWriter(threading.Thread):
+    """Inserts numbered rows into ``POSTGRES_TABLE`` through the multi-host string; a row
+    counts once its commit returned (with synchronous_mode: on the synchronous standby too),
+    with the time and the server that acknowledged it."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(daemon=True, name="committed-writer")
+        self.conninfo = conninfo
+        self.acknowledged: list[int] = []
+        self.acks: list[tuple[float, str]] = []  # (time.monotonic(), server host)
+        self.errors = 0
+        self._stop_event = threading.Event()
+
+    def prepare(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {POSTGRES_TABLE} (n bigint PRIMARY KEY)")
+            conn.execute(f"TRUNCATE {POSTGRES_TABLE}")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        import psycopg
+
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        n = 0
+        while not self._stop_event.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                conn.execute(f"INSERT INTO {POSTGRES_TABLE} (n) VALUES (%s)", (n,))
+                self.acknowledged.append(n)
+                self.acks.append((time.monotonic(), str(conn.info.host)))
+            except psycopg.Error:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.1)
+            n += 1
+        if conn is not None:
+            conn.close()
+
+    def first_ack_after(self, moment: float, not_on: str) -> float | None:
+        """Seconds from ``moment`` to the first row another server acknowledged."""
+        for at, host in list(self.acks):
+            if at > moment and host != not_on:
+                return at - moment
+        return None
+
+    def lost(self) -> list[int]:
+        """The acknowledged rows the current leader does not hold."""
+        import psycopg
+
+        with psycopg.connect(self.conninfo) as conn:
+            stored = {row[0] for row in conn.execute(f"SELECT n FROM {POSTGRES_TABLE}")}
+        return sorted(set(self.acknowledged) - stored)

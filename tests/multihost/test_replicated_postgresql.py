@@ -11,14 +11,15 @@ Every fact comes from Patroni and from rows, not from memops' own view.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
 from lab_helpers import HA_LAB_HOME, LabStack, lab_invoke
+from runbook_steps import check_output, parse, run_invoke
 
 from memops.deploy.targets import PostgresTarget, load_targets
 from memops.ha.patroni import (
@@ -31,11 +32,13 @@ from memops.ha.patroni import (
 )
 from memops.lab.engine import find_engine
 from memops.lab.lifecycle import lab_cache
+from memops.paths import PROJECT_DIR
+from memops.testing.failover import POSTGRES_TABLE, CommittedWriter, postgres_conninfo
 
 pytestmark = pytest.mark.multihost
 
 T = TypeVar("T")
-TABLE = "memops_failover_rows"
+TABLE = POSTGRES_TABLE
 
 
 def ha_invoke(*args: str, timeout: float = 600) -> Any:
@@ -64,22 +67,8 @@ def _members(stack: LabStack) -> list[PatroniMember]:
 
 
 def _admin_conninfo(stack: LabStack, dbname: str = "postgres") -> str:
-    """memops' administration login (admitted from the machine), to every member at once:
-    libpq tries them in turn and keeps the one that takes writes."""
-    targets = load_targets(stack.lab.state_dir)
-    members = patroni_targets(targets)
-    login = targets.deployment[members[0].name]["admin_login"]
-    hosts = ",".join(t.host for t in members)
-    ports = ",".join(str(t.port) for t in members)
-    return psycopg.conninfo.make_conninfo(
-        host=hosts,
-        port=ports,
-        dbname=dbname,
-        user=login["user"],
-        password=login["password"],
-        target_session_attrs="read-write",
-        connect_timeout=2,
-    )
+    """memops' administration login (admitted from the machine), to every member at once."""
+    return postgres_conninfo(load_targets(stack.lab.state_dir), dbname)
 
 
 def _on_member(stack: LabStack, host: str, sql: str) -> list[tuple[Any, ...]]:
@@ -223,41 +212,6 @@ def _follows(members: list[PatroniMember], old: str, new: str) -> bool:
     )
 
 
-class _Writer(threading.Thread):
-    """Inserts numbered rows through the multi-host string; keeps those whose commit
-    was acknowledged (with synchronous_mode: on the synchronous standby too)."""
-
-    def __init__(self, conninfo: str) -> None:
-        super().__init__(daemon=True)
-        self.conninfo = conninfo
-        self.acknowledged: list[int] = []
-        self.ack_times: list[float] = []
-        self.ack_hosts: list[str] = []  # the server that acknowledged each row
-        self.errors = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        n = 0
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
-                conn.execute(f"INSERT INTO {TABLE} (n) VALUES (%s)", (n,))
-                self.acknowledged.append(n)
-                self.ack_times.append(time.monotonic())
-                self.ack_hosts.append(conn.info.host)
-            except psycopg.Error:
-                self.errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.1)
-            n += 1
-        if conn is not None:
-            conn.close()
-
-
 def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
     ha_stack: LabStack,
 ) -> None:
@@ -265,31 +219,22 @@ def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
     old = leader_of(members)
     sync = next(m for m in members if m.role == SYNC_STANDBY)
     assert old is not None
-    conninfo = _admin_conninfo(ha_stack)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (n bigint PRIMARY KEY)")
-        conn.execute(f"TRUNCATE {TABLE}")
     container = _container(ha_stack, old.name)
     old_address = ha_stack.lab.hosts[old.name]["address"]
-    writer = _Writer(conninfo)
+    writer = CommittedWriter(_admin_conninfo(ha_stack))
+    writer.prepare()
     writer.start()
     try:
         _wait_until(lambda: len(writer.acknowledged) >= 50, 30, "writes before the kill")
         killed_at = time.monotonic()
         container.kill()
-        _wait_until(
-            lambda: writer.ack_hosts and writer.ack_hosts[-1] != old_address,
+        back_s = _wait_until(
+            lambda: writer.first_ack_after(killed_at, not_on=old_address),
             120,
             "acknowledged writes on the new leader",
         )
-        first_ack = next(
-            t
-            for t, host in zip(writer.ack_times, writer.ack_hosts, strict=True)
-            if t > killed_at and host != old_address
-        )
     finally:
-        writer.stop.set()
-        writer.join(timeout=10)
+        writer.stop()
     others = [
         t.patroni_url or ""
         for t in _members_targets(ha_stack)
@@ -297,10 +242,8 @@ def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
     ]
     new = leader_of(cluster_members(others))
     assert new is not None and new.name == sync.name, "Patroni promotes the synchronous standby"
-    with psycopg.connect(conninfo) as conn:
-        stored = {row[0] for row in conn.execute(f"SELECT n FROM {TABLE}")}
-    lost = sorted(set(writer.acknowledged) - stored)
-    seconds = round(first_ack - killed_at, 1)
+    lost = writer.lost()
+    seconds = round(back_s, 1)
     print(
         f"failover: writes back {seconds} s after the kill; "
         f"{len(writer.acknowledged)} acknowledged, {len(lost)} lost"
@@ -321,3 +264,47 @@ def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
 def _health(stack: LabStack) -> tuple[int, dict[str, Any]]:
     run = ha_invoke("health", "--inventory", stack.lab.inventory, "--json", timeout=300)
     return run.returncode, run.json()
+
+
+RUNBOOK = PROJECT_DIR / "docs" / "runbooks" / "postgresql-failover.md"
+
+
+def test_the_failover_runbook_runs_as_typed(ha_stack: LabStack) -> None:
+    """docs/runbooks/postgresql-failover.md, every step as typed; section 3 after a real kill
+    of the leader's host, its second step once the host is back and follows the new leader."""
+    lab = ha_stack.lab
+    sections = parse(RUNBOOK.read_text(), heading="## ")
+    assert [s.title for s in sections] == [
+        "1. Who leads",
+        "2. Planned switchover",
+        "3. After an unplanned failover",
+    ]
+    values: dict[str, str] = {}
+
+    def run(step: Any) -> None:
+        lines = run_invoke(step, values, Path(lab.inventory), lab.state_dir)
+        check_output(step, lines, values, ())
+
+    _wait_healthy(ha_stack, "a healthy cluster")
+    for step in sections[0].steps + sections[1].steps:
+        run(step)
+    old = leader_of(_wait_healthy(ha_stack, "a healthy cluster after the switchover"))
+    assert old is not None
+    container = _container(ha_stack, old.name)
+    container.kill()
+    try:
+        others = [t.patroni_url or "" for t in _members_targets(ha_stack) if t.host != old.host]
+
+        def elected() -> PatroniMember | None:
+            lead = leader_of(cluster_members(others))
+            return lead if lead is not None and lead.name != old.name and lead.running else None
+
+        new = _wait_until(elected, 120, "a new leader")
+        first, *rest = sections[2].steps
+        run(first)
+    finally:
+        container.start()
+    _wait_until(lambda: _follows(_members(ha_stack), old.name, new.name), 240, "rejoined")
+    _wait_until(lambda: _health(ha_stack)[0] == 0, 180, "a healthy stack again")
+    for step in rest:
+        run(step)

@@ -377,5 +377,6 @@ def test_the_failover_benchmark_runs_at_a_tiny_size(ha_stack: LabStack) -> None:
     result = json.loads(run.stdout)
     print(json.dumps(result))
     assert result["ratio_max"] > 0 and result["lost_total"] == 0, result
-    assert result["runs"][0]["acknowledged"] > 50
+    assert set(result["tiers"]) == {"redis", "postgresql"}, result
+    assert all(t["runs"][0]["acknowledged"] > 50 for t in result["tiers"].values()), result
     _wait_until(lambda: health(ha_stack)[0] == 0, 120, "a healthy stack after the benchmark")
