@@ -84,6 +84,23 @@ def wait_until(check: Any, timeout_s: float, what: str) -> Any:
     raise RuntimeError(f"{what}: not within {timeout_s:g}s")
 
 
+def wait_healthy(inventory: str, timeout_s: float = 360) -> None:
+    """Before a kill, the whole stack healthy again: every host of the replicated lab runs a
+    Redis node, a PostgreSQL member and an etcd member, so the previous kill hit all three."""
+
+    def healthy() -> bool:
+        run = subprocess.run(
+            [INVOKE, "health", "--inventory", inventory],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        return run.returncode == 0
+
+    wait_until(healthy, timeout_s, "a healthy stack before the kill")
+
+
 def redis_run(state_dir: Path, hosts: dict[str, str]) -> dict[str, Any]:
     """One kill of the Redis primary's host; its figures."""
     targets = load_targets(state_dir)
@@ -206,14 +223,17 @@ def main() -> int:
         state_dir = state_dir_for(Path(inventory).name)
         tiers = {}
         if args.tier in ("redis", "all"):
-            tiers["redis"] = summary(
-                "redis", [redis_run(state_dir, hosts) for _ in range(args.runs)]
-            )
+            runs = []
+            for _ in range(args.runs):
+                wait_healthy(inventory)
+                runs.append(redis_run(state_dir, hosts))
+            tiers["redis"] = summary("redis", runs)
         if args.tier in ("postgresql", "all"):
-            tiers["postgresql"] = summary(
-                "postgresql",
-                [postgresql_run(state_dir, hosts) for _ in range(args.runs)],
-            )
+            runs = []
+            for _ in range(args.runs):
+                wait_healthy(inventory)
+                runs.append(postgresql_run(state_dir, hosts))
+            tiers["postgresql"] = summary("postgresql", runs)
     finally:
         if own and not args.keep:
             invoke("lab.down")
