@@ -195,7 +195,7 @@ def test_a_leader_cut_off_the_network_stops_taking_writes_and_rejoins(
     def follows() -> bool:
         return _follows(_members(ha_stack), old.name, new.name)
 
-    _wait_until(follows, 180, f"{old.name} following {new.name}")
+    _wait_until(follows, 420, f"{old.name} following {new.name}")
     _wait_healthy(ha_stack, "a healthy cluster again")
 
 
