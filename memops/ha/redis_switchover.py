@@ -122,11 +122,7 @@ def _wait_for_rejoin(old: RedisTarget, new: tuple[str, int], *, wait_s: float) -
                 info = client.info("replication")
         except Exception:  # restarting, loading: ask again
             info = {}
-        if (
-            info.get("role") == "slave"
-            and (info.get("master_host"), int(info.get("master_port", 0))) == new
-            and info.get("master_link_status") == "up"
-        ):
+        if redis_topology.follows(info, new):
             return True
         time.sleep(0.5)
     return False

@@ -7,10 +7,21 @@ stored: a failover may have moved it since the deploy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from memops.deploy.targets import RedisTarget, SentinelTarget, Targets
 from memops.ha.sentinel import SentinelEndpoint, SentinelError, primary_of
+
+
+def follows(info: Mapping[str, Any], primary: tuple[str, int]) -> bool:
+    """INFO replication of a node says: a replica of ``primary`` with its link up."""
+    return (
+        info.get("role") == "slave"
+        and (info.get("master_host"), int(info.get("master_port", 0))) == primary
+        and info.get("master_link_status") == "up"
+    )
 
 
 def redis_nodes(targets: Targets) -> list[RedisTarget]:
@@ -77,12 +88,7 @@ def replica_in_sync(
                 info = client.info("replication")
         except Exception:  # a replica down or refusing: try the next one
             continue
-        following = (info.get("master_host"), int(info.get("master_port", 0)))
-        if (
-            info.get("role") == "slave"
-            and following == primary
-            and info.get("master_link_status") == "up"
-            and int(info.get("master_last_io_seconds_ago", max_idle_s + 1)) <= max_idle_s
-        ):
+        idle_s = int(info.get("master_last_io_seconds_ago", max_idle_s + 1))
+        if follows(info, primary) and idle_s <= max_idle_s:
             return node
     return None

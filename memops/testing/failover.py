@@ -131,12 +131,7 @@ def rejoined(node: RedisTarget, primary: tuple[str, int]) -> bool:
     with redis.Redis(
         host=node.host, port=node.port, password=node.password, socket_timeout=2
     ) as client:
-        info = client.info("replication")
-    return (
-        info.get("role") == "slave"
-        and (info.get("master_host"), int(info.get("master_port", 0))) == primary
-        and info.get("master_link_status") == "up"
-    )
+        return redis_topology.follows(client.info("replication"), primary)
 
 
 # ------------------------------------------------------------------ PostgreSQL (Patroni)
