@@ -166,18 +166,11 @@ def postgresql_run(state_dir: Path, hosts: dict[str, str]) -> dict[str, Any]:
     lost = writer.lost()
     container.start()
 
-    def old_follows() -> bool:
-        members = patroni.cluster_members(urls)
-        lead = patroni.leader_of(members)
-        again = next(m for m in members if m.name == old.name)
-        return (
-            lead is not None
-            and lead.name != old.name
-            and again.running
-            and again.timeline == lead.timeline
-        )
-
-    wait_until(old_follows, 300, "the killed leader back as a standby")
+    wait_until(
+        lambda: patroni.follows(patroni.cluster_members(urls), old.name),
+        300,
+        "the killed leader back as a standby",
+    )
     return {
         "seconds_to_write": round(back_s, 2),
         "detection_window_s": ttl_s,

@@ -101,6 +101,22 @@ def leader_of(members: Sequence[PatroniMember]) -> PatroniMember | None:
     return next((m for m in members if m.role == LEADER and m.running), None)
 
 
+def follows(members: Sequence[PatroniMember], old: str, new: str | None = None) -> bool:
+    """Member ``old`` runs as a standby on the leader's timeline (the one the leader took
+    when promoted); with ``new``, that leader is ``new``."""
+    lead = leader_of(members)
+    found = next((m for m in members if m.name == old), None)
+    return (
+        lead is not None
+        and found is not None
+        and lead.name != old
+        and (new is None or lead.name == new)
+        and found.role != LEADER
+        and found.running
+        and found.timeline == lead.timeline
+    )
+
+
 def find_leader(targets: Targets, *, timeout_s: float = 2.0) -> PostgresTarget:
     """The target of the member that leads now; PatroniError when none does."""
     members = patroni_targets(targets)

@@ -27,6 +27,7 @@ from memops.ha.patroni import (
     SYNC_STANDBY,
     PatroniMember,
     cluster_members,
+    follows,
     leader_of,
     patroni_targets,
 )
@@ -192,24 +193,11 @@ def test_a_leader_cut_off_the_network_stops_taking_writes_and_rejoins(
     finally:
         network.connect(container, ipv4_address=address)
 
-    def follows() -> bool:
-        return _follows(_members(ha_stack), old.name, new.name)
+    def old_follows_new() -> bool:
+        return follows(_members(ha_stack), old.name, new.name)
 
-    _wait_until(follows, 420, f"{old.name} following {new.name}")
+    _wait_until(old_follows_new, 420, f"{old.name} following {new.name}")
     _wait_healthy(ha_stack, "a healthy cluster again")
-
-
-def _follows(members: list[PatroniMember], old: str, new: str) -> bool:
-    """``old`` runs as a standby of ``new`` on its timeline (the one it took when promoted)."""
-    lead = leader_of(members)
-    found = next(m for m in members if m.name == old)
-    return (
-        lead is not None
-        and lead.name == new
-        and found.role != LEADER
-        and found.running
-        and found.timeline == lead.timeline
-    )
 
 
 def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
@@ -253,7 +241,7 @@ def test_a_killed_leader_host_is_replaced_by_the_sync_standby_losing_no_commit(
     container.start()  # systemd starts etcd and Patroni; Patroni rewinds and follows
 
     def rejoined() -> bool:
-        return _follows(_members(ha_stack), old.name, new.name)
+        return follows(_members(ha_stack), old.name, new.name)
 
     _wait_until(rejoined, 240, f"{old.name} back as a standby of {new.name}")
     rows = _on_member(ha_stack, old.name, f"SELECT count(*) FROM {TABLE}")
@@ -304,7 +292,7 @@ def test_the_failover_runbook_runs_as_typed(ha_stack: LabStack) -> None:
         run(first)
     finally:
         container.start()
-    _wait_until(lambda: _follows(_members(ha_stack), old.name, new.name), 240, "rejoined")
+    _wait_until(lambda: follows(_members(ha_stack), old.name, new.name), 240, "rejoined")
     _wait_until(lambda: _health(ha_stack)[0] == 0, 180, "a healthy stack again")
     for step in rest:
         run(step)
