@@ -3,6 +3,8 @@
 SENTINEL FAILOVER takes no target: to steer it to one replica, that replica's
 ``replica-priority`` is lowered (preferred) for the switchover and put back afterwards.
 The Sentinels still refuse a replica they judge unfit (link down, too far behind).
+A switchover killed in between leaves that node preferred; the next one finds it
+(``left_preferred``) and puts its priority back before anything else.
 """
 
 from __future__ import annotations
@@ -11,13 +13,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from memops.clients import redis_client
 from memops.deploy.targets import RedisTarget, Targets
 from memops.ha import redis_topology
-from memops.ha.sentinel import SentinelError, request_failover, wait_for_new_primary
+from memops.ha.sentinel import (
+    SentinelError,
+    request_failover,
+    wait_for_current_views,
+    wait_for_new_primary,
+)
 
 PREFERRED_PRIORITY = 1
 DEFAULT_PRIORITY = 100  # Redis' default replica-priority
+VIEWS_WAIT_S = 15.0  # a Sentinel reads each replica's INFO every 10 s
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,18 @@ class RedisSwitchoverPlan:
     primary: RedisTarget
     candidate: RedisTarget | None  # None: the Sentinels choose
     replicas: tuple[RedisTarget, ...]
+    left_preferred: tuple[RedisTarget, ...] = ()  # by an interrupted switchover
 
     def describe(self) -> str:
         to = self.candidate.endpoint if self.candidate else "the replica the Sentinels choose"
-        return f"switch the Redis primary of {self.master!r} from {self.primary.endpoint} to {to}"
+        said = f"switch the Redis primary of {self.master!r} from {self.primary.endpoint} to {to}"
+        if self.left_preferred:
+            nodes = ", ".join(n.endpoint for n in self.left_preferred)
+            said += (
+                f", after putting back the replica-priority an interrupted switchover "
+                f"left on {nodes}"
+            )
+        return said
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +56,7 @@ class RedisSwitchoverPlan:
             "from": self.primary.endpoint,
             "to": self.candidate.endpoint if self.candidate else None,
             "replicas": [r.endpoint for r in self.replicas],
+            "left_preferred": [n.endpoint for n in self.left_preferred],
         }
 
 
@@ -57,10 +76,19 @@ def plan_switchover(targets: Targets, to: str) -> RedisSwitchoverPlan:
         candidate = redis_topology.node_by_host(targets, to)
         if candidate.endpoint == primary.endpoint:
             raise SentinelError(f"{to} ({candidate.endpoint}) is the primary already")
-    for replica in [candidate] if candidate else list(replicas):
+    chosen = [candidate] if candidate else list(replicas)
+    for replica in chosen:
         _require_linked(replica, primary)
     master = redis_topology.sentinels(targets)[0].master
-    return RedisSwitchoverPlan(master, primary, candidate, replicas)
+    wait_for_current_views(
+        redis_topology.endpoints(redis_topology.sentinels(targets)),
+        master,
+        (primary.host, primary.port),
+        [r.endpoint for r in chosen],
+        wait_s=VIEWS_WAIT_S,
+    )
+    left = tuple(n for n in (primary, *replicas) if _priority(n) == PREFERRED_PRIORITY)
+    return RedisSwitchoverPlan(master, primary, candidate, replicas, left)
 
 
 def _require_linked(replica: RedisTarget, primary: RedisTarget) -> None:
@@ -83,6 +111,8 @@ def run_switchover(
     started = time.monotonic()
     sentinels = redis_topology.endpoints(redis_topology.sentinels(targets))
     old = (planned.primary.host, planned.primary.port)
+    for node in planned.left_preferred:
+        _set_priority(node, DEFAULT_PRIORITY)
     if planned.candidate is not None:
         _set_priority(planned.candidate, PREFERRED_PRIORITY)
     try:
@@ -105,6 +135,15 @@ def run_switchover(
         "new": f"{new[0]}:{new[1]}",
         "seconds": seconds,
     }
+
+
+def _priority(node: RedisTarget) -> int | None:
+    """The node's replica-priority now; None when it does not answer (a stopped replica)."""
+    try:
+        with redis_client(node, timeout_s=2) as client:
+            return int(client.config_get("replica-priority")["replica-priority"])
+    except (RedisError, OSError, KeyError, ValueError):
+        return None
 
 
 def _set_priority(node: RedisTarget, priority: int) -> None:

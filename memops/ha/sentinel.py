@@ -92,10 +92,74 @@ def primary_of(
 def master_state(endpoint: SentinelEndpoint, master: str, timeout_s: float) -> dict[str, Any]:
     """One Sentinel's SENTINEL MASTER fields for ``master`` (name -> value, as strings)."""
     with sentinel_client(endpoint, timeout_s) as client:
-        flat = client.execute_command("SENTINEL", "MASTER", master)
+        return _fields(client.execute_command("SENTINEL", "MASTER", master))
+
+
+def _fields(flat: Any) -> dict[str, Any]:
+    """A Sentinel reply of name/value pairs (RESP2 list or RESP3 map) as a dict."""
     if isinstance(flat, dict):
         return {str(k): v for k, v in flat.items()}
     return {str(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+def stale_views(
+    endpoints: Sequence[SentinelEndpoint],
+    master: str,
+    primary: tuple[str, int],
+    replicas: Sequence[str],
+    *,
+    timeout_s: float = 2.0,
+) -> list[str]:
+    """Each answering Sentinel's view of a replica in ``replicas`` ("host:port") that is not
+    "a replica of ``primary`` with its link up", one line each; [] when all are current.
+
+    A Sentinel reads a replica's INFO only every 10 s. Right after a switchover one may
+    still take the old primary for a primary: it would turn a replica promoted in that
+    window back into a replica (``+convert-to-slave``), and the failover then aborts
+    after failover-timeout (seen on the lab with back-to-back switchovers).
+    """
+    stale = []
+    for endpoint in endpoints:
+        try:
+            with sentinel_client(endpoint, timeout_s) as client:
+                views = client.execute_command("SENTINEL", "REPLICAS", master)
+        except Exception:  # a Sentinel down reverts nothing
+            continue
+        for view in map(_fields, views):
+            name = str(view.get("name"))
+            if name not in replicas:
+                continue
+            following = (str(view.get("master-host")), int(view.get("master-port") or 0))
+            if (
+                view.get("role-reported") != "slave"
+                or following != primary
+                or view.get("master-link-status") != "ok"
+            ):
+                stale.append(
+                    f"Sentinel {endpoint.address} sees {name} as {view.get('role-reported')} "
+                    f"(of {following[0]}, link {view.get('master-link-status')})"
+                )
+    return stale
+
+
+def wait_for_current_views(
+    endpoints: Sequence[SentinelEndpoint],
+    master: str,
+    primary: tuple[str, int],
+    replicas: Sequence[str],
+    *,
+    wait_s: float,
+) -> None:
+    """Wait until no Sentinel has a stale view of ``replicas``; SentinelError after
+    ``wait_s`` (a little over the Sentinels' 10 s INFO period is enough)."""
+    deadline = time.monotonic() + wait_s
+    while stale := stale_views(endpoints, master, primary, replicas):
+        if time.monotonic() >= deadline:
+            raise SentinelError(
+                f"the Sentinels' view of the replicas is not current after {wait_s:g}s: "
+                f"{'; '.join(stale)}; nothing changed"
+            )
+        time.sleep(0.5)
 
 
 # SENTINEL SET accepts these; the role keeps them as the inventory says.

@@ -19,6 +19,7 @@ from redis.sentinel import Sentinel
 
 from memops.deploy.targets import RedisTarget, SentinelTarget, Targets
 from memops.ha import redis_topology
+from memops.ha.sentinel import master_state, stale_views
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,36 @@ def rejoined(node: RedisTarget, primary: tuple[str, int]) -> bool:
         host=node.host, port=node.port, password=node.password, socket_timeout=2
     ) as client:
         return redis_topology.follows(client.info("replication"), primary)
+
+
+def redis_settled(targets: Targets) -> bool:
+    """A quiet tier, where a switchover can start: every Sentinel names the same primary
+    with no failover in progress and sees the others as its replicas, it is a primary, and
+    every other node follows it."""
+    found = redis_topology.sentinels(targets)
+    endpoints = redis_topology.endpoints(found)
+    views = [master_state(e, found[0].master, 2.0) for e in endpoints]
+    if any("failover_in_progress" in str(view.get("flags", "")) for view in views):
+        return False
+    primaries = {(str(view.get("ip")), int(view.get("port", 0))) for view in views}
+    if len(primaries) != 1:
+        return False
+    primary = primaries.pop()
+    others = [
+        n.endpoint for n in redis_topology.redis_nodes(targets) if (n.host, n.port) != primary
+    ]
+    if stale_views(endpoints, found[0].master, primary, others):
+        return False
+    for node in redis_topology.redis_nodes(targets):
+        if (node.host, node.port) == primary:
+            with redis.Redis(
+                host=node.host, port=node.port, password=node.password, socket_timeout=2
+            ) as client:
+                if client.info("replication").get("role") != "master":
+                    return False
+        elif not rejoined(node, primary):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------ PostgreSQL (Patroni)
