@@ -169,10 +169,14 @@ def _redis_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:
         if change["restores_base"]
         else f"{change['patterns_after']} patterns"
     )
-    return [
+    lines = [
         f"  redis: ACL user {change['user']!r}: key patterns "
         f"{change['patterns_before']} -> {after} (no key is touched)"
     ]
+    if change.get("unreachable"):
+        missing = ", ".join(change["unreachable"])
+        lines.append(f"  redis: not answering, left open for the next run: {missing}")
+    return lines
 
 
 def _postgresql_lines(planned: procedure.Plan, change: dict[str, Any]) -> list[str]:

@@ -142,16 +142,31 @@ def _plan_redis(
     with_it = sorted({*others, tenant})
     before, after = (others, with_it) if quarantine else (with_it, others)
     redis_quarantine.check_names([tenant])
-    planned: dict[str, Any] = {}
     # ACLs are not replicated: every node must hold the same, so a promoted replica serves
-    # the application with the quarantine in force. Each node's ACL is checked here.
-    for node in _redis_nodes(targets, target):
-        client = redis_client(node)
+    # the application with the quarantine in force. Each node's ACL is checked here. The
+    # primary must answer; a replica that does not is changed by the next run (the tier
+    # stays open), so a lost replica never stops the quarantine of the rest.
+    primary, *replicas = _redis_nodes(targets, target)
+    planned = _plan_redis_node(primary, user, prefix, before, after)
+    unreachable = []
+    for node in replicas:
         try:
-            planned = redis_quarantine.plan(client, user, prefix, before, after)
-        finally:
-            client.close()
+            _plan_redis_node(node, user, prefix, before, after)
+        except (redis.RedisError, OSError):
+            unreachable.append(node.endpoint)
+    if unreachable:
+        planned["unreachable"] = unreachable
     return planned
+
+
+def _plan_redis_node(
+    node: RedisTarget, user: str, prefix: str, before: list[str], after: list[str]
+) -> dict[str, Any]:
+    client = redis_client(node)
+    try:
+        return redis_quarantine.plan(client, user, prefix, before, after)
+    finally:
+        client.close()
 
 
 def _plan_qdrant(
@@ -245,10 +260,11 @@ def execute(state_dir: Path, targets: Targets, planned: Plan) -> Progress:
 
 
 def _apply_redis(targets: Targets, planned: Plan) -> None:
-    """The new ACL on every node; a node that does not answer leaves the tier open (the
-    same command run again finishes it), never a replica that would expose the namespace
-    once promoted."""
+    """The new ACL on every node that answers; one that does not leaves the tier open (the
+    same command run again finishes it), never silently a replica that would expose the
+    namespace once promoted."""
     target, user, _prefix = _redis(targets)
+    missed = []
     for node in _redis_nodes(targets, target):
         client = redis_client(node)
         try:
@@ -256,11 +272,14 @@ def _apply_redis(targets: Targets, planned: Plan) -> None:
         except redis_quarantine.RedisQuarantineError:
             raise
         except Exception as exc:
-            raise redis_quarantine.RedisQuarantineError(
-                f"redis: node {node.endpoint}: {type(exc).__name__}: {exc}"
-            ) from None
+            missed.append(f"{node.endpoint} ({type(exc).__name__}: {exc})")
         finally:
             client.close()
+    if missed:
+        raise redis_quarantine.RedisQuarantineError(
+            f"redis: node(s) not changed: {'; '.join(missed)}; run the same command again "
+            "once they answer"
+        )
 
 
 def _redis_nodes(targets: Targets, primary: RedisTarget) -> list[RedisTarget]:
