@@ -2,10 +2,11 @@
 
 The proofs of issue #25's PostgreSQL half, on the shared replicated lab (``ha_stack``):
 Patroni reports a leader, a synchronous standby and a replica, and health names each one's
-part; a second deploy changes nothing; `invoke switchover --tier postgresql` moves the
-leader; a leader cut off the network stops taking writes while another is elected, and
-follows it once back; a killed leader's host is replaced by the synchronous standby with no
-committed row lost, and the old leader rejoins on the new timeline after `docker start`.
+part; a second deploy changes nothing; a whole restore, done on the leader, is what every
+member serves; `invoke switchover --tier postgresql` moves the leader; a leader cut off
+the network stops taking writes while another is elected, and follows it once back; a
+killed leader's host is replaced by the synchronous standby with no committed row lost,
+and the old leader rejoins on the new timeline after `docker start`.
 Every fact comes from Patroni and from rows, not from memops' own view.
 """
 
@@ -21,6 +22,8 @@ import pytest
 from lab_helpers import HA_LAB_HOME, LabStack, lab_invoke
 from runbook_steps import check_output, parse, run_invoke
 
+from memops.backup.engines import tier_target
+from memops.clients import postgres_connect
 from memops.deploy.targets import PostgresTarget, load_targets
 from memops.ha.patroni import (
     LEADER,
@@ -34,6 +37,7 @@ from memops.ha.patroni import (
 from memops.lab.engine import find_engine
 from memops.lab.lifecycle import lab_cache
 from memops.paths import PROJECT_DIR
+from memops.testing import workload as wl
 from memops.testing.failover import POSTGRES_TABLE, CommittedWriter, postgres_conninfo
 
 pytestmark = pytest.mark.multihost
@@ -133,6 +137,50 @@ def test_a_second_deploy_changes_nothing(ha_stack: LabStack) -> None:
     assert again.returncode == 0, again.stderr
     document = again.json()
     assert document["changed"] == 0, document.get("changed_tasks")
+
+
+def _tenant_digest(target: PostgresTarget, tenants: list[str]) -> tuple[Any, ...]:
+    """What a member holds of ``tenants``: rows and a hash of every column of each."""
+    with postgres_connect(target) as conn:
+        row = conn.execute(
+            "SELECT count(*), sum(hash_record_extended(m.*, 0)) FROM memory_items m "
+            "WHERE tenant_id = ANY(%s)",
+            [tenants],
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_whole_restore_on_the_leader_is_followed_by_every_member(ha_stack: LabStack) -> None:
+    inventory = ha_stack.lab.inventory
+    data = wl.generate(seed=2525, tenants=2, items_per_tenant=10, nasty=False)
+    tenants = list(data.tenants)
+    targets = load_targets(ha_stack.lab.state_dir)
+    leader = tier_target(targets, "postgresql")
+    with postgres_connect(leader) as conn:
+        conn.execute("DELETE FROM memory_items WHERE tenant_id = ANY(%s)", [tenants])
+        wl.write_postgres(conn, data)
+    wanted = _tenant_digest(leader, tenants)
+    assert wanted[0] == 20
+    made = ha_invoke("backup.create", "--tier", "postgresql", "--inventory", inventory)
+    assert made.returncode == 0, made.stderr
+    set_id = made.stdout.split()[2]
+    with postgres_connect(leader) as conn:  # the damage the restore undoes
+        conn.execute("DELETE FROM memory_items WHERE tenant_id = %s", [tenants[0]])
+    restored = ha_invoke(
+        "backup.restore",
+        set_id,
+        "--tier",
+        "postgresql",
+        "--yes",
+        "--drop-old",
+        "--inventory",
+        inventory,
+    )
+    assert restored.returncode == 0, restored.stderr
+    for member in _members_targets(ha_stack):  # each serves the restored database
+        _wait_until(lambda m=member: _tenant_digest(m, tenants) == wanted, 60, member.name)
+    _wait_healthy(ha_stack, "every member streaming after the restore")
 
 
 def test_switchover_moves_the_leader_to_the_sync_standby(ha_stack: LabStack) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from integration.integration_helpers import INVOKE
 from integration.webhook_receiver import WebhookReceiver
 from lab_helpers import HA_LAB_HOME, LabStack, lab_invoke
 from redis.sentinel import Sentinel
@@ -28,7 +29,12 @@ from memops.deploy.targets import RedisTarget, SentinelTarget, load_targets
 from memops.lab.engine import find_engine
 from memops.lab.lifecycle import lab_cache
 from memops.paths import PROJECT_DIR
-from memops.testing.failover import AcknowledgedWriter, rejoined, sentinel_client
+from memops.testing.failover import (
+    AcknowledgedWriter,
+    redis_settled,
+    rejoined,
+    sentinel_client,
+)
 
 pytestmark = pytest.mark.multihost
 
@@ -49,6 +55,32 @@ def ha_invoke(*args: str, timeout: float = 600) -> Any:
 def health(stack: LabStack) -> tuple[int, dict[str, Any]]:
     run = ha_invoke("health", "--inventory", stack.lab.inventory, "--json", timeout=300)
     return run.returncode, run.json()
+
+
+def _unhealthy(document: Any, path: str = "") -> dict[str, Any]:
+    """The parts of a health document whose state is not healthy, by path, with reasons."""
+    found: dict[str, Any] = {}
+    if isinstance(document, dict):
+        if document.get("state") not in (None, "healthy"):
+            found[path or "stack"] = (document["state"], document.get("reason_codes"))
+        for key, value in document.items():
+            found |= _unhealthy(value, f"{path}/{key}")
+    return found
+
+
+def _wait_healthy(stack: LabStack, what: str) -> None:
+    """Wait up to HEALTHY_AGAIN_S for `invoke health` to exit 0; say what was not, if not."""
+    last: dict[str, Any] = {}
+
+    def healthy() -> bool:
+        code, document = health(stack)
+        last["document"] = document
+        return code == 0
+
+    try:
+        _wait_until(healthy, HEALTHY_AGAIN_S, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not healthy: {_unhealthy(last.get('document'))}") from None
 
 
 def _targets(stack: LabStack) -> tuple[list[RedisTarget], list[SentinelTarget]]:
@@ -94,13 +126,30 @@ def _wait_until(check: Any, timeout_s: float, what: str) -> Any:
     raise AssertionError(f"{what}: not within {timeout_s:g}s (last: {last!r})")
 
 
-def test_the_replicated_tier_deploys_and_a_second_deploy_changes_nothing(
+# What a deploy may change after a switchover or failover: each node's replication part
+# (the topology the Sentinels report) and the fingerprint that records it. Nothing restarts.
+RECONCILE_TASKS = ("Write the replication part of", "Record the fingerprint of this healthy deploy")
+
+
+def test_a_deploy_after_a_switchover_keeps_the_new_primary_and_the_next_changes_nothing(
     ha_stack: LabStack,
 ) -> None:
+    # The first deploy's second run is proved by the PostgreSQL module; here the deploy an
+    # operator runs after a failover must follow the Sentinels, never move the primary back.
     assert ha_stack.first_deploy["ok"] is True
-    again = ha_invoke("deploy", "--inventory", ha_stack.lab.inventory, "--json", timeout=1800)
+    inventory = ha_stack.lab.inventory
+    moved = ha_invoke("switchover", "--tier", "redis", "--yes", "--inventory", inventory)
+    assert moved.returncode == 0, moved.stderr
+    primary = _primary(ha_stack)
+    reconcile = ha_invoke("deploy", "--inventory", inventory, "--json", timeout=1800)
+    assert reconcile.returncode == 0, reconcile.stderr
+    changed = [t["task"] for t in reconcile.json()["changed_tasks"]]
+    assert all(any(mark in task for mark in RECONCILE_TASKS) for task in changed), changed
+    assert _primary(ha_stack) == primary
+    again = ha_invoke("deploy", "--inventory", inventory, "--json", timeout=1800)
     assert again.returncode == 0, again.stderr
-    assert again.json()["changed"] == 0
+    assert again.json()["changed"] == 0, again.json()["changed_tasks"]
+    assert _primary(ha_stack) == primary
 
 
 def test_health_names_the_primary_its_replicas_and_the_sentinels_quorum(
@@ -198,6 +247,116 @@ def test_a_quarantine_holds_on_every_node_and_survives_a_switchover(ha_stack: La
     )
     assert released.returncode == 0, released.stderr
     assert new_app.get(quarantined) == b"q"
+
+
+def test_a_quarantine_with_a_replica_down_holds_on_the_rest_and_the_next_run_finishes_it(
+    ha_stack: LabStack,
+) -> None:
+    inventory = ha_stack.lab.inventory
+    primary = _primary(ha_stack)
+    nodes, _ = _targets(ha_stack)
+    down = next(n for n in nodes if (n.host, n.port) != primary)
+    down_host = _host_named(ha_stack, down.host)
+    admin = _node(ha_stack, primary)
+    hidden, other = f"{PREFIX}:memory:tenant-r:k", f"{PREFIX}:memory:tenant-ok2:k"
+    admin.set(hidden, b"r")
+    admin.set(other, b"ok")
+    admin.execute_command("WAIT", 2, 2000)
+    quarantine = ("rebuild.quarantine", "tenant-r", "--tier", "redis", "--yes")
+    stopped = ha_stack.lab.ssh(down_host, "systemctl stop redis-memops")
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        first = ha_invoke(*quarantine, "--inventory", inventory)
+        assert first.returncode == 1, (first.stdout, first.stderr)
+        assert "still open: redis" in first.stderr, first.stderr
+        assert f"not changed: {down.endpoint}" in first.stdout, first.stdout
+        for node in nodes:  # every node that answers is quarantined already
+            if node.endpoint != down.endpoint:
+                app = _app_client(ha_stack, (node.host, node.port))
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    app.get(hidden)
+                assert app.get(other) == b"ok"
+    finally:
+        started = ha_stack.lab.ssh(down_host, "systemctl start redis-memops")
+    assert started.returncode == 0, started.stderr
+    _wait_until(lambda: _settled(ha_stack), 120, "the stopped replica back in sync")
+
+    finished = ha_invoke(*quarantine, "--inventory", inventory)
+    assert finished.returncode == 0, finished.stderr
+    for node in nodes:
+        app = _app_client(ha_stack, (node.host, node.port))
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.get(hidden)
+        assert app.get(other) == b"ok"
+    released = ha_invoke(
+        "rebuild.release", "tenant-r", "--tier", "redis", "--yes", "--inventory", inventory
+    )
+    assert released.returncode == 0, released.stderr
+    for node in nodes:
+        assert _app_client(ha_stack, (node.host, node.port)).get(hidden) == b"r", node.endpoint
+
+
+def _replica_priority(stack: LabStack, address: tuple[str, int]) -> int:
+    return int(_node(stack, address).config_get("replica-priority")["replica-priority"])
+
+
+def _settled(stack: LabStack) -> bool:
+    """Quiet twice, a second apart: a failover the killed run asked for may be starting."""
+    targets = load_targets(stack.lab.state_dir)
+    if not redis_settled(targets):
+        return False
+    time.sleep(1)
+    return redis_settled(targets)
+
+
+def test_a_switchover_killed_while_its_replica_is_preferred_is_finished_by_the_next(
+    ha_stack: LabStack,
+) -> None:
+    inventory = ha_stack.lab.inventory
+    nodes, _ = _targets(ha_stack)
+    old = _primary(ha_stack)
+    candidate = next(n for n in nodes if (n.host, n.port) != old)
+    address = (candidate.host, candidate.port)
+    to_host = _host_named(ha_stack, candidate.host)
+    run = subprocess.Popen(
+        [
+            INVOKE,
+            "switchover",
+            "--tier",
+            "redis",
+            "--to",
+            to_host,
+            "--yes",
+            "--inventory",
+            inventory,
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "MEMOPS_LAB_DIR": str(HA_LAB_HOME)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:  # kill -9 the whole task between preferring the replica and putting it back
+        _wait_until(lambda: _replica_priority(ha_stack, address) == 1, 120, "replica preferred")
+    finally:
+        os.killpg(run.pid, 9)
+        run.wait()
+    assert _replica_priority(ha_stack, address) == 1  # the kill left the window open
+    _wait_until(lambda: _settled(ha_stack), 120, "the tier settled after the kill")
+
+    dry = ha_invoke(
+        "switchover", "--tier", "redis", "--dry-run", "--json", "--inventory", inventory
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.json()["left_preferred"] == [candidate.endpoint]
+    assert _replica_priority(ha_stack, address) == 1  # a dry run changes nothing
+
+    finished = ha_invoke("switchover", "--tier", "redis", "--yes", "--inventory", inventory)
+    assert finished.returncode == 0, finished.stderr  # the killed run's lock died with it
+    for node in nodes:
+        assert _replica_priority(ha_stack, (node.host, node.port)) == 100, node.endpoint
+    code, document = health(ha_stack)
+    assert code == 0, document
 
 
 def test_a_backup_reads_a_replica_and_a_restore_writes_the_primary(ha_stack: LabStack) -> None:
@@ -301,7 +460,7 @@ def test_the_failover_runbook_runs_as_typed(ha_stack: LabStack) -> None:
     _wait_until(lambda: _rejoined(ha_stack, old, new), 120, "the old primary back as a replica")
     # The host also runs a PostgreSQL member and an etcd member: Patroni rejoins it (pg_rewind
     # when it led), which takes longer than Redis.
-    _wait_until(lambda: health(ha_stack)[0] == 0, HEALTHY_AGAIN_S, "a healthy stack again")
+    _wait_healthy(ha_stack, "a healthy stack again")
     for step in rest:
         run(step)
 
@@ -357,7 +516,7 @@ def test_a_killed_primary_host_is_replaced_by_a_replica_without_losing_an_acknow
     old_target = next(n for n in _targets(ha_stack)[0] if (n.host, n.port) == old)
     assert not writer.lost_on(old_target)  # it resynchronised from the new primary
     lab.ssh(old_host, "true")  # its host answers again
-    _wait_until(lambda: health(ha_stack)[0] == 0, HEALTHY_AGAIN_S, "a healthy stack again")
+    _wait_healthy(ha_stack, "a healthy stack again")
 
 
 def test_the_failover_benchmark_runs_at_a_tiny_size(ha_stack: LabStack) -> None:
@@ -385,6 +544,4 @@ def test_the_failover_benchmark_runs_at_a_tiny_size(ha_stack: LabStack) -> None:
     assert result["ratio_max"] > 0 and result["lost_total"] == 0, result
     assert set(result["tiers"]) == {"redis", "postgresql"}, result
     assert all(t["runs"][0]["acknowledged"] > 50 for t in result["tiers"].values()), result
-    _wait_until(
-        lambda: health(ha_stack)[0] == 0, HEALTHY_AGAIN_S, "a healthy stack after the benchmark"
-    )
+    _wait_healthy(ha_stack, "a healthy stack after the benchmark")
