@@ -138,6 +138,9 @@ def test_a_deploy_after_a_switchover_keeps_the_new_primary_and_the_next_changes_
     # operator runs after a failover must follow the Sentinels, never move the primary back.
     assert ha_stack.first_deploy["ok"] is True
     inventory = ha_stack.lab.inventory
+    # The PostgreSQL module before this one killed hosts that run Redis nodes and Sentinels
+    # too: health can pass while a restarted node is still being turned into a replica.
+    _wait_until(lambda: _settled(ha_stack), 120, "the Redis tier settled")
     moved = ha_invoke("switchover", "--tier", "redis", "--yes", "--inventory", inventory)
     assert moved.returncode == 0, moved.stderr
     primary = _primary(ha_stack)
@@ -155,6 +158,7 @@ def test_a_deploy_after_a_switchover_keeps_the_new_primary_and_the_next_changes_
 def test_health_names_the_primary_its_replicas_and_the_sentinels_quorum(
     ha_stack: LabStack,
 ) -> None:
+    _wait_until(lambda: _settled(ha_stack), 120, "the Redis tier settled")
     code, document = health(ha_stack)
     assert code == 0, document
     components = document["components"]
